@@ -1,0 +1,122 @@
+"""Rebuild sample_data/ from ../shared/data/nuclei (BBBC038v1, CC0).
+
+Copies a few real images with their instance labels and derives example annotations
+from the ground truth: one click per nucleus (the innermost pixel of each nucleus, so
+the click lies inside it, moved by up to 2 px of seeded jitter as a person's click
+would be), some background clicks, and polygons / rectangles around nuclei, all in
+napari's own CSV formats.
+
+Run:  .venv/bin/python scripts/make_sample_data.py [--source ../shared/data/nuclei]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage as ndi
+from skimage import measure
+
+SAMPLES = [
+    # (short name, folder, source file stem, title)
+    ("fluo_512", "sample_512", "img2d", "Fluorescent nuclei 512x512 (125 nuclei)"),
+    ("fluo_dense", "train", "0ea221716cf13710214dcd331a61cea48308c3940df1d28cfc7fd817c83714e1",
+     "Dense fluorescent nuclei 520x696 (369 nuclei)"),
+    ("fluo_256", "train", "0bda515e370294ed94efd36bd53782288acacb040c171df2ed97fd691fc9d8fe",
+     "Fluorescent nuclei 256x256 (53 nuclei)"),
+    ("he_rgb", "train", "00ae65c1c6631ae6f2be1a449902976e6eb8483bf6b0740d00530220832c6d3e",
+     "H&E histology RGB 256x320 (70 nuclei)"),
+]
+
+
+def click_per_nucleus(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One (row, col) per nucleus: its innermost pixel, jittered but kept inside."""
+    clicks = []
+    for region in measure.regionprops(labels):
+        r0, c0, r1, c1 = region.bbox
+        mask = np.pad(region.image, 1)
+        dist = ndi.distance_transform_edt(mask)[1:-1, 1:-1]
+        rr, cc = np.unravel_index(np.argmax(dist), dist.shape)
+        jitter = rng.integers(-2, 3, size=2)
+        jr, jc = rr + jitter[0], cc + jitter[1]
+        if 0 <= jr < dist.shape[0] and 0 <= jc < dist.shape[1] and region.image[jr, jc]:
+            rr, cc = jr, jc
+        clicks.append((r0 + rr, c0 + cc))
+    return np.asarray(clicks, dtype=float)
+
+
+def background_clicks(labels: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    far = ndi.distance_transform_edt(labels == 0) > 8
+    rows, cols = np.nonzero(far)
+    pick = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+    return np.stack([rows[pick], cols[pick]], axis=1).astype(float)
+
+
+def write_points(path: Path, coords: np.ndarray, classes: list[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "axis-0", "axis-1", "class"])
+        for i, ((r, c), k) in enumerate(zip(coords, classes)):
+            w.writerow([i, f"{r:g}", f"{c:g}", k])
+
+
+def write_shapes(path: Path, labels: np.ndarray, rng: np.random.Generator, n: int) -> None:
+    regions = [r for r in measure.regionprops(labels) if r.area >= 30]
+    pick = rng.choice(len(regions), size=min(n, len(regions)), replace=False)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "shape-type", "vertex-index", "axis-0", "axis-1"])
+        for index, k in enumerate(sorted(pick)):
+            region = regions[k]
+            if index % 3 == 2:  # every third one a rectangle around the nucleus
+                r0, c0, r1, c1 = region.bbox
+                verts = np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]], float) - 0.5
+                kind = "rectangle"
+            else:
+                contour = measure.find_contours(np.pad(labels == region.label, 1), 0.5)[0] - 1
+                verts = measure.approximate_polygon(contour, tolerance=0.7)[:-1]
+                kind = "polygon"
+            for v, (r, c) in enumerate(verts):
+                w.writerow([index, kind, v, f"{r:.2f}", f"{c:.2f}"])
+
+
+def main() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--source", type=Path, default=repo.parent / "shared" / "data" / "nuclei")
+    ap.add_argument("--out", type=Path, default=repo / "sample_data")
+    args = ap.parse_args()
+    args.out.mkdir(exist_ok=True)
+    rng = np.random.default_rng(2018)
+    rows = []
+    for name, folder, stem, title in SAMPLES:
+        src = args.source / folder
+        image = tifffile.imread(src / "images" / f"{stem}.tif")
+        labels = tifffile.imread(src / "labels" / f"{stem}.tif")
+        tifffile.imwrite(args.out / f"{name}.tif", image, compression="zlib")
+        tifffile.imwrite(args.out / f"{name}_labels.tif", labels.astype(np.uint16), compression="zlib")
+        clicks = click_per_nucleus(labels, rng)
+        bg = background_clicks(labels, rng, 8)
+        write_points(args.out / f"{name}_points.csv", np.concatenate([clicks, bg]),
+                     ["nucleus"] * len(clicks) + ["background"] * len(bg))
+        shapes = ""
+        if name == "fluo_512":
+            write_shapes(args.out / f"{name}_shapes.csv", labels, rng, 24)
+            shapes = f"{name}_shapes.csv"
+        rows.append({"name": name, "image": f"{name}.tif", "labels": f"{name}_labels.tif",
+                     "points": f"{name}_points.csv", "shapes": shapes, "title": title,
+                     "source": f"{folder}/{stem}", "n_nuclei": int(labels.max())})
+    with open(args.out / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    shutil.copy(args.source / "README.md", args.out / "SOURCE_README.md")
+    print(f"wrote {len(rows)} samples to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
