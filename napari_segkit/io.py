@@ -1,0 +1,323 @@
+"""Reading and writing images, label images and napari's points / shapes CSV files.
+
+The CSV formats are napari's own (``File > Save Selected Layers`` on a Points or Shapes
+layer), so files saved from napari load here as they are and files written here open in
+napari:
+
+* points: ``index,axis-0,axis-1[,axis-2...],<feature columns>``
+* shapes: ``index,shape-type,vertex-index,axis-0,axis-1[,axis-2...]``
+
+No Qt, no napari imports.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from napari_segkit._utils import as_label_dtype
+
+__all__ = [
+    "read_image",
+    "read_labels",
+    "write_labels",
+    "read_points_csv",
+    "write_points_csv",
+    "read_shapes_csv",
+    "write_shapes_csv",
+    "SHAPE_TYPES",
+]
+
+#: Shape types napari's Shapes layer knows.
+SHAPE_TYPES = ("rectangle", "ellipse", "polygon", "path", "line")
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------- TIFF
+def read_image(path: PathLike) -> np.ndarray:
+    """Read a TIFF image; singleton dimensions are dropped.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the file is not a readable TIFF.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file {str(path)!r}: check the path")
+    try:
+        data = tifffile.imread(path)
+    except Exception as exc:  # tifffile raises several kinds for broken files
+        raise ValueError(
+            f"could not read {str(path)!r} as a TIFF image ({exc}); "
+            "save the image as .tif (e.g. from napari or Fiji) and try again"
+        ) from exc
+    data = np.asarray(data)
+    if data.ndim > 0 and 1 in data.shape:
+        data = np.squeeze(data)
+    return data
+
+
+def read_labels(path: PathLike) -> np.ndarray:
+    """Read an instance label image (TIFF) as uint16 / uint32.
+
+    Raises
+    ------
+    ValueError
+        When the file holds non-integer or negative values.
+    """
+    data = read_image(path)
+    if data.dtype.kind == "f":
+        if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
+            raise ValueError(
+                f"{str(path)!r} holds non-integer values, so it is not a label image; "
+                "label images hold 0 for background and 1..N for objects"
+            )
+        data = data.astype(np.int64)
+    elif data.dtype.kind == "b":
+        data = data.astype(np.uint8)
+    elif data.dtype.kind not in "iu":
+        raise ValueError(f"{str(path)!r} has data type {data.dtype}, not an integer label image")
+    return as_label_dtype(data)
+
+
+def write_labels(path: PathLike, labels: np.ndarray) -> Path:
+    """Write an instance label image as a zlib-compressed TIFF (uint16 when it fits, else uint32).
+
+    Returns the path written.
+    """
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+        else:
+            raise ValueError(
+                f"labels have data type {labels.dtype}; give an integer array "
+                "(0 = background, 1..N = objects)"
+            )
+    labels = as_label_dtype(labels)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"{str(path)!r}: label images are written as TIFF; use a .tif file name")
+    tifffile.imwrite(path, labels, compression="zlib")
+    return path
+
+
+# --------------------------------------------------------------------------- CSV helpers
+def _read_header(path: PathLike) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no CSV file {str(path)!r}: check the path")
+    try:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not a text CSV file; save the layer as .csv") from exc
+    if not header:
+        raise ValueError(f"{str(path)!r} is empty; save a Points or Shapes layer from napari as .csv")
+    return [h.strip() for h in header]
+
+
+def _csv_kind(header: Sequence[str]) -> str | None:
+    """'shapes', 'points' or None, with napari's own rule."""
+    names = set(header)
+    if {"index", "shape-type", "vertex-index", "axis-0", "axis-1"} <= names:
+        return "shapes"
+    if {"axis-0", "axis-1"} <= names:
+        return "points"
+    return None
+
+
+def _axis_columns(header: Sequence[str]) -> list[str]:
+    axes = [h for h in header if h.startswith("axis-")]
+    return sorted(axes, key=lambda h: int(h.split("-", 1)[1]) if h.split("-", 1)[1].isdigit() else 0)
+
+
+def _to_str_column(values: np.ndarray) -> list[str]:
+    return ["" if v is None else str(v) for v in values]
+
+
+# --------------------------------------------------------------------------- points
+def read_points_csv(path: PathLike) -> tuple[np.ndarray, pd.DataFrame]:
+    """Read a napari points CSV.
+
+    Returns
+    -------
+    coords : (N, D) float array
+        Point coordinates in data (pixel) coordinates, axis order as in the file.
+    features : pandas.DataFrame
+        One row per point, one column per feature column of the file (e.g. ``class``,
+        ``object_id``); integer-looking columns become int, numeric ones float,
+        everything else stays text.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a points CSV (e.g. a shapes CSV), or coordinates are not numbers.
+    """
+    header = _read_header(path)
+    kind = _csv_kind(header)
+    if kind == "shapes":
+        raise ValueError(
+            f"{str(path)!r} is a napari shapes CSV (it has shape-type / vertex-index columns), "
+            "not a points CSV; load it with read_shapes_csv or as a Shapes layer"
+        )
+    if kind is None:
+        raise ValueError(
+            f"{str(path)!r} is not a napari points CSV: its columns {header} lack 'axis-0' and "
+            "'axis-1'; save the Points layer from napari (File > Save Selected Layers, .csv)"
+        )
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table.columns = [c.strip() for c in table.columns]
+    axes = _axis_columns(table.columns)
+    try:
+        coords = table[axes].to_numpy(dtype=float) if len(table) else np.zeros((0, len(axes)))
+    except ValueError as exc:
+        raise ValueError(
+            f"{str(path)!r}: coordinate columns {axes} must hold numbers ({exc})"
+        ) from exc
+    coords = coords.reshape(len(table), len(axes))
+    feature_names = [c for c in table.columns if not c.startswith("axis-")]
+    if feature_names and feature_names[0] == "index" and table.columns[0] == "index":
+        feature_names = feature_names[1:]
+    features = pd.DataFrame({name: _parse_column(table[name]) for name in feature_names})
+    features.index = pd.RangeIndex(len(table))
+    return coords, features
+
+
+def _parse_column(values: pd.Series) -> pd.Series:
+    """Like napari's reader: int if possible, else float, else text."""
+    for dtype in (int, float):
+        try:
+            return values.astype(dtype)
+        except (ValueError, TypeError):
+            continue
+    # napari writes booleans as 'True' / 'False'
+    if len(values) and set(values.unique()) <= {"True", "False"}:
+        return values == "True"
+    return values.astype(object)
+
+
+def write_points_csv(
+    path: PathLike, coords: np.ndarray, features: pd.DataFrame | dict | None = None
+) -> Path:
+    """Write points as napari's points CSV (``index,axis-0,...,<features>``).
+
+    Returns the path written.
+    """
+    path = Path(path)
+    coords = np.asarray(coords, dtype=float)
+    if coords.ndim != 2 or coords.shape[1] < 2:
+        raise ValueError(
+            f"coords must be an (N, D) array with D >= 2 (row, col[, ...]); got shape {coords.shape}"
+        )
+    if features is None:
+        features = pd.DataFrame(index=range(len(coords)))
+    features = pd.DataFrame(features)
+    if len(features) != len(coords):
+        raise ValueError(
+            f"features have {len(features)} rows but there are {len(coords)} points; give one row per point"
+        )
+    bad = [c for c in features.columns if str(c) == "index" or str(c).startswith("axis-")]
+    if bad:
+        raise ValueError(f"feature names {bad} clash with napari's coordinate columns; rename them")
+    header = ["index", *[f"axis-{i}" for i in range(coords.shape[1])], *map(str, features.columns)]
+    columns = [_to_str_column(np.asarray(features[c], dtype=object)) for c in features.columns]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter=",", quotechar='"', quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(header)
+        for i, row in enumerate(coords):
+            writer.writerow([i, *(repr(float(v)) for v in row), *(col[i] for col in columns)])
+    return path
+
+
+# --------------------------------------------------------------------------- shapes
+def read_shapes_csv(path: PathLike) -> list[tuple[str, np.ndarray]]:
+    """Read a napari shapes CSV into ``[(shape_type, vertices (N, D)), ...]``.
+
+    Shapes keep the order of their ``index``; vertices the order of ``vertex-index``.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a shapes CSV (e.g. a points CSV) or is malformed.
+    """
+    header = _read_header(path)
+    kind = _csv_kind(header)
+    if kind != "shapes":
+        what = "a napari points CSV" if kind == "points" else f"not a napari shapes CSV (columns {header})"
+        raise ValueError(
+            f"{str(path)!r} is {what}; a shapes CSV has the columns "
+            "index,shape-type,vertex-index,axis-0,axis-1 (save a Shapes layer from napari as .csv)"
+        )
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table.columns = [c.strip() for c in table.columns]
+    axes = _axis_columns(table.columns)
+    try:
+        index = table["index"].astype(int).to_numpy()
+        vertex_index = table["vertex-index"].astype(int).to_numpy()
+        coords = table[axes].to_numpy(dtype=float).reshape(len(table), len(axes))
+    except ValueError as exc:
+        raise ValueError(
+            f"{str(path)!r}: index, vertex-index and axis columns must hold numbers ({exc})"
+        ) from exc
+    types = table["shape-type"].str.strip().str.lower().to_numpy()
+    shapes: list[tuple[str, np.ndarray]] = []
+    # napari groups consecutive rows with the same index into one shape
+    if len(table) == 0:
+        return shapes
+    starts = np.concatenate([[0], np.nonzero(np.diff(index))[0] + 1, [len(table)]])
+    for a, b in zip(starts[:-1], starts[1:]):
+        shape_type = str(types[a])
+        if shape_type not in SHAPE_TYPES:
+            raise ValueError(
+                f"{str(path)!r}: shape {index[a]} has unknown shape-type {shape_type!r}; "
+                f"expected one of {', '.join(SHAPE_TYPES)}"
+            )
+        order = np.argsort(vertex_index[a:b], kind="stable")
+        shapes.append((shape_type, coords[a:b][order]))
+    return shapes
+
+
+def write_shapes_csv(path: PathLike, shapes: Sequence) -> Path:
+    """Write shapes as napari's shapes CSV.
+
+    ``shapes`` is a list of ``(shape_type, vertices)`` pairs, or of vertex arrays (then
+    each is a ``polygon``). Returns the path written.
+    """
+    path = Path(path)
+    items: list[tuple[str, np.ndarray]] = []
+    for i, shape in enumerate(shapes):
+        if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[0], str):
+            shape_type, verts = shape
+        else:
+            shape_type, verts = "polygon", shape
+        shape_type = shape_type.lower()
+        if shape_type not in SHAPE_TYPES:
+            raise ValueError(f"shape {i}: unknown shape type {shape_type!r}; use one of {SHAPE_TYPES}")
+        verts = np.asarray(verts, dtype=float)
+        if verts.ndim != 2 or verts.shape[1] < 2 or len(verts) == 0:
+            raise ValueError(
+                f"shape {i}: vertices must be an (N, D) array with D >= 2; got shape {verts.shape}"
+            )
+        items.append((shape_type, verts))
+    ndim = max((v.shape[1] for _, v in items), default=2)
+    header = ["index", "shape-type", "vertex-index", *[f"axis-{i}" for i in range(ndim)]]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter=",", quotechar='"', quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(header)
+        for i, (shape_type, verts) in enumerate(items):
+            if verts.shape[1] < ndim:  # pad lower-dimensional shapes with leading zeros
+                verts = np.concatenate([np.zeros((len(verts), ndim - verts.shape[1])), verts], axis=1)
+            for j, v in enumerate(verts):
+                writer.writerow([i, shape_type, j, *(repr(float(x)) for x in v)])
+    return path
