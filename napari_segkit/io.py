@@ -123,7 +123,9 @@ def _read_header(path: PathLike) -> list[str]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"{str(path)!r} is not a text CSV file; save the layer as .csv") from exc
     if not header:
-        raise ValueError(f"{str(path)!r} is empty; save a Points or Shapes layer from napari as .csv")
+        raise ValueError(
+            f"{str(path)!r} is empty; save a Points or Shapes layer from napari as .csv"
+        )
     return [h.strip() for h in header]
 
 
@@ -139,7 +141,9 @@ def _csv_kind(header: Sequence[str]) -> str | None:
 
 def _axis_columns(header: Sequence[str]) -> list[str]:
     axes = [h for h in header if h.startswith("axis-")]
-    return sorted(axes, key=lambda h: int(h.split("-", 1)[1]) if h.split("-", 1)[1].isdigit() else 0)
+    return sorted(
+        axes, key=lambda h: int(h.split("-", 1)[1]) if h.split("-", 1)[1].isdigit() else 0
+    )
 
 
 def _to_str_column(values: np.ndarray) -> list[str]:
@@ -254,7 +258,11 @@ def read_shapes_csv(path: PathLike) -> list[tuple[str, np.ndarray]]:
     header = _read_header(path)
     kind = _csv_kind(header)
     if kind != "shapes":
-        what = "a napari points CSV" if kind == "points" else f"not a napari shapes CSV (columns {header})"
+        what = (
+            "a napari points CSV"
+            if kind == "points"
+            else f"not a napari shapes CSV (columns {header})"
+        )
         raise ValueError(
             f"{str(path)!r} is {what}; a shapes CSV has the columns "
             "index,shape-type,vertex-index,axis-0,axis-1 (save a Shapes layer from napari as .csv)"
@@ -276,7 +284,7 @@ def read_shapes_csv(path: PathLike) -> list[tuple[str, np.ndarray]]:
     if len(table) == 0:
         return shapes
     starts = np.concatenate([[0], np.nonzero(np.diff(index))[0] + 1, [len(table)]])
-    for a, b in zip(starts[:-1], starts[1:]):
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
         shape_type = str(types[a])
         if shape_type not in SHAPE_TYPES:
             raise ValueError(
@@ -303,7 +311,9 @@ def write_shapes_csv(path: PathLike, shapes: Sequence) -> Path:
             shape_type, verts = "polygon", shape
         shape_type = shape_type.lower()
         if shape_type not in SHAPE_TYPES:
-            raise ValueError(f"shape {i}: unknown shape type {shape_type!r}; use one of {SHAPE_TYPES}")
+            raise ValueError(
+                f"shape {i}: unknown shape type {shape_type!r}; use one of {SHAPE_TYPES}"
+            )
         verts = np.asarray(verts, dtype=float)
         if verts.ndim != 2 or verts.shape[1] < 2 or len(verts) == 0:
             raise ValueError(
@@ -317,7 +327,9 @@ def write_shapes_csv(path: PathLike, shapes: Sequence) -> Path:
         writer.writerow(header)
         for i, (shape_type, verts) in enumerate(items):
             if verts.shape[1] < ndim:  # pad lower-dimensional shapes with leading zeros
-                verts = np.concatenate([np.zeros((len(verts), ndim - verts.shape[1])), verts], axis=1)
+                verts = np.concatenate(
+                    [np.zeros((len(verts), ndim - verts.shape[1])), verts], axis=1
+                )
             for j, v in enumerate(verts):
                 writer.writerow([i, shape_type, j, *(repr(float(x)) for x in v)])
     return path

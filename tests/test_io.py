@@ -29,7 +29,9 @@ def test_read_sample_image_and_labels():
 
 def test_read_image_squeezes_singleton_dims(tmp_path):
     path = tmp_path / "x.tif"
-    tifffile.imwrite(path, np.arange(12, dtype=np.uint8).reshape(1, 3, 4, 1), photometric="minisblack")
+    tifffile.imwrite(
+        path, np.arange(12, dtype=np.uint8).reshape(1, 3, 4, 1), photometric="minisblack"
+    )
     assert read_image(path).shape == (3, 4)
 
 
@@ -90,7 +92,10 @@ def test_points_written_by_napari_load(tmp_path):
     from napari_builtins.io._write import napari_write_points
 
     coords = np.array([[10.0, 20.5], [30.0, 40.0], [5.0, 6.0]])
-    props = {"class": np.array(["nucleus", "background", "nucleus"]), "object_id": np.array([1, 1, 2])}
+    props = {
+        "class": np.array(["nucleus", "background", "nucleus"]),
+        "object_id": np.array([1, 1, 2]),
+    }
     path = napari_write_points(str(tmp_path / "nap.csv"), coords, {"properties": props})
     c, f = read_points_csv(path)
     np.testing.assert_allclose(c, coords)
@@ -121,7 +126,7 @@ def test_shapes_round_trip_and_napari(tmp_path):
     ours = write_shapes_csv(tmp_path / "s.csv", shapes)
     back = read_shapes_csv(ours)
     assert [t for t, _ in back] == ["polygon", "rectangle", "ellipse"]
-    for (_, a), (_, b) in zip(shapes, back):
+    for (_, a), (_, b) in zip(shapes, back, strict=True):
         np.testing.assert_allclose(a, b)
     data, meta, kind = csv_to_layer_data(str(ours), require_type="shapes")
     assert kind == "shapes" and list(meta["shape_type"]) == ["polygon", "rectangle", "ellipse"]
@@ -131,7 +136,7 @@ def test_shapes_round_trip_and_napari(tmp_path):
     )
     back = read_shapes_csv(theirs)
     assert [t for t, _ in back] == ["polygon", "rectangle", "ellipse"]
-    for (_, a), (_, b) in zip(shapes, back):
+    for (_, a), (_, b) in zip(shapes, back, strict=True):
         np.testing.assert_allclose(a, b)
 
 
