@@ -1,0 +1,189 @@
+"""Model files: one safetensors file with the weights and, in its metadata header, the JSON
+needed to rebuild and use the network (config, normalisation, class names, provenance).
+
+Loading never executes code (safetensors holds raw tensors only) and every failure
+(missing, truncated, corrupt or incompatible file) raises :class:`ModelFileError`,
+a ``ValueError`` whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .data import DEFAULT_NORMALIZATION
+from .model import UNet, UNetConfig
+
+FORMAT_NAME = "napari-segkit-model"
+FORMAT_VERSION = 1
+DEFAULT_CLASS_NAMES = ["background", "interior", "boundary"]
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default_nuclei.safetensors"
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be read or does not fit this version of napari-segkit."""
+
+
+@dataclass
+class SegModel:
+    """A network together with everything needed to use it correctly.
+
+    Attributes
+    ----------
+    net : UNet
+    config : UNetConfig
+    normalization : dict
+        Passed to :func:`napari_segkit.data.prepare_input`.
+    class_names : list of str
+        One per class logit (the extra "centre" channel is not a class).
+    provenance : dict
+        Free-form JSON: training data, steps, validation scores, date, version.
+    """
+
+    net: UNet
+    config: UNetConfig
+    normalization: dict = field(default_factory=lambda: dict(DEFAULT_NORMALIZATION))
+    class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, config: UNetConfig | None = None, **kwargs) -> SegModel:
+        """A freshly initialised model."""
+        config = config or UNetConfig()
+        names = kwargs.pop("class_names", None)
+        if names is None:
+            names = (
+                list(DEFAULT_CLASS_NAMES)
+                if config.n_classes == 3
+                else ["background"] + [f"class {i}" for i in range(1, config.n_classes)]
+            )
+        return cls(net=UNet(config), config=config, class_names=names, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _metadata(model: SegModel) -> dict[str, str]:
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "normalization": model.normalization,
+        "class_names": list(model.class_names),
+        "provenance": {"segkit_version": _version(), **model.provenance},
+    }
+    return {"segkit": json.dumps(meta, default=_json_default)}
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (Path, datetime.datetime)):
+        return str(o)
+    raise TypeError(f"cannot store {type(o).__name__} in model metadata")
+
+
+def save_model(model: SegModel, path: str | os.PathLike, *, half: bool = False) -> Path:
+    """Write ``model`` to ``path`` (a ``.safetensors`` file) atomically.
+
+    The file is written next to the target and moved into place with ``os.replace``, so a
+    crash or a Stop during saving never leaves a half-written model behind.
+    ``half=True`` stores floating-point weights as float16 (half the size; loaded back
+    as float32).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for k, v in model.net.state_dict().items():
+        v = v.detach().to("cpu")
+        if half and v.is_floating_point():
+            v = v.half()
+        tensors[k] = v.contiguous().clone()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=_metadata(model))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _fail(path: Path, why: str) -> ModelFileError:
+    return ModelFileError(
+        f"cannot load model file {str(path)!r}: {why}. Choose a model file saved by "
+        "napari-segkit (.safetensors), or train / download it again."
+    )
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegModel:
+    """Read a model written by :func:`save_model`; the network is in eval mode on ``device``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "the file does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            header = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types and OSError
+        raise _fail(path, f"it is not a valid safetensors file or it is truncated ({exc})") from exc
+    if "segkit" not in header:
+        raise _fail(path, "it has no napari-segkit metadata (not a napari-segkit model)")
+    try:
+        meta = json.loads(header["segkit"])
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"its metadata is corrupt ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise _fail(path, "its metadata is not napari-segkit model metadata")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"model file {str(path)!r} has format version {version!r}, this napari-segkit "
+            f"reads up to {FORMAT_VERSION}: upgrade napari-segkit to use it"
+        )
+    try:
+        config = UNetConfig.from_dict(meta["config"])
+        net = UNet(config)
+        ref = net.state_dict()
+        tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
+        net.load_state_dict(tensors, strict=True)
+        normalization = dict(meta.get("normalization") or DEFAULT_NORMALIZATION)
+        class_names = [str(c) for c in meta.get("class_names") or []]
+        provenance = dict(meta.get("provenance") or {})
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise _fail(path, f"its weights or settings do not fit a napari-segkit UNet ({exc})") from exc
+    if len(class_names) != config.n_classes:
+        class_names = SegModel.new(config).class_names
+    net.to(device).eval()
+    return SegModel(net, config, normalization, class_names, provenance)
+
+
+def load_default_model(device: str | torch.device = "cpu") -> SegModel:
+    """The nuclei model shipped with napari-segkit (fluorescence and H&E, 1 channel)."""
+    if not DEFAULT_MODEL_PATH.is_file():
+        raise ModelFileError(
+            f"the default nuclei model is missing ({DEFAULT_MODEL_PATH}); it has not been "
+            "trained yet in this checkout: run `python scripts/train_default_model.py`, "
+            "or reinstall napari-segkit"
+        )
+    return load_model(DEFAULT_MODEL_PATH, device=device)
