@@ -134,3 +134,130 @@ def prepare_input(
     if len(out) == 1 and in_channels > 1:
         out = out * in_channels
     return np.ascontiguousarray(np.stack(out, axis=0), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- patches
+class PatchSampler:
+    """Random training patches from pre-normalised images and their targets (numpy only).
+
+    Parameters
+    ----------
+    images : list of float32 (C, H, W)
+        Already prepared with :func:`prepare_input` (done once, not per patch).
+    targets : list of :class:`napari_segkit.targets.Targets`
+    patch_size : int
+        Square patch side; smaller images are padded (reflect; targets with ignore).
+    fg_prob : float
+        Probability that a patch is centred on a labelled object pixel (class >= 1);
+        otherwise on a labelled pixel of any class (uniform for fully labelled images).
+    augment : bool
+        Random flips, 90 degree rotations, intensity scale / shift / gamma.
+    rng : numpy Generator
+    """
+
+    def __init__(self, images, targets, patch_size: int = 128, *, fg_prob: float = 0.6,
+                 augment: bool = True, rng: np.random.Generator | None = None) -> None:
+        if len(images) == 0 or len(images) != len(targets):
+            raise ValueError("need at least one image and one target per image")
+        self.patch = int(patch_size)
+        self.fg_prob = float(fg_prob)
+        self.augment = augment
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.images, self.classes, self.center, self.cmask = [], [], [], []
+        self.fg_idx, self.lab_idx, weights = [], [], []
+        for img, t in zip(images, targets, strict=True):
+            img, cls, ctr, cm = _pad_to_patch(img, t.classes, t.center, t.center_mask, self.patch)
+            self.images.append(img)
+            self.classes.append(cls)
+            self.center.append(ctr)
+            self.cmask.append(cm)
+            flat = cls.ravel()
+            self.fg_idx.append(np.flatnonzero(flat >= 1).astype(np.int64))
+            lab = np.flatnonzero(flat >= 0)
+            self.lab_idx.append(None if lab.size == flat.size else lab.astype(np.int64))
+            weights.append(max(lab.size, 1))
+        if sum(len(f) for f in self.fg_idx) == 0 and all(
+            li is not None and li.size == 0 for li in self.lab_idx
+        ):
+            raise ValueError("the annotations contain no labelled pixel; annotate some objects")
+        w = np.asarray(weights, np.float64)
+        self.image_p = w / w.sum()
+        self.n_channels = images[0].shape[0]
+
+    @property
+    def labelled_pixels(self) -> int:
+        return int(sum(int((c >= 0).sum()) for c in self.classes))
+
+    def _corner(self, i: int) -> tuple[int, int]:
+        _, h, w = self.images[i].shape
+        p, rng = self.patch, self.rng
+        r = rng.random()
+        idx = None
+        if r < self.fg_prob and self.fg_idx[i].size:
+            idx = self.fg_idx[i][rng.integers(self.fg_idx[i].size)]
+        elif self.lab_idx[i] is not None and self.lab_idx[i].size:
+            idx = self.lab_idx[i][rng.integers(self.lab_idx[i].size)]
+        if idx is None:
+            return int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+        cy, cx = divmod(int(idx), w)
+        # centre with some jitter so the object is not always in the middle
+        cy += int(rng.integers(-p // 4, p // 4 + 1))
+        cx += int(rng.integers(-p // 4, p // 4 + 1))
+        return int(np.clip(cy - p // 2, 0, h - p)), int(np.clip(cx - p // 2, 0, w - p))
+
+    def sample(self, batch_size: int):
+        """Return ``(x (B,C,P,P) float32, classes (B,P,P) int64, center (B,P,P) float32,
+        center_mask (B,P,P) bool)``."""
+        p, rng = self.patch, self.rng
+        x = np.empty((batch_size, self.n_channels, p, p), np.float32)
+        cls = np.empty((batch_size, p, p), np.int64)
+        ctr = np.empty((batch_size, p, p), np.float32)
+        cm = np.empty((batch_size, p, p), bool)
+        which = rng.choice(len(self.images), size=batch_size, p=self.image_p)
+        for b, i in enumerate(which):
+            y0, x0 = self._corner(int(i))
+            sl = (slice(y0, y0 + p), slice(x0, x0 + p))
+            xi = self.images[i][(slice(None), *sl)]
+            ci, ti, mi = self.classes[i][sl], self.center[i][sl], self.cmask[i][sl]
+            if self.augment:
+                k = int(rng.integers(4))
+                if k:
+                    xi, ci, ti, mi = (np.rot90(a, k, axes=(-2, -1)) for a in (xi, ci, ti, mi))
+                if rng.random() < 0.5:
+                    xi, ci, ti, mi = (a[..., ::-1] for a in (xi, ci, ti, mi))
+            x[b], cls[b], ctr[b], cm[b] = xi, ci, ti, mi
+            if self.augment:
+                _augment_intensity(x[b], rng)
+        return x, cls, ctr, cm
+
+
+def _augment_intensity(x: np.ndarray, rng: np.random.Generator) -> None:
+    """In place: gamma (on the positive part), then scale and shift."""
+    if rng.random() < 0.5:
+        g = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
+        pos = np.maximum(x, 0.0)
+        x += np.power(pos, g) - pos
+    x *= float(np.exp(rng.uniform(np.log(0.75), np.log(1.33))))
+    x += float(rng.uniform(-0.1, 0.1))
+
+
+def _pad_to_patch(img, cls, ctr, cm, patch: int):
+    _, h, w = img.shape
+    ph, pw = max(patch - h, 0), max(patch - w, 0)
+    if ph == 0 and pw == 0:
+        return img, cls, ctr, cm
+    pads = ((0, ph), (0, pw))
+    mode = "reflect" if ph < h and pw < w else "symmetric"
+    img = np.pad(img, ((0, 0), *pads), mode=mode)
+    if min(img.shape[1:]) < patch:  # tiny image: repeat until large enough
+        img = np.pad(img, ((0, 0), (0, max(patch - img.shape[1], 0)),
+                           (0, max(patch - img.shape[2], 0))), mode="wrap")
+    cls = np.pad(cls, pads, constant_values=IGNORE_INDEX)
+    ctr = np.pad(ctr, pads)
+    cm = np.pad(cm, pads)
+    return img, cls, ctr, cm
+
+
+def split_rows(n_rows: int, fraction: float) -> int:
+    """Row where a held-out validation strip (the last ``fraction`` of rows) starts."""
+    return int(round(n_rows * (1.0 - fraction)))
