@@ -38,7 +38,11 @@ def _as_labels(labels, name: str) -> np.ndarray:
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.all(np.isfinite(arr))
+            and np.all(arr == np.round(arr))
+        ):
             arr = arr.astype(np.int64)
         else:
             raise ValueError(
@@ -197,9 +201,7 @@ def _match_from_iou(iou, gt_ids, pred_ids, iou_threshold: float) -> InstanceMatc
     fp, fn = n_pred - tp, n_gt - tp
     matched_iou = iou[rows, cols]
     order = np.argsort(gt_ids[rows], kind="stable")
-    pairs = [
-        (int(gt_ids[rows[i]]), int(pred_ids[cols[i]]), float(matched_iou[i])) for i in order
-    ]
+    pairs = [(int(gt_ids[rows[i]]), int(pred_ids[cols[i]]), float(matched_iou[i])) for i in order]
     gt_best = iou.max(axis=1) if n_pred else np.zeros(n_gt)
     pred_best = iou.max(axis=0) if n_gt else np.zeros(n_pred)
     matched_g = np.zeros(n_gt, dtype=bool)
@@ -385,7 +387,9 @@ def points_vs_instances(points, pred_labels, classes=None) -> dict:
     else:
         classes = list(np.asarray(classes, dtype=object).ravel())
         if len(classes) != len(pts):
-            raise ValueError(f"got {len(classes)} classes for {len(pts)} points; give one per point")
+            raise ValueError(
+                f"got {len(classes)} classes for {len(pts)} points; give one per point"
+            )
         is_bg = np.array([_is_background_class(c) for c in classes], dtype=bool)
     idx = np.round(pts).astype(np.int64) if len(pts) else np.zeros((0, labels.ndim), np.int64)
     finite = np.all(np.isfinite(pts), axis=1)

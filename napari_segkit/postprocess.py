@@ -258,13 +258,9 @@ def instances_from_probabilities(
         labels = _seeded_watershed(-center, center > seed_threshold, foreground, min_seed_size)
     elif arr.shape[0] >= 3 and 0 <= interior_class < arr.shape[0]:
         interior = arr[interior_class]
-        labels = _seeded_watershed(
-            -interior, interior > seed_threshold, foreground, min_seed_size
-        )
+        labels = _seeded_watershed(-interior, interior > seed_threshold, foreground, min_seed_size)
     else:
-        return instances_from_mask(
-            foreground, min_size=min_size, max_hole_size=max_hole_size
-        )
+        return instances_from_mask(foreground, min_size=min_size, max_hole_size=max_hole_size)
     return _finish(labels, min_size, max_hole_size)
 
 
