@@ -384,8 +384,10 @@ def fit_normalization(
         flat = sample.reshape(-1, 1, sample.shape[-1])
         invert = is_brightfield(flat)
     raw = np.concatenate(
-        [_raw_channels(p, in_channels, rgb, invert).reshape(-1, p.shape[0] * p.shape[1])
-         for p in sample],
+        [
+            _raw_channels(p, in_channels, rgb, invert).reshape(-1, p.shape[0] * p.shape[1])
+            for p in sample
+        ],
         axis=1,
     )
     if norm.get("method", "percentile") == "none":
@@ -397,7 +399,9 @@ def fit_normalization(
     flat = raw
     if flat.shape[1] > 1_000_000:
         flat = flat[:, :: flat.shape[1] // 1_000_000 + 1]
-    lo, hi = np.percentile(flat, [float(norm.get("low", 1.0)), float(norm.get("high", 99.8))], axis=1)
+    lo, hi = np.percentile(
+        flat, [float(norm.get("low", 1.0)), float(norm.get("high", 99.8))], axis=1
+    )
     return FixedNormalization(in_channels, rgb, invert, np.asarray(lo), np.asarray(hi))
 
 
@@ -556,7 +560,7 @@ def predict_probabilities(
     _check_image(image)
     cfg = model.config
     n_out = cfg.n_classes + cfg.n_extra
-    divisor = getattr(cfg, "divisor", 2 ** cfg.depth)
+    divisor = getattr(cfg, "divisor", 2**cfg.depth)
     th, tw = _as_pair(tile_size, "tile_size")
     tile = (_round_up(th, divisor), _round_up(tw, divisor))
     planes = image[None] if kind in ("gray", "rgb") else image
