@@ -1,0 +1,1 @@
+"""napari docks. The only subpackage that imports qtpy, napari or magicgui."""

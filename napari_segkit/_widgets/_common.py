@@ -1,0 +1,97 @@
+"""Small pieces every dock uses: output layers that follow their image, and errors as
+notifications instead of tracebacks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import napari
+import numpy as np
+from napari.layers import Image, Labels, Layer
+from napari.utils.notifications import show_error, show_info, show_warning
+
+log = logging.getLogger("napari_segkit")
+
+
+def geometry_of(image: Layer | None) -> dict[str, Any]:
+    """scale and translate of ``image`` (the spatial axes), to copy onto derived layers."""
+    if image is None:
+        return {}
+    return {"scale": tuple(image.scale), "translate": tuple(image.translate)}
+
+
+def spatial_shape(image: Image) -> tuple[int, ...]:
+    """Shape of the image's spatial axes (drops the RGB channel axis)."""
+    shape = tuple(image.data.shape)
+    return shape[:-1] if image.rgb else shape
+
+
+def set_output_layer(
+    viewer: napari.Viewer, name: str, data: Any, kind: str, like: Layer | None = None, **kwargs: Any
+) -> Layer:
+    """Add ``name`` or, when a layer of that name and kind exists, update it in place.
+
+    A rerun thus updates the output instead of piling up new layers. Geometry (scale,
+    translate) is copied from ``like``.
+    """
+    geometry = geometry_of(like)
+    existing = viewer.layers[name] if name in viewer.layers else None
+    if existing is not None and existing._type_string == kind:
+        existing.data = data
+        for key, value in {**geometry, **kwargs}.items():
+            with contextlib.suppress(AttributeError, ValueError, TypeError):
+                setattr(existing, key, value)
+        existing.refresh()
+        return existing
+    add = getattr(viewer, f"add_{kind}")
+    return add(data, name=name, **geometry, **kwargs)
+
+
+@contextlib.contextmanager
+def user_errors(what: str) -> Iterator[None]:
+    """Turn a bad-input ValueError (or any failure) into a napari notification.
+
+    napari never sees a traceback from our docks: the message says what went wrong and
+    what to do; unexpected errors are logged with their traceback too.
+    """
+    try:
+        yield
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        show_error(f"{what}: {err}")
+    except Exception as err:  # noqa: BLE001 - never let a dock crash napari
+        log.exception("%s failed", what)
+        show_error(f"{what} failed unexpectedly ({type(err).__name__}: {err}). Details in the log.")
+
+
+def labels_count(labels: np.ndarray) -> int:
+    return int(np.unique(labels[labels > 0]).size) if labels.size else 0
+
+
+__all__ = [
+    "Image",
+    "Labels",
+    "geometry_of",
+    "labels_count",
+    "set_output_layer",
+    "show_error",
+    "show_info",
+    "show_warning",
+    "spatial_shape",
+    "user_errors",
+]
+
+
+def to_image_pixels(layer: Layer, image: Layer, coords: np.ndarray) -> np.ndarray:
+    """Coordinates (N, D) in ``layer``'s data space -> ``image``'s data (pixel) space.
+
+    Goes through world coordinates, so annotation layers with another scale or
+    translate than their image still land on the right pixels.
+    """
+    coords = np.asarray(coords, dtype=float)
+    if coords.size == 0:
+        return coords.reshape(0, image.ndim)
+    world = layer._data_to_world(coords)
+    return np.asarray(image._data_to_world.inverse(world))

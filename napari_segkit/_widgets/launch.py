@@ -1,0 +1,34 @@
+"""Open napari with napari-segkit's docks and a sample image: ``python -m napari_segkit._widgets.launch``."""
+
+from __future__ import annotations
+
+import argparse
+
+DOCKS = ("Annotate & convert", "Train", "Predict & measure")
+
+
+def open_viewer(sample: str = "fluo_512", show: bool = True):
+    import napari
+
+    viewer = napari.Viewer(title="napari-segkit", show=show)
+    viewer.open_sample("napari-segkit", sample)
+    docks = {}
+    for name in DOCKS:
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-segkit", name, tabify=True)
+        docks[name] = widget
+    viewer.layers.selection.active = viewer.layers[sample]
+    return viewer, docks
+
+
+def main(argv: list[str] | None = None) -> None:
+    import napari
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sample", default="fluo_512", help="fluo_512, fluo_dense, fluo_256 or he_rgb")
+    args = parser.parse_args(argv)
+    open_viewer(args.sample)
+    napari.run()
+
+
+if __name__ == "__main__":
+    main()

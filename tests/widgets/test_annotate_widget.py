@@ -1,0 +1,106 @@
+"""Drive the 'Annotate & convert' dock as a user would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_segkit._sample_data import fluo_256
+from napari_segkit._widgets import _common
+from napari_segkit._widgets.annotate import AnnotateWidget
+from napari_segkit.metrics import match_instances
+
+
+@pytest.fixture
+def viewer_with_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in fluo_256():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.layers["fluo_256"].scale = (0.5, 0.5)
+    return viewer
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    messages: list[str] = []
+    monkeypatch.setattr(_common, "show_error", messages.append)
+    return messages
+
+
+def test_clicks_layer_to_instance_masks(viewer_with_sample):
+    viewer = viewer_with_sample
+    widget = AnnotateWidget(viewer)
+    widget.image.value = viewer.layers["fluo_256"]
+    clicks = widget.add_clicks_layer()
+    assert clicks.name.startswith("fluo_256 clicks") and clicks.mode == "add"
+    assert tuple(clicks.scale) == (0.5, 0.5)
+    # the user clicks once on each nucleus: reuse the sample clicks (world coordinates)
+    sample = viewer.layers["fluo_256 clicks"]
+    nuclei = sample.data[sample.features["class"] == "nucleus"]
+    assert clicks is not sample  # the new layer got a unique name
+    clicks.add(nuclei)  # layer data coords are image pixels (same scale as the image)
+    assert set(clicks.features["class"]) == {"nucleus"}
+    widget.annotation_layer.value = clicks
+    widget.mode.value = "click"
+    out = widget.convert()
+    assert out is not None and out.name == "fluo_256 click masks"
+    assert out.data.shape == viewer.layers["fluo_256"].data.shape
+    assert tuple(out.scale) == (0.5, 0.5)
+    gt = viewer.layers["fluo_256 ground truth"].data
+    assert match_instances(gt, out.data, 0.5).f1 > 0.75
+    assert "objects" in widget.status.value
+    # a rerun updates the same layer instead of adding one
+    n_layers = len(viewer.layers)
+    widget.convert()
+    assert len(viewer.layers) == n_layers
+
+
+def test_polygons_and_boxes(viewer_with_sample):
+    viewer = viewer_with_sample
+    widget = AnnotateWidget(viewer)
+    widget.image.value = viewer.layers["fluo_256"]
+    shapes = widget.add_shapes_layer("polygon")
+    assert shapes.mode == "add_polygon"
+    tri = np.array([[5, 5], [5, 40], [40, 5]], float)
+    box = np.array([[60, 60], [60, 90], [90, 90], [90, 60]], float)
+    shapes.add_polygons([tri])
+    shapes.add_rectangles([box])
+    widget.annotation_layer.value = shapes
+    widget.mode.value = "fill"
+    out = widget.convert()
+    assert set(np.unique(out.data)) == {0, 1, 2}
+    assert out.data[70, 70] == 2 and out.data[10, 10] == 1
+    widget.mode.value = "box-object"
+    boxes = widget.convert()
+    assert boxes.name == "fluo_256 box objects"
+
+
+def test_outline_keypoints(viewer_with_sample):
+    viewer = viewer_with_sample
+    widget = AnnotateWidget(viewer)
+    widget.image.value = viewer.layers["fluo_256"]
+    layer = widget.add_outline_layer()
+    t = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    circle = np.stack([np.sin(t), np.cos(t)], 1)
+    layer.add(np.array([50, 50]) + 15 * circle)
+    widget.start_next_object()
+    layer.add(np.array([150, 150]) + 20 * circle)
+    assert sorted(set(layer.features["object_id"])) == [1, 2]
+    out = widget.convert()
+    assert out.name == "fluo_256 outline masks"
+    assert out.data[50, 50] == 1 and out.data[150, 150] == 2
+    assert 500 < (out.data == 1).sum() < 900  # ~ pi * 15^2 = 707
+
+
+def test_bad_input_is_a_notification(viewer_with_sample, errors):
+    viewer = viewer_with_sample
+    widget = AnnotateWidget(viewer)
+    widget.image.value = viewer.layers["fluo_256"]
+    widget.add_clicks_layer()  # empty
+    assert widget.convert() is None
+    assert errors and "empty" in errors[-1] or "no points" in errors[-1]
+    shapes = widget.add_shapes_layer("polygon")
+    shapes.add_lines([np.array([[1, 1], [20, 20]], float)])
+    widget.mode.value = "fill"
+    assert widget.convert() is None
+    assert "enclose no area" in errors[-1]
