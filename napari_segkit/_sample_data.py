@@ -6,7 +6,6 @@ wheel (the files ship inside the package).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import tifffile
 
