@@ -84,6 +84,23 @@ def write_shapes(path: Path, labels: np.ndarray, rng: np.random.Generator, n: in
                 w.writerow([index, kind, v, f"{r:.2f}", f"{c:.2f}"])
 
 
+def write_outlines(path: Path, labels: np.ndarray, rng: np.random.Generator, n: int) -> None:
+    """Outline keypoints: 8-12 ordered clicks along the contour of n nuclei, one object_id each."""
+    regions = [r for r in measure.regionprops(labels) if r.area >= 60]
+    pick = sorted(rng.choice(len(regions), size=min(n, len(regions)), replace=False))
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "axis-0", "axis-1", "object_id"])
+        index = 0
+        for object_id, k in enumerate(pick, start=1):
+            contour = measure.find_contours(np.pad(labels == regions[k].label, 1), 0.5)[0][:-1] - 1
+            m = int(rng.integers(8, 13))
+            keys = contour[np.linspace(0, len(contour), m, endpoint=False).astype(int)]
+            for r, c in np.clip(keys, 0, np.array(labels.shape) - 1):
+                w.writerow([index, f"{r:.2f}", f"{c:.2f}", object_id])
+                index += 1
+
+
 def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__)
@@ -106,6 +123,7 @@ def main() -> None:
         shapes = ""
         if name == "fluo_512":
             write_shapes(args.out / f"{name}_shapes.csv", labels, rng, 24)
+            write_outlines(args.out / f"{name}_outlines.csv", labels, np.random.default_rng(7), 12)
             shapes = f"{name}_shapes.csv"
         rows.append({"name": name, "image": f"{name}.tif", "labels": f"{name}_labels.tif",
                      "points": f"{name}_points.csv", "shapes": shapes, "title": title,
