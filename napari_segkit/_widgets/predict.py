@@ -1,0 +1,646 @@
+"""'Predict & measure' dock: segment an image with a model, count and measure the objects,
+and score them against ground truth (labels or one click per object) when there is one.
+
+Thin: prediction, post-processing, measuring and scoring are calls into
+``napari_segkit.prediction``, ``postprocess``, ``measure`` and ``metrics``. The work runs in
+a ``thread_worker``; the GUI only shows progress and turns the result into layers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+)
+from napari.layers import Image, Labels, Points
+from napari.qt.threading import thread_worker
+from napari.utils.colormaps import DirectLabelColormap
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QFileDialog
+
+from ._common import set_output_layer, show_error, show_info, spatial_shape
+from ._plots import HistogramCanvas
+from ._session import SESSION
+from ._table import ObjectTable
+
+log = logging.getLogger("napari_segkit")
+
+DEFAULT_MODEL = "Default nuclei model"
+MODEL_FILE = "Model file..."
+JUST_TRAINED = "Just trained"
+NO_GT = "none"
+
+STATUS_COLORS = {"matched": "#2ecc40", "false": "#ff4136", "missed": "#ff9f1c"}
+STATUS_VALUES = {"matched": 1, "false": 2}
+
+
+# ---------------------------------------------------------------------------
+# the work done in the background (no Qt, no layers: plain arrays in, arrays out)
+
+
+@dataclass
+class PredictRequest:
+    """Everything the background job needs, copied out of the layers in the GUI thread."""
+
+    image: np.ndarray
+    image_name: str
+    model: str  # a model file path, or DEFAULT_MODEL
+    scale: tuple[float, ...] | None = None  # only when the image is scaled or has units
+    units: str | None = None
+    translate: tuple[float, ...] | None = None
+    gt_labels: np.ndarray | None = None
+    gt_points: np.ndarray | None = None  # (N, D) in image data pixels
+    gt_classes: list | None = None
+
+
+@dataclass
+class PredictOutcome:
+    """Result of :func:`run_prediction`; ``error`` / ``cancelled`` when there is none."""
+
+    probability: np.ndarray | None = None
+    semantic: np.ndarray | None = None
+    instances: np.ndarray | None = None
+    table: pd.DataFrame | None = None  # predicted objects (with status when GT labels)
+    missed_table: pd.DataFrame | None = None
+    missed: np.ndarray | None = None  # labels of the missed GT objects (GT ids)
+    status: np.ndarray | None = None  # 1 matched, 2 false, per predicted pixel
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    cancelled: bool = False
+
+
+class _ModelCache:
+    """Keeps the last loaded model, keyed by path and modification time."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.model = None
+        self.lock = threading.Lock()
+
+    def get(self, source: str):
+        from .. import model_io
+
+        path = model_io.DEFAULT_MODEL_PATH if source == DEFAULT_MODEL else Path(source)
+        if source == DEFAULT_MODEL and not path.is_file():
+            return model_io.load_default_model()  # raises ModelFileError with what to do
+        try:
+            key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+        except OSError:
+            key = None
+        with self.lock:
+            if key is not None and key == self.key:
+                return self.model
+            model = model_io.load_model(path)
+            self.key, self.model = key, model
+            return model
+
+
+_MODELS = _ModelCache()
+
+
+def run_prediction(
+    request: PredictRequest, *, progress=None, stop=None, stage=None
+) -> PredictOutcome:
+    """Predict, post-process, measure and (with ground truth) score one image.
+
+    Never raises for bad input, a bad model file or a Stop: the outcome then carries
+    ``error`` (a message for the user) or ``cancelled``.
+    """
+    from ..prediction import PredictionCancelled
+
+    try:
+        return _run(request, progress=progress, stop=stop, stage=stage)
+    except PredictionCancelled:
+        return PredictOutcome(cancelled=True)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        return PredictOutcome(error=f"Predicting {request.image_name!r}: {err}")
+    except Exception as err:  # noqa: BLE001 - a dock never crashes napari
+        log.exception("prediction failed")
+        return PredictOutcome(
+            error=f"Predicting {request.image_name!r} failed unexpectedly "
+            f"({type(err).__name__}: {err}). Details in the log."
+        )
+
+
+def _run(request: PredictRequest, *, progress, stop, stage) -> PredictOutcome:
+    from .. import measure, metrics, postprocess, prediction
+
+    say = stage or (lambda _text: None)
+    say("Loading model...")
+    model = _MODELS.get(request.model)
+    say("Predicting...")
+    result = prediction.predict(model, request.image, progress=progress, stop=stop)
+    k = result.n_classes
+    probs = np.asarray(result.probabilities)
+    instances = np.asarray(result.instances)
+    semantic = np.asarray(result.semantic)
+    fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
+
+    say("Measuring...")
+    out = PredictOutcome(probability=fg, semantic=semantic, instances=instances)
+    geometry = {"scale": request.scale, "units": request.units, "translate": request.translate}
+    match = None
+    if request.gt_labels is not None:
+        gt = np.asarray(request.gt_labels)
+        if gt.shape != instances.shape:
+            raise ValueError(
+                f"ground truth shape {gt.shape} differs from the image's {instances.shape}; "
+                "choose the ground truth labels of this image"
+            )
+        match = metrics.match_instances(gt, instances)
+        out.missed_table = measure.missed_objects(
+            gt, instances, request.image, match=match, **geometry
+        )
+        out.missed = np.where(np.isin(gt, match.missed_gt), gt, 0)
+    out.table = measure.object_table(instances, request.image, match=match, **geometry)
+    if match is not None:
+        out.status = _status_image(instances, out.table)
+
+    summary: dict[str, Any] = {"image": request.image_name, "model": str(request.model)}
+    summary.update(_counts(out.table, instances, semantic, fg, list(model.class_names)))
+    if request.gt_labels is not None:
+        scores = metrics.evaluate_instances(np.asarray(request.gt_labels), instances)
+        summary.update({f"gt_{key}": value for key, value in scores.items()})
+    elif request.gt_points is not None:
+        scores = metrics.points_vs_instances(request.gt_points, instances, request.gt_classes)
+        summary.update({f"clicks_{key}": value for key, value in scores.items()})
+    out.summary = summary
+    return out
+
+
+def _status_image(instances: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    """1 on matched predicted objects, 2 on false ones (uint8)."""
+    lut = np.zeros(int(instances.max(initial=0)) + 1, np.uint8)
+    for status, value in STATUS_VALUES.items():
+        ids = table.loc[table["status"] == status, "label"].to_numpy(dtype=np.int64)
+        lut[ids] = value
+    return lut[instances]
+
+
+def size_column(table: pd.DataFrame) -> str:
+    """The physical size column (``area_um2``...) when there is one, else the pixel one."""
+    sizes = [c for c in table.columns if c.startswith(("area_", "volume_"))]
+    physical = [c for c in sizes if not c.endswith(("_px", "_vox"))]
+    return (physical or sizes or ["label"])[0]
+
+
+def size_unit(column: str) -> str:
+    """Readable unit of a size column: 'px', 'µm²', 'µm³', 'vox' or 'units²'."""
+    suffix = column.split("_", 1)[-1]
+    if suffix in ("px", "vox"):
+        return suffix
+    if suffix == "scaled":
+        return "units²" if column.startswith("area") else "units³"
+    power = {"2": "²", "3": "³"}.get(suffix[-1], "")
+    name = suffix[:-1] if power else suffix
+    return ("µm" if name == "um" else name) + power
+
+
+def _counts(table, instances, semantic, fg, class_names: list[str]) -> dict[str, Any]:
+    col = size_column(table)
+    sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
+    row: dict[str, Any] = {
+        "n_objects": len(table),
+        f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
+        f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
+        "foreground_fraction": float(np.count_nonzero(instances)) / max(1, instances.size),
+        "mean_foreground_probability": float(fg.mean()) if fg.size else float("nan"),
+    }
+    counts = np.bincount(semantic.ravel(), minlength=len(class_names))
+    for i, name in enumerate(class_names):
+        row[f"{name}_fraction"] = float(counts[i]) / max(1, semantic.size)
+    return row
+
+
+# ---------------------------------------------------------------------------
+# the dock
+
+
+class _Relay(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued signals)."""
+
+    progressed = Signal(int, int)
+    staged = Signal(str)
+
+
+class PredictWidget(Container):
+    """Segment an image, count and measure the objects, compare with ground truth."""
+
+    def __init__(self, napari_viewer: napari.Viewer):
+        self.viewer = napari_viewer
+        self.image = ComboBox(label="Image", choices=self._images)
+        self.model_source = ComboBox(label="Model", choices=[DEFAULT_MODEL, MODEL_FILE])
+        self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors")
+        self.ground_truth = ComboBox(label="Ground truth", choices=self._gt_layers)
+        self.run_button = PushButton(text="Predict")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=1000, label="Progress")
+        self.stage = Label(value="")
+        self.counts = Label(value="")
+        self.scores = Label(value="")
+        self.only_selected = CheckBox(text="Show only the selected object", value=False)
+        self.export_table_button = PushButton(text="Export table (CSV)")
+        self.export_summary_button = PushButton(text="Export summary (CSV)")
+        super().__init__(
+            widgets=[
+                self.image,
+                self.model_source,
+                self.model_file,
+                self.ground_truth,
+                self.run_button,
+                self.cancel_button,
+                self.progress,
+                self.stage,
+                self.counts,
+                self.scores,
+                self.only_selected,
+                self.export_table_button,
+                self.export_summary_button,
+            ]
+        )
+        self.table = ObjectTable()
+        self.histogram = HistogramCanvas()
+        self.native.layout().addWidget(self.table)
+        self.native.layout().addWidget(self.histogram)
+
+        self.worker = None
+        self.stop_event = threading.Event()
+        self.outcome: PredictOutcome | None = None
+        self.rows = pd.DataFrame()  # what the table shows: predicted objects + missed GT
+        self.summary: dict[str, Any] = {}
+        self.output: dict[str, Any] = {}  # layers of the last run
+        self._relay = _Relay()
+        self._relay.progressed.connect(self._on_progress)
+        self._relay.staged.connect(self._on_stage)
+
+        self.model_file.visible = False
+        self.model_source.changed.connect(self._on_model_source)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.export_table_button.changed.connect(lambda: self.export_table())
+        self.export_summary_button.changed.connect(lambda: self.export_summary())
+        self.only_selected.changed.connect(self._on_only_selected)
+        self.table.row_selected.connect(self.select_row)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_choices)
+        SESSION.model_trained.connect(self._on_model_trained)
+        self.native.destroyed.connect(
+            lambda *_: SESSION.model_trained.disconnect(self._on_model_trained, missing_ok=True)
+        )
+        if SESSION.last_model_path:
+            self._on_model_trained(SESSION.last_model_path, select=False)
+
+    # ---- choices -------------------------------------------------------------------
+    def _images(self, _=None) -> list:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _gt_layers(self, _=None) -> list:
+        produced = (
+            {id(layer) for layer in self.output.values()} if hasattr(self, "output") else set()
+        )
+        layers = [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, (Labels, Points)) and id(layer) not in produced
+        ]
+        return [(NO_GT, None), *layers]
+
+    def _refresh_choices(self, _event=None) -> None:
+        self.image.reset_choices()
+        self.ground_truth.reset_choices()
+
+    def _on_model_source(self, value: str) -> None:
+        self.model_file.visible = value == MODEL_FILE
+
+    def _on_model_trained(self, path: str, select: bool = True) -> None:
+        try:
+            self._offer_just_trained(select)
+        except RuntimeError:  # this dock was closed: its Qt widgets are gone
+            SESSION.model_trained.disconnect(self._on_model_trained, missing_ok=True)
+
+    def _offer_just_trained(self, select: bool) -> None:
+        if JUST_TRAINED not in self.model_source.choices:
+            self.model_source.choices = [*self.model_source.choices, JUST_TRAINED]
+        if select:
+            self.model_source.value = JUST_TRAINED
+
+    def _model_path(self) -> str:
+        source = self.model_source.value
+        if source == MODEL_FILE:
+            path = str(self.model_file.value or "")
+            if not path or path == "." or Path(path).is_dir():
+                raise ValueError("choose a model file (.safetensors) first")
+            return path
+        if source == JUST_TRAINED:
+            if not SESSION.last_model_path:
+                raise ValueError(
+                    "no model has been trained in this session yet; use the Train dock"
+                )
+            return SESSION.last_model_path
+        return DEFAULT_MODEL
+
+    # ---- running -------------------------------------------------------------------
+    def _request(self) -> PredictRequest:
+        image: Image | None = self.image.value
+        if image is None:
+            raise ValueError("open or choose an image first")
+        data = image.data[0] if image.multiscale else image.data
+        ndim = len(spatial_shape(image))
+        scale = tuple(float(s) for s in image.scale[-ndim:])
+        translate = tuple(float(t) for t in image.translate[-ndim:])
+        units = _unit_of(image)
+        scaled = units is not None or any(s != 1.0 for s in scale)
+        request = PredictRequest(
+            image=np.asarray(data),
+            image_name=image.name,
+            model=self._model_path(),
+            scale=scale if scaled else None,
+            units=units,
+            translate=translate if scaled else None,
+        )
+        gt = self.ground_truth.value
+        if isinstance(gt, Labels):
+            request.gt_labels = np.asarray(gt.data[0] if gt.multiscale else gt.data)
+        elif isinstance(gt, Points):
+            request.gt_points = points_in_image(gt, image)
+            if "class" in gt.features:
+                request.gt_classes = gt.features["class"].astype(str).tolist()
+        return request
+
+    def run(self):
+        """Start predicting the chosen image in the background; returns the worker."""
+        if self.worker is not None:
+            show_info("A prediction is already running; cancel it or wait.")
+            return None
+        try:
+            request = self._request()
+        except ValueError as err:
+            show_error(f"Predict: {err}")
+            return None
+        self.stop_event.clear()
+        self.progress.value = 0
+        self.stage.value = "Starting..."
+        self._image_layer = self.image.value
+        worker = thread_worker(run_prediction)(
+            request,
+            progress=self._relay.progressed.emit,
+            stop=self.stop_event,
+            stage=self._relay.staged.emit,
+        )
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop the running prediction at the next batch of tiles."""
+        self.stop_event.set()
+        self.stage.value = "Cancelling..."
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if total > 0:
+            self.progress.value = int(1000 * min(done / total, 1.0))
+            self.stage.value = f"Predicting: {done}/{total} tiles"
+
+    def _on_stage(self, text: str) -> None:
+        self.stage.value = text
+
+    def _on_errored(self, err: Exception) -> None:
+        show_error(f"Prediction failed: {err}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+
+    def _on_returned(self, outcome: PredictOutcome) -> None:
+        if outcome.cancelled:
+            self.stage.value = "Cancelled."
+            show_info("Prediction cancelled.")
+            return
+        if outcome.error:
+            self.stage.value = "Failed."
+            show_error(outcome.error)
+            return
+        try:
+            self.show_outcome(self._image_layer, outcome)
+        except Exception as err:  # noqa: BLE001 - e.g. the image layer was deleted meanwhile
+            log.exception("showing the prediction failed")
+            show_error(f"Could not show the prediction: {err}")
+        self.progress.value = 1000
+        self.stage.value = "Done."
+
+    # ---- showing results -------------------------------------------------------------
+    def show_outcome(self, image: Image, outcome: PredictOutcome) -> None:
+        """Add or update the output layers, the labels, the table and the histogram."""
+        self.outcome = outcome
+        self.summary = dict(outcome.summary)
+        name = image.name
+        viewer = self.viewer
+        out: dict[str, Any] = {}
+        out["probability"] = set_output_layer(
+            viewer, f"{name} probability", outcome.probability, "image", like=image,
+            colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), visible=False,
+        )  # fmt: skip
+        out["semantic"] = set_output_layer(
+            viewer, f"{name} semantic", outcome.semantic, "labels", like=image, visible=False
+        )
+        features = outcome.table.assign(index=outcome.table["label"])
+        out["instances"] = set_output_layer(
+            viewer, f"{name} instances", outcome.instances, "labels", like=image, opacity=0.6
+        )
+        out["instances"].features = features
+        for key in ("status", "missed"):
+            layer_name = f"{name} {'match status' if key == 'status' else 'missed'}"
+            if getattr(outcome, key) is None:
+                if layer_name in viewer.layers:
+                    viewer.layers.remove(layer_name)
+        if outcome.status is not None:
+            colors = {STATUS_VALUES[s]: STATUS_COLORS[s] for s in STATUS_VALUES}
+            out["status"] = set_output_layer(
+                viewer, f"{name} match status", outcome.status, "labels", like=image,
+                opacity=0.5, visible=False,
+            )  # fmt: skip
+            out["status"].colormap = DirectLabelColormap(
+                color_dict={**colors, None: "transparent", 0: "transparent"}
+            )
+        if outcome.missed is not None:
+            ids = outcome.missed_table["label"].tolist()
+            out["missed"] = set_output_layer(
+                viewer, f"{name} missed", outcome.missed, "labels", like=image, opacity=0.9
+            )
+            out["missed"].contour = 2
+            out["missed"].colormap = DirectLabelColormap(
+                color_dict={
+                    **dict.fromkeys(ids, STATUS_COLORS["missed"]),
+                    None: "transparent",
+                    0: "transparent",
+                }
+            )
+            out["missed"].features = outcome.missed_table.assign(
+                index=outcome.missed_table["label"]
+            )
+        self.output = out
+        self.ground_truth.reset_choices()
+
+        frames = [outcome.table]
+        if outcome.missed_table is not None and len(outcome.missed_table):
+            frames.append(outcome.missed_table)
+        self.rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else outcome.table
+        self.table.set_frame(self.rows)
+        self.counts.value = counts_text(self.summary, outcome.table)
+        self.scores.value = scores_text(self.summary)
+        if "best_iou" in outcome.table:
+            values = self.rows["best_iou"].to_numpy(dtype=float)
+            self.histogram.show_values(values, "best IoU with ground truth", value_range=(0, 1))
+        else:
+            col = size_column(outcome.table)
+            self.histogram.show_values(
+                outcome.table[col].to_numpy(dtype=float), f"area ({size_unit(col)})"
+            )
+        show_info(self.counts.value)
+
+    # ---- table interaction -----------------------------------------------------------
+    def select_row(self, position: int) -> None:
+        """Select the object of table row ``position`` and center the view on it."""
+        if not 0 <= position < len(self.rows):
+            return
+        row = self.rows.iloc[position]
+        missed = row.get("status") == "missed"
+        layer = self.output.get("missed" if missed else "instances")
+        if layer is None or layer not in self.viewer.layers:
+            return
+        layer.selected_label = int(row["label"])
+        if missed:
+            layer.visible = True
+        ndim = layer.ndim
+        centroid = np.array([row[f"centroid-{i}"] for i in range(ndim)], dtype=float)
+        world = np.asarray(layer.data_to_world(centroid), dtype=float)
+        dims = self.viewer.dims
+        offset = dims.ndim - ndim
+        displayed = list(dims.displayed)
+        for i in range(ndim):
+            if offset + i not in displayed:
+                dims.set_point(offset + i, world[i])
+        center = [world[a - offset] for a in displayed if a - offset >= 0]
+        if len(center) == len(displayed):
+            self.viewer.camera.center = tuple(center)
+
+    def _on_only_selected(self, value: bool) -> None:
+        layer = self.output.get("instances")
+        if layer is not None:
+            layer.show_selected_label = bool(value)
+
+    # ---- export ------------------------------------------------------------------------
+    def export_table(self, path: str | Path | None = None) -> Path | None:
+        """Write the per-object table (with missed ground-truth objects) to a CSV file."""
+        if self.rows is None or self.rows.empty and not len(self.rows.columns):
+            show_error("Nothing to export yet: run a prediction first.")
+            return None
+        path = path or _ask_path(self.native, "Save object table", "objects.csv")
+        if not path:
+            return None
+        path = Path(path)
+        self.rows.to_csv(path, index=False)
+        show_info(f"Saved {len(self.rows)} objects to {path}")
+        return path
+
+    def export_summary(self, path: str | Path | None = None) -> Path | None:
+        """Write the counts and scores of the last run as a one-row CSV file."""
+        if not self.summary:
+            show_error("Nothing to export yet: run a prediction first.")
+            return None
+        path = path or _ask_path(self.native, "Save summary", "summary.csv")
+        if not path:
+            return None
+        path = Path(path)
+        pd.DataFrame([self.summary]).to_csv(path, index=False)
+        show_info(f"Saved the summary to {path}")
+        return path
+
+
+def _ask_path(parent, title: str, default: str) -> str:
+    path, _ = QFileDialog.getSaveFileName(parent, title, default, "CSV files (*.csv)")
+    return path
+
+
+def points_in_image(points: Points, image: Image) -> np.ndarray:
+    """(N, D) coordinates of ``points`` in the image's data pixels (through world space)."""
+    ndim = image.ndim
+    coords = np.asarray(points.data, dtype=float)
+    if coords.size == 0:
+        return coords.reshape(0, ndim)
+    # layer.world_to_data takes one position; the transforms take arrays of them
+    world = np.asarray(points._data_to_world(coords), dtype=float)
+    if world.shape[1] < ndim:
+        raise ValueError(
+            f"the points are {world.shape[1]}-D but the image is {ndim}-D; "
+            "choose points drawn on this image"
+        )
+    return np.asarray(image._data_to_world.inverse(world[:, -ndim:]), dtype=float)
+
+
+def _unit_of(image: Image) -> str | None:
+    """The image's unit name (e.g. 'micrometer'), or None for napari's default 'pixel'."""
+    units = getattr(image, "units", None)
+    if units is None:
+        return None
+    names = {str(u) for u in units}
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    return None if name in ("pixel", "pixels", "px", "") else name
+
+
+def counts_text(summary: dict, table: pd.DataFrame) -> str:
+    """'132 objects · mean area 210 px · foreground 18%'."""
+    n = int(summary.get("n_objects", 0))
+    col = size_column(table)
+    mean = summary.get(f"mean_{col}", float("nan"))
+    what = "area" if col.startswith("area") else "volume"
+    text = f"{n} object{'s' if n != 1 else ''}"
+    if n:
+        text += f" · mean {what} {mean:.4g} {size_unit(col)}"
+    return text + f" · foreground {summary.get('foreground_fraction', 0.0):.0%}"
+
+
+def scores_text(summary: dict) -> str:
+    """Scores against ground truth labels or clicks, one line; '' without ground truth."""
+
+    def fmt(value) -> str:
+        return "n/a" if value is None or value != value else f"{value:.2f}"
+
+    if "gt_f1" in summary:
+        return (
+            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · precision "
+            f"{fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])} · "
+            f"AP {fmt(summary['gt_ap_dsb'])} · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
+            f"{summary['gt_tp']} matched · {summary['gt_fp']} false · {summary['gt_fn']} missed"
+            f" ({summary['gt_n_gt']} true objects)"
+        )
+    if "clicks_f1" in summary:
+        return (
+            f"vs clicks: count F1 {fmt(summary['clicks_f1'])} · precision "
+            f"{fmt(summary['clicks_precision'])} · recall {fmt(summary['clicks_recall'])}\n"
+            f"{summary['clicks_tp']} clicked objects found · {summary['clicks_fp']} without a "
+            f"click · {summary['clicks_fn']} clicks missed"
+        )
+    return ""

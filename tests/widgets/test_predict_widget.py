@@ -1,0 +1,145 @@
+"""'Predict & measure' dock, driven as a user would (a tiny untrained model, real sample)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_segkit import model_io  # noqa: E402
+from napari_segkit._sample_data import fluo_256  # noqa: E402
+from napari_segkit._widgets import predict as predict_module  # noqa: E402
+from napari_segkit._widgets._session import SESSION  # noqa: E402
+from napari_segkit._widgets.predict import MODEL_FILE, PredictWidget  # noqa: E402
+from napari_segkit.model import UNetConfig  # noqa: E402
+
+SCALE = (0.5, 0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    model_io.save_model(model_io.SegModel.new(UNetConfig(width=8, depth=2)), path)
+    return path
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    caught: list[str] = []
+    monkeypatch.setattr(predict_module, "show_error", caught.append)
+    return caught
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tiny_model_path):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in fluo_256():
+        getattr(viewer, f"add_{kind}")(data, **{**kwargs, "scale": SCALE})
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = viewer.layers["fluo_256"]
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tiny_model_path
+    return viewer, widget
+
+
+def _run(qtbot, widget):
+    worker = widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    return worker
+
+
+def test_predict_with_gt_labels_end_to_end(dock, qtbot, tmp_path, errors):
+    viewer, widget = dock
+    widget.ground_truth.value = viewer.layers["fluo_256 ground truth"]
+    _run(qtbot, widget)
+    assert errors == []
+    for suffix in ("probability", "semantic", "instances", "match status", "missed"):
+        layer = viewer.layers[f"fluo_256 {suffix}"]
+        np.testing.assert_allclose(layer.scale, SCALE)
+    instances = viewer.layers["fluo_256 instances"]
+    features = instances.features
+    assert "label" in features
+    assert {"best_iou", "status"} <= set(features.columns)
+    assert len(features) == len(np.unique(instances.data)) - (instances.data == 0).any()
+    assert widget.progress.value == 1000
+    assert "object" in widget.counts.value and "foreground" in widget.counts.value
+    assert "F1@0.5" in widget.scores.value
+    # table: predicted objects + missed ground truth objects, one row each
+    n_missed = widget.summary["gt_fn"]
+    assert widget.table.rowCount() == len(features) + n_missed
+    assert set(widget.rows["status"]) <= {"matched", "false", "missed"}
+    assert (widget.rows["status"] == "missed").sum() == n_missed
+
+    # clicking a row selects the object and centres the camera on it
+    widget.table.select_frame_row(0)
+    row = widget.rows.iloc[0]
+    layer = viewer.layers["fluo_256 missed" if row["status"] == "missed" else "fluo_256 instances"]
+    assert layer.selected_label == int(row["label"])
+    expected = np.array([row["centroid-0"], row["centroid-1"]]) * SCALE
+    np.testing.assert_allclose(viewer.camera.center[-2:], expected, atol=1e-6)
+
+    # export
+    table_csv = widget.export_table(tmp_path / "objects.csv")
+    exported = pd.read_csv(table_csv)
+    assert {"label", "centroid-0", "centroid-1", "area_px", "best_iou", "status"} <= set(exported)
+    assert len(exported) == len(widget.rows)
+    summary_csv = widget.export_summary(tmp_path / "summary.csv")
+    summary = pd.read_csv(summary_csv)
+    assert {"n_objects", "foreground_fraction", "gt_f1", "gt_ap_dsb"} <= set(summary)
+
+    # a rerun (now without ground truth) updates the same layers, no duplicates
+    n_layers = len(viewer.layers)
+    widget.ground_truth.value = None
+    _run(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    assert len(names) == len(set(names))
+    assert names.count("fluo_256 instances") == 1
+    assert "fluo_256 match status" not in names and "fluo_256 missed" not in names
+    assert len(viewer.layers) == n_layers - 2
+    assert widget.scores.value == ""
+    assert errors == []
+
+
+def test_gt_points_give_count_scores(dock, qtbot, errors):
+    viewer, widget = dock
+    widget.ground_truth.value = viewer.layers["fluo_256 clicks"]
+    _run(qtbot, widget)
+    assert errors == []
+    assert {"clicks_f1", "clicks_precision", "clicks_recall"} <= set(widget.summary)
+    assert "count F1" in widget.scores.value
+
+
+def test_corrupt_model_file_is_a_notification(dock, qtbot, tmp_path, errors):
+    _, widget = dock
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"this is not a model")
+    widget.model_file.value = bad
+    _run(qtbot, widget)
+    assert len(errors) == 1 and "broken.safetensors" in errors[0]
+    assert widget.run_button.enabled
+
+
+def test_just_trained_model_is_offered(dock, tiny_model_path, monkeypatch):
+    _, widget = dock
+    monkeypatch.setattr(SESSION, "last_model_path", None)
+    SESSION.publish_model(str(tiny_model_path))
+    assert widget.model_source.value == "Just trained"
+    assert widget._model_path() == str(tiny_model_path)
+
+
+def test_cancel_stops_the_prediction(dock, qtbot, monkeypatch):
+    _, widget = dock
+    infos: list[str] = []
+    monkeypatch.setattr(predict_module, "show_info", infos.append)
+    widget.stop_event.set()  # as if Cancel was pressed before the first tile batch
+    monkeypatch.setattr(widget.stop_event, "clear", lambda: None)
+    _run(qtbot, widget)
+    assert widget.stage.value == "Cancelled."
+    assert any("cancelled" in text for text in infos)
