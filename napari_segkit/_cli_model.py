@@ -90,11 +90,11 @@ def training_fraction(event) -> float:
     return event.step / event.total_steps if event.total_steps else 0.0
 
 
-def run_with_progress(events, out=sys.stderr):
+def run_with_progress(events, out=None):
     """Drive a ``train`` generator with a progress line; return (last event, model)."""
     from .cli import ProgressLine
 
-    bar, last = ProgressLine(out), None
+    bar, last = ProgressLine(out or sys.stderr), None
     try:
         while True:
             ev = next(events)

@@ -52,9 +52,9 @@ def _spatial_shape(image: np.ndarray) -> tuple[int, ...]:
 class ProgressLine:
     """A one-line progress bar on a terminal, a line every few seconds otherwise."""
 
-    def __init__(self, stream=sys.stderr, every_s: float = 5.0):
-        self.stream, self.every_s = stream, every_s
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
+    def __init__(self, stream=None, every_s: float = 5.0):
+        self.stream, self.every_s = stream or sys.stderr, every_s
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = 0.0
 
     def update(self, fraction: float, text: str) -> None:

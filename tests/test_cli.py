@@ -1,0 +1,115 @@
+"""The napari-segkit command, driven as a user would from a terminal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from napari_segkit import io
+from napari_segkit._sample import sample_path
+from napari_segkit.cli import main
+from napari_segkit.metrics import match_instances
+
+
+@pytest.mark.parametrize(
+    ("source", "mode", "n_objects"),
+    [
+        ("--points", "click", 125),
+        ("--shapes", "fill", 24),
+        ("--shapes", "box-object", 8),
+        ("--outlines", "outline", 12),
+    ],
+)
+def test_convert_modes(tmp_path, capsys, source, mode, n_objects):
+    files = {"--points": "fluo_512_points.csv", "--shapes": "fluo_512_shapes.csv",
+             "--outlines": "fluo_512_outlines.csv"}
+    flag = "--shapes" if source == "--shapes" else "--points"
+    out = tmp_path / "labels.tif"
+    rc = main(["convert", "--image", str(sample_path("fluo_512.tif")), flag,
+               str(sample_path(files[source])), "--mode", mode, "--out", str(out)])
+    assert rc == 0
+    labels = io.read_labels(out)
+    assert labels.shape == (512, 512) and labels.dtype == np.uint16
+    assert len(np.unique(labels[labels > 0])) == n_objects
+    assert f"{n_objects} objects" in capsys.readouterr().out
+    gt = io.read_labels(sample_path("fluo_512_labels.tif"))
+    match = match_instances(gt, labels, 0.5)
+    assert match.tp >= 0.8 * n_objects  # every mode finds the nuclei it was given
+
+
+def test_convert_sparse(tmp_path):
+    out = tmp_path / "sparse.tif"
+    assert main(["convert", "--image", str(sample_path("fluo_256.tif")), "--points",
+                 str(sample_path("fluo_256_points.csv")), "--mode", "sparse", "--out", str(out)]) == 0
+    sparse = io.read_labels(out)
+    assert set(np.unique(sparse)) <= {0, 1, 2} and (sparse == 2).any() and (sparse == 1).any()
+
+
+def test_convert_bad_input_exits_2_with_a_message(tmp_path, capsys):
+    image = str(sample_path("fluo_512.tif"))
+    # a shapes CSV given as points, a missing file, an unsuitable mode
+    assert main(["convert", "--image", image, "--points", str(sample_path("fluo_512_shapes.csv")),
+                 "--mode", "click", "--out", str(tmp_path / "x.tif")]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["convert", "--image", str(tmp_path / "nope.tif"), "--points",
+                 str(sample_path("fluo_512_points.csv")), "--mode", "click",
+                 "--out", str(tmp_path / "x.tif")]) == 2
+    assert "nope.tif" in capsys.readouterr().err
+    assert main(["convert", "--image", image, "--shapes", str(sample_path("fluo_512_shapes.csv")),
+                 "--mode", "click", "--out", str(tmp_path / "x.tif")]) == 2
+    assert "mode" in capsys.readouterr().err
+
+
+def test_evaluate_pairs_by_stem(tmp_path, capsys):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    for name in ("fluo_256", "fluo_512"):
+        shutil.copy(sample_path(f"{name}_labels.tif"), gt / f"{name}.tif")
+        shutil.copy(sample_path(f"{name}_labels.tif"), pred / f"{name}_instances.tif")
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["summary"]["f1"] == 1.0 and result["summary"]["n_gt"] == 125 + 53
+    assert {r["image"] for r in result["images"]} == {"fluo_256", "fluo_512"}
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 0
+    assert "summary:" in capsys.readouterr().out
+
+
+def test_train_then_predict_from_clicks(tmp_path, capsys):
+    images, points = tmp_path / "images", tmp_path / "points"
+    images.mkdir()
+    points.mkdir()
+    shutil.copy(sample_path("fluo_256.tif"), images / "a.tif")
+    shutil.copy(sample_path("fluo_256_points.csv"), points / "a.csv")
+    model = tmp_path / "model.safetensors"
+    rc = main(["train", "--images", str(images), "--points", str(points), "--out", str(model),
+               "--init", "none", "--epochs", "0.5", "--patch-size", "64", "--seed", "1"])
+    assert rc == 0 and model.is_file()
+    assert "done in" in capsys.readouterr().out
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), "--images", str(images), "--out", str(out)]) == 0
+    assert (out / "a_instances.tif").is_file() and (out / "a_semantic.tif").is_file()
+    table = (out / "objects.csv").read_text().splitlines()
+    assert table[0].startswith("image,label")
+    assert "a:" in capsys.readouterr().out
+
+
+def test_train_reports_missing_pairs(tmp_path, capsys):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    shutil.copy(sample_path("fluo_256.tif"), images / "a.tif")
+    assert main(["train", "--images", str(images), "--labels", str(labels),
+                 "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert "no image" in capsys.readouterr().err
+
+
+def test_predict_with_a_corrupt_model_says_so(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    assert main(["predict", "--model", str(bad), "--images", str(tmp_path), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
