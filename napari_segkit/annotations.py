@@ -111,11 +111,6 @@ def _plane_of(
     return int(np.round(z[0])), verts[:, 1:]
 
 
-def _polygon_area(verts: np.ndarray) -> float:
-    r, c = verts[:, 0], verts[:, 1]
-    return 0.5 * float(np.abs(np.dot(r, np.roll(c, -1)) - np.dot(c, np.roll(r, -1))))
-
-
 def _is_self_intersecting(verts: np.ndarray) -> bool:
     """True when two non-adjacent edges of the closed polygon cross (vectorised O(n^2))."""
     n = len(verts)
@@ -152,7 +147,8 @@ def _check_polygon(verts: np.ndarray, index: int, what: str = "polygon") -> np.n
             f"{what} {index} has {len(distinct)} distinct vertices; a {what} needs at least 3 "
             "(draw it again, or delete it)"
         )
-    if _polygon_area(verts) < 1e-9:
+    centred = verts - verts.mean(axis=0)
+    if np.linalg.svd(centred, compute_uv=False)[-1] < 1e-9 * max(1.0, float(np.abs(centred).max())):
         raise ValueError(
             f"{what} {index} has zero area (its vertices lie on a line); redraw it or delete it"
         )
@@ -648,11 +644,39 @@ def outline_to_labels(
             labels[_fill_contour(pts, shape)] = label
             continue
         sl, vol = _object_volume(pts, spacing, shape, oid)
-        vol = ndi.binary_fill_holes(vol)
+        local = np.round(pts).astype(int) - [s.start for s in sl]
+        vol[tuple(local.T)] = True  # the keypoints belong to the object
+        vol = ndi.binary_fill_holes(_connect_components(vol))
         labels[sl][vol] = label
-        idx = np.round(pts).astype(int)
-        labels[idx[:, 0], idx[:, 1], idx[:, 2]] = label
     return as_label_dtype(labels)
+
+
+def _connect_components(mask: np.ndarray) -> np.ndarray:
+    """Join stray pieces (e.g. keypoint voxels just outside a hull) to the largest piece.
+
+    Each smaller piece is linked to its nearest voxel of the largest piece by an axis-aligned
+    staircase path, so the result is one face-connected object.
+    """
+    comps, n = ndi.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(comps.ravel())
+    sizes[0] = 0
+    main = int(np.argmax(sizes))
+    _, nearest = ndi.distance_transform_edt(comps != main, return_indices=True)
+    out = mask.copy()
+    for k in range(1, n + 1):
+        if k == main:
+            continue
+        start = np.argwhere(comps == k)[0]
+        goal = nearest[(slice(None), *start)]
+        pos = start.copy()
+        for axis in range(mask.ndim):
+            step = 1 if goal[axis] >= pos[axis] else -1
+            while pos[axis] != goal[axis]:
+                pos[axis] += step
+                out[tuple(pos)] = True
+    return out
 
 
 def _object_volume(
