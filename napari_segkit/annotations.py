@@ -111,28 +111,40 @@ def _plane_of(
     return int(np.round(z[0])), verts[:, 1:]
 
 
-def _is_self_intersecting(verts: np.ndarray) -> bool:
-    """True when two non-adjacent edges of the closed polygon cross (vectorised O(n^2))."""
+def _is_self_intersecting(verts: np.ndarray, block: int = 512) -> bool:
+    """True when two edges of the closed polygon properly cross each other.
+
+    ``side[i, j]`` is the cross product of edge ``i`` with the vector from its start to
+    vertex ``j``; edges ``i`` and ``j`` cross when each one's end points lie strictly on
+    both sides of the other. Adjacent edges share a vertex (a zero cross product), so they
+    never count. O(n^2) work, in row blocks to bound memory.
+    """
     n = len(verts)
     if n < 4:
         return False
-    a = verts
-    b = np.roll(verts, -1, axis=0)
-    i, j = np.triu_indices(n, k=2)
-    keep = ~((i == 0) & (j == n - 1))  # first and last edges share a vertex
-    i, j = i[keep], j[keep]
-    if len(i) == 0:
-        return False
+    y, x = verts[:, 0], verts[:, 1]
+    dy, dx = np.roll(y, -1) - y, np.roll(x, -1) - x
+    offset = dy * x - dx * y
 
-    def orient(p, q, r):
-        return np.sign(
-            (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
-        )
+    def side(rows: np.ndarray) -> np.ndarray:
+        return np.outer(dy[rows], x) - np.outer(dx[rows], y) - offset[rows, None]
 
-    p1, q1, p2, q2 = a[i], b[i], a[j], b[j]
-    o1, o2 = orient(p1, q1, p2), orient(p1, q1, q2)
-    o3, o4 = orient(p2, q2, p1), orient(p2, q2, q1)
-    return bool(np.any((o1 * o2 < 0) & (o3 * o4 < 0)))
+    full = side(np.arange(n)) if n <= block else None
+    for start in range(0, n, block):
+        rows = np.arange(start, min(n, start + block))
+        m = full[rows] if full is not None else side(rows)
+        straddle = m * np.roll(m, -1, axis=1) < 0  # edge j's ends on both sides of edge i
+        i, j = np.nonzero(straddle)
+        i = i + start
+        if len(i) == 0:
+            continue
+        # and edge i's ends on both sides of edge j
+        back = (dy[j] * (x[i] - x[j]) - dx[j] * (y[i] - y[j])) * (
+            dy[j] * (x[(i + 1) % n] - x[j]) - dx[j] * (y[(i + 1) % n] - y[j])
+        ) < 0
+        if np.any(back):
+            return True
+    return False
 
 
 def _check_polygon(verts: np.ndarray, index: int, what: str = "polygon") -> np.ndarray:
@@ -141,14 +153,16 @@ def _check_polygon(verts: np.ndarray, index: int, what: str = "polygon") -> np.n
         raise ValueError(f"{what} {index} has NaN or infinite coordinates; remove or redraw it")
     if len(verts) > 1 and np.allclose(verts[0], verts[-1]):
         verts = verts[:-1]
-    distinct = np.unique(np.round(verts, 6), axis=0)
-    if len(distinct) < 3:
-        raise ValueError(
-            f"{what} {index} has {len(distinct)} distinct vertices; a {what} needs at least 3 "
-            "(draw it again, or delete it)"
-        )
-    centred = verts - verts.mean(axis=0)
-    if np.linalg.svd(centred, compute_uv=False)[-1] < 1e-9 * max(1.0, float(np.abs(centred).max())):
+    centred = verts - verts.mean(axis=0) if len(verts) else verts.reshape(0, 2)
+    spread = float(np.abs(centred).max()) if len(verts) else 0.0
+    flat = len(verts) < 3 or np.linalg.svd(centred, compute_uv=False)[-1] <= 1e-9 * max(1.0, spread)
+    if flat:  # fewer than 3 vertices off one line: say which problem it is
+        distinct = np.unique(np.round(verts, 6), axis=0)
+        if len(distinct) < 3:
+            raise ValueError(
+                f"{what} {index} has {len(distinct)} distinct vertices; a {what} needs at least 3 "
+                "(draw it again, or delete it)"
+            )
         raise ValueError(
             f"{what} {index} has zero area (its vertices lie on a line); redraw it or delete it"
         )
