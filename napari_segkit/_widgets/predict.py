@@ -79,6 +79,7 @@ class PredictOutcome:
     missed: np.ndarray | None = None  # labels of the missed GT objects (GT ids)
     status: np.ndarray | None = None  # 1 matched, 2 false, per predicted pixel
     summary: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
     error: str | None = None
     cancelled: bool = False
 
@@ -151,7 +152,9 @@ def _run(request: PredictRequest, *, progress, stop, stage) -> PredictOutcome:
     fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
 
     say("Measuring...")
-    out = PredictOutcome(probability=fg, semantic=semantic, instances=instances)
+    out = PredictOutcome(
+        probability=fg, semantic=semantic, instances=instances, class_names=list(model.class_names)
+    )
     geometry = {"scale": request.scale, "units": request.units, "translate": request.translate}
     match = None
     if request.gt_labels is not None:
@@ -463,6 +466,8 @@ class PredictWidget(Container):
         out["semantic"] = set_output_layer(
             viewer, f"{name} semantic", outcome.semantic, "labels", like=image, visible=False
         )
+        names = outcome.class_names
+        out["semantic"].features = pd.DataFrame({"index": range(len(names)), "class": names})
         features = outcome.table.assign(index=outcome.table["label"])
         out["instances"] = set_output_layer(
             viewer, f"{name} instances", outcome.instances, "labels", like=image, opacity=0.6
@@ -504,7 +509,8 @@ class PredictWidget(Container):
         frames = [outcome.table]
         if outcome.missed_table is not None and len(outcome.missed_table):
             frames.append(outcome.missed_table)
-        self.rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else outcome.table
+        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else outcome.table
+        self.rows = rows[display_order(rows.columns)]
         self.table.set_frame(self.rows)
         self.counts.value = counts_text(self.summary, outcome.table)
         self.scores.value = scores_text(self.summary)
@@ -529,6 +535,7 @@ class PredictWidget(Container):
         if layer is None or layer not in self.viewer.layers:
             return
         layer.selected_label = int(row["label"])
+        self.viewer.layers.selection.active = layer
         if missed:
             layer.visible = True
         ndim = layer.ndim
@@ -610,6 +617,14 @@ def _unit_of(image: Image) -> str | None:
     return None if name in ("pixel", "pixels", "px", "") else name
 
 
+def display_order(columns) -> list[str]:
+    """Table columns with the most telling ones first: label, status, IoU, size."""
+    first = ["label", "status", "best_iou", "matched_gt"]
+    sizes = [c for c in columns if str(c).startswith(("area_", "volume_"))]
+    lead = [c for c in first if c in columns] + sizes
+    return lead + [c for c in columns if c not in lead]
+
+
 def counts_text(summary: dict, table: pd.DataFrame) -> str:
     """'132 objects · mean area 210 px · foreground 18%'."""
     n = int(summary.get("n_objects", 0))
@@ -618,7 +633,8 @@ def counts_text(summary: dict, table: pd.DataFrame) -> str:
     what = "area" if col.startswith("area") else "volume"
     text = f"{n} object{'s' if n != 1 else ''}"
     if n:
-        text += f" · mean {what} {mean:.4g} {size_unit(col)}"
+        value = f"{mean:,.0f}" if abs(mean) >= 100 else f"{mean:.3g}"
+        text += f" · mean {what} {value} {size_unit(col)}"
     return text + f" · foreground {summary.get('foreground_fraction', 0.0):.0%}"
 
 

@@ -143,3 +143,36 @@ def test_cancel_stops_the_prediction(dock, qtbot, monkeypatch):
     _run(qtbot, widget)
     assert widget.stage.value == "Cancelled."
     assert any("cancelled" in text for text in infos)
+
+
+@pytest.mark.parametrize(
+    ("shape", "rgb"), [((64, 80, 3), True), ((3, 48, 64), False)], ids=["rgb", "stack"]
+)
+def test_rgb_and_stacks(make_napari_viewer, qtbot, tiny_model_path, errors, shape, rgb):
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+    image = viewer.add_image(data, name="img", rgb=rgb, scale=(2.0,) * (len(shape) - rgb))
+    widget = PredictWidget(viewer)
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tiny_model_path
+    _run(qtbot, widget)
+    assert errors == []
+    spatial = shape[:-1] if rgb else shape
+    for suffix in ("probability", "semantic", "instances"):
+        layer = viewer.layers[f"img {suffix}"]
+        assert layer.data.shape == spatial
+        np.testing.assert_allclose(layer.scale, image.scale)
+    assert "label" in viewer.layers["img instances"].features
+    assert viewer.layers["img semantic"].features["class"].tolist() == [
+        "background",
+        "interior",
+        "boundary",
+    ]
+
+
+def test_missing_default_model_is_a_notification(dock, qtbot, tmp_path, monkeypatch, errors):
+    _, widget = dock
+    monkeypatch.setattr(model_io, "DEFAULT_MODEL_PATH", tmp_path / "absent.safetensors")
+    widget.model_source.value = "Default nuclei model"
+    _run(qtbot, widget)
+    assert len(errors) == 1 and "default nuclei model" in errors[0]
