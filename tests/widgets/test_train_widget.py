@@ -1,0 +1,74 @@
+"""Drive the Train dock: start a training from clicks, watch it, stop it, get a model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from napari_segkit._sample_data import fluo_256
+from napari_segkit._widgets import _common
+from napari_segkit._widgets._session import SESSION
+from napari_segkit._widgets.train import TrainWidget
+from napari_segkit.model_io import load_model
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in fluo_256():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    w = TrainWidget(viewer)
+    w.image.value = viewer.layers["fluo_256"]
+    w.annotation_layer.value = viewer.layers["fluo_256 clicks"]
+    w.init.value = "none"
+    w.patch.value = 128
+    w.out.value = tmp_path / "model.safetensors"
+    yield w
+    w.stop_event.set()
+
+
+def test_train_from_clicks_then_stop_keeps_a_model(widget, qtbot):
+    published = []
+    SESSION.model_trained.connect(published.append)
+    widget.minutes.value = 5.0
+    worker = widget.start()
+    assert worker is not None and not widget.start_button.enabled
+    qtbot.waitUntil(lambda: widget.last_event is not None and widget.last_event.step >= 3, timeout=60_000)
+    assert "step" in widget.status.value and "cpu" in widget.status.value
+    assert widget.plot.losses, "the live plot received the loss"
+    t0 = time.perf_counter()
+    widget.stop_button.clicked()
+    qtbot.waitUntil(lambda: widget.start_button.enabled, timeout=30_000)
+    stop_s = time.perf_counter() - t0
+    assert stop_s < 5, f"Stop took {stop_s:.1f} s"
+    assert widget.last_event.kind == "stopped"
+    assert widget.start_button.enabled and not widget.stop_button.enabled
+    model = load_model(widget.out.value)
+    assert model.provenance["training"]["labels"] == "points"
+    assert published and published[-1] == str(widget.out.value)
+    SESSION.model_trained.disconnect(published.append)
+
+
+def test_labels_pair_with_wrong_shape_is_a_notification(widget, monkeypatch):
+    errors = []
+    monkeypatch.setattr(_common, "show_error", errors.append)
+    viewer = widget.viewer
+    viewer.add_labels(viewer.layers["fluo_256 ground truth"].data[:100], name="cropped")
+    widget.annotation_layer.value = viewer.layers["cropped"]
+    assert widget.start() is None
+    assert errors and "shape" in errors[-1]
+    assert widget.start_button.enabled
+
+
+def test_pairs_can_be_added_and_train_on_masks(widget, qtbot):
+    viewer = widget.viewer
+    widget.annotation_layer.value = viewer.layers["fluo_256 ground truth"]
+    widget.add_pair.clicked()
+    assert "fluo_256 ground truth" in widget.pairs_label.value
+    widget.minutes.value = 0.05  # three seconds
+    widget.start()
+    qtbot.waitUntil(lambda: widget.start_button.enabled, timeout=60_000)
+    assert widget.last_event.kind == "done"
+    assert widget.progress.value == 1000
+    assert load_model(widget.out.value).provenance["training"]["labels"] == "instances"
