@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from napari_segkit.data import IGNORE_INDEX
+from napari_segkit.targets import (
+    BOUNDARY,
+    INTERIOR,
+    class_weights,
+    instance_targets,
+    semantic_targets,
+    sparse_targets,
+    targets_from_clicks,
+)
+
+
+def test_instance_targets_hand_case():
+    lab = np.zeros((7, 10), np.uint16)
+    lab[1:6, 1:5] = 1
+    lab[1:6, 5:9] = 2  # touching object
+    t = instance_targets(lab)
+    # outer ring of each object and the contact line are boundary
+    assert t.classes[1, 2] == BOUNDARY and t.classes[3, 4] == BOUNDARY and t.classes[3, 5] == BOUNDARY
+    assert t.classes[3, 2] == INTERIOR and t.classes[3, 7] == INTERIOR
+    assert (t.classes[lab == 0] == 0).all()
+    assert t.center.dtype == np.float32
+    assert t.center.max() == pytest.approx(1.0)
+    assert (t.center[lab == 0] == 0).all()
+    assert t.center[3, 2] == 1.0 and t.center[1, 2] < 1.0
+    assert t.center_mask.all()
+
+
+def test_semantic_and_sparse():
+    sem = np.array([[0, 1], [2, -1]])
+    t = semantic_targets(sem, 3)
+    assert t.classes.tolist() == [[0, 1], [2, IGNORE_INDEX]]
+    with pytest.raises(ValueError, match="classes"):
+        semantic_targets(sem, 2)
+    sp = np.array([[0, 1], [2, 0]], np.uint8)
+    t = sparse_targets(sp)
+    assert t.classes.tolist() == [[IGNORE_INDEX, 0], [INTERIOR, IGNORE_INDEX]]
+    assert t.center_mask.tolist() == [[False, True], [False, False]]
+
+
+def test_class_weights_favour_rare_class():
+    c = np.zeros((20, 20), np.int8)
+    c[5:15, 5:15] = 1
+    c[5, 5:15] = 2
+    c[0, 0] = IGNORE_INDEX
+    w = class_weights([c], 3)
+    assert w.dtype == np.float32
+    assert w[2] > w[1] > w[0]
+
+
+def test_targets_from_clicks_real_sample():
+    pytest.importorskip("napari_segkit.annotations")
+    from napari_segkit._sample import sample_path
+    from napari_segkit.io import read_image, read_points_csv
+
+    image = read_image(sample_path("fluo_256.tif"))
+    coords, feats = read_points_csv(sample_path("fluo_256_points.csv"))
+    t = targets_from_clicks(image, coords, list(feats["class"]))
+    assert t.classes.shape == image.shape[:2]
+    known = t.classes >= 0
+    assert 0.3 < known.mean() < 1.0  # some uncertain pixels are ignored
+    obj = coords[np.asarray(feats["class"]) == "nucleus"].round().astype(int)
+    assert (t.classes[obj[:, 0], obj[:, 1]] >= 1).mean() > 0.9
