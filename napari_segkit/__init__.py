@@ -1,6 +1,44 @@
 """napari-segkit: segment and count nuclei and cells by clicking.
 
-The public core API is importable from here without Qt, napari or magicgui.
+The public core API, importable without Qt, napari or magicgui. Modules load on first
+use, so ``import napari_segkit`` stays fast (torch is imported only when a model is used)::
+
+    from napari_segkit import annotations, io, metrics, prediction, training
+    napari_segkit.predict(model, image)   # == prediction.predict
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_MODULES = (
+    "annotations", "convert", "data", "io", "measure", "metrics", "model", "model_io",
+    "postprocess", "prediction", "targets", "training",
+)
+_FUNCTIONS = {
+    "clicks_to_labels": "annotations",
+    "clicks_to_sparse_labels": "annotations",
+    "polygons_to_labels": "annotations",
+    "boxes_to_labels": "annotations",
+    "outline_to_labels": "annotations",
+    "train": "training",
+    "TrainConfig": "training",
+    "predict": "prediction",
+    "load_model": "model_io",
+    "save_model": "model_io",
+    "load_default_model": "model_io",
+    "evaluate_instances": "metrics",
+    "match_instances": "metrics",
+    "object_table": "measure",
+}
+__all__ = ["__version__", *_MODULES, *_FUNCTIONS]
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(f"{__name__}.{_FUNCTIONS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
