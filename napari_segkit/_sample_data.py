@@ -10,6 +10,7 @@ import pandas as pd
 import tifffile
 
 from ._sample import list_samples, sample_path
+from .io import read_points_csv
 
 POINT_COLORS = {"nucleus": "#ffd400", "background": "#00b4ff"}
 
@@ -40,9 +41,7 @@ def load_sample(name: str) -> list[tuple]:
         raise ValueError(f"no sample named {name!r}")
     image = tifffile.imread(sample_path(row["image"]))
     labels = tifffile.imread(sample_path(row["labels"]))
-    points = pd.read_csv(sample_path(row["points"]))
-    coords = points[[c for c in points.columns if c.startswith("axis-")]].to_numpy(float)
-    features = points.drop(columns=[c for c in points.columns if c.startswith("axis-") or c == "index"])
+    coords, features = read_points_csv(sample_path(row["points"]))
     rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
     layers: list[tuple] = [
         (image, {"name": name, "rgb": rgb}, "image"),
