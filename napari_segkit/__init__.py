@@ -7,9 +7,8 @@ use, so ``import napari_segkit`` stays fast (torch is imported only when a model
     napari_segkit.predict(model, image)   # == prediction.predict
 """
 
-from __future__ import annotations
 
-import importlib
+import importlib  # no "from __future__ import annotations" here: it would shadow the submodule
 
 __version__ = "0.1.0"
 

@@ -55,3 +55,12 @@ def test_wheel_carries_the_sample_files_and_they_load_offline(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,
                          capture_output=True, text=True, env={"PYTHONPATH": str(target)}).stdout
     assert str(target) in out.splitlines()[0] and out.splitlines()[1] == "3"
+
+
+def test_public_api_is_lazy_and_qt_free():
+    code = ("import sys, napari_segkit as s; assert s.annotations.clicks_to_labels; "
+            "assert s.match_instances is s.metrics.match_instances; "
+            "bad = [m for m in ('qtpy', 'PyQt6', 'napari', 'magicgui') if m in sys.modules]; "
+            "assert not bad, bad; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok"

@@ -104,3 +104,26 @@ def test_bad_input_is_a_notification(viewer_with_sample, errors):
     widget.mode.value = "fill"
     assert widget.convert() is None
     assert "enclose no area" in errors[-1]
+
+
+def test_outline_keypoints_in_a_3d_stack(make_napari_viewer):
+    """z, y, x keypoints on a few slices of an anisotropic stack -> one closed volume."""
+    from scipy import ndimage as ndi
+
+    viewer = make_napari_viewer()
+    stack = np.zeros((12, 64, 64), np.uint8)
+    viewer.add_image(stack, name="stack", scale=(3.0, 0.5, 0.5))
+    widget = AnnotateWidget(viewer)
+    widget.image.value = viewer.layers["stack"]
+    layer = widget.add_outline_layer()
+    assert layer.ndim == 3 and tuple(layer.scale) == (3.0, 0.5, 0.5)
+    t = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    for z, r in ((3, 8), (6, 12), (9, 8)):
+        ring = np.stack([np.full_like(t, z), 32 + r * np.sin(t), 32 + r * np.cos(t)], 1)
+        layer.add(ring)
+    out = widget.convert()
+    volume = out.data > 0
+    assert out.data.shape == stack.shape and tuple(out.scale) == (3.0, 0.5, 0.5)
+    assert volume[3:10, 32, 32].all() and not volume[0, 32, 32] and not volume[11, 32, 32]
+    assert (ndi.binary_fill_holes(volume) == volume).all()
+    assert ndi.label(volume)[1] == 1
