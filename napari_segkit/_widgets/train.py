@@ -99,8 +99,8 @@ class TrainWidget(Container):
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_choices)
         # closing the dock or the viewer stops training cleanly
-        stop_event = self.stop_event
-        self.native.destroyed.connect(lambda *_: stop_event.set())
+        self._closed = False
+        self.native.destroyed.connect(self._on_close)
         self._suggest_out(self.image.value)
 
     # ---- choices -----------------------------------------------------------------------
@@ -219,8 +219,15 @@ class TrainWidget(Container):
         self.stop_event.set()
         self.status.value = "Stopping..."
 
+    def _on_close(self, *_) -> None:
+        """The dock's Qt widgets are gone: stop training; later events only update state."""
+        self._closed = True
+        self.stop_event.set()
+
     def _on_event(self, event) -> None:
         self.last_event = event
+        if self._closed:
+            return
         kind = event.kind
         if event.loss is not None and kind == "step":
             self.plot.add_loss(event.step, event.loss)
@@ -246,10 +253,14 @@ class TrainWidget(Container):
         show_error(f"Training failed: {err}")
 
     def _on_finished(self) -> None:
+        event = self.last_event
+        if self._closed:
+            if event is not None and event.model_path:
+                SESSION.publish_model(str(event.model_path))
+            return
         self.start_button.enabled = True
         self.stop_button.enabled = False
         self.plot.redraw()
-        event = self.last_event
         if event is not None and event.kind in ("done", "stopped") and self.model_path and self.model_path.is_file():
             self.progress.value = 1000 if event.kind == "done" else self.progress.value
             how = "finished" if event.kind == "done" else "stopped; best weights kept"

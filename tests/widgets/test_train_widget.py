@@ -72,3 +72,22 @@ def test_pairs_can_be_added_and_train_on_masks(widget, qtbot):
     assert widget.last_event.kind == "done"
     assert widget.progress.value == 1000
     assert load_model(widget.out.value).provenance["training"]["labels"] == "instances"
+
+
+def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in fluo_256():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    _, w = viewer.window.add_plugin_dock_widget("napari-segkit", "Train")
+    w.image.value = viewer.layers["fluo_256"]
+    w.annotation_layer.value = viewer.layers["fluo_256 clicks"]
+    w.init.value, w.patch.value, w.minutes.value = "none", 128, 5.0
+    w.out.value = tmp_path / "m.safetensors"
+    worker = w.start()
+    qtbot.waitUntil(lambda: w.last_event is not None and w.last_event.step >= 1, timeout=60_000)
+    stop_event = w.stop_event
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    viewer.close()
+    assert stop_event.is_set()
+    qtbot.waitUntil(lambda: bool(finished) or not worker.is_running, timeout=30_000)
