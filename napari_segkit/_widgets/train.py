@@ -62,6 +62,13 @@ class TrainWidget(Container):
             label="Annotations", choices=self._annotations,
             tooltip="Labels (masks) or Points (one click per nucleus) drawn on the image",
         )
+        self.labels_kind = ComboBox(
+            label="Labels are", value="auto",
+            choices=[("auto", "auto"), ("objects (instance masks)", "instances"),
+                     ("classes (semantic)", "semantic"), ("sparse (from clicks)", "sparse")],
+            tooltip="auto: 'sparse' for layers made by 'Clicks -> sparse training labels', "
+                    "else one id per object",
+        )
         self.add_pair = PushButton(text="Add pair")
         self.clear_pairs = PushButton(text="Clear pairs")
         self.pairs_label = Label(value="Pairs: the image and annotations above")
@@ -79,7 +86,7 @@ class TrainWidget(Container):
         self.status = Label(value="")
         self.plot = TrainingPlot()
         super().__init__(widgets=[
-            self.image, self.annotation_layer, self.add_pair, self.clear_pairs, self.pairs_label,
+            self.image, self.annotation_layer, self.labels_kind, self.add_pair, self.clear_pairs, self.pairs_label,
             self.init, self.init_file, self.minutes, self.patch, self.lr, self.seed, self.out,
             self.start_button, self.stop_button, self.progress, self.status,
         ])  # fmt: skip
@@ -174,7 +181,16 @@ class TrainWidget(Container):
                            if "class" in ann.features else None)
                 labels.append(None)
                 points.append((coords, classes))
-        return {"images": images, "labels": labels, "points": points}
+        return {"images": images, "labels": labels, "points": points,
+                "labels_kind": self._labels_kind([a for _, a in pairs if isinstance(a, Labels)])}
+
+    def _labels_kind(self, layers: list) -> str:
+        if self.labels_kind.value != "auto":
+            return self.labels_kind.value
+        sparse = [layer.name.endswith("sparse labels") for layer in layers]
+        if any(sparse) and not all(sparse):
+            raise ValueError("mix of sparse and full labels: train them separately or set 'Labels are'")
+        return "sparse" if sparse and all(sparse) else "instances"
 
     def _init_value(self):
         if self.init.value == "file":
@@ -196,6 +212,7 @@ class TrainWidget(Container):
                 patch_size=int(self.patch.value),
                 lr=float(self.lr.value),
                 seed=int(self.seed.value),
+                labels_kind=data["labels_kind"],
             )
             out = Path(self.out.value)
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -91,3 +91,21 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, tmp_path):
     viewer.close()
     assert stop_event.is_set()
     qtbot.waitUntil(lambda: bool(finished) or not worker.is_running, timeout=30_000)
+
+
+def test_sparse_labels_from_the_annotate_dock_train_as_sparse(widget, qtbot):
+    from napari_segkit._widgets.annotate import AnnotateWidget
+
+    viewer = widget.viewer
+    annotate = AnnotateWidget(viewer)
+    annotate.image.value = viewer.layers["fluo_256"]
+    annotate.annotation_layer.value = viewer.layers["fluo_256 clicks"]
+    annotate.mode.value = "sparse"
+    sparse = annotate.convert()
+    widget.annotation_layer.value = sparse
+    assert widget.collect_data()["labels_kind"] == "sparse"
+    widget.minutes.value = 0.05
+    widget.start()
+    qtbot.waitUntil(lambda: widget.start_button.enabled, timeout=60_000)
+    assert widget.last_event.kind == "done"
+    assert load_model(widget.out.value).provenance["training"]["labels"] == "sparse"
