@@ -44,13 +44,15 @@ from .targets import (
 class TrainConfig:
     """Training settings.
 
-    ``steps`` bounds the number of optimiser steps and ``time_budget_s`` the wall time;
+    ``steps`` bounds the number of optimiser steps (``epochs``, when given, overrides it:
+    one epoch = as many patch pixels as there are labelled pixels) and ``time_budget_s`` the wall time;
     training ends at whichever comes first, and the learning-rate schedule (linear warm-up,
     then cosine decay) follows whichever is closer to its end, so a time-limited run still
     anneals properly.
     """
 
     steps: int = 1000
+    epochs: float | None = None
     time_budget_s: float | None = None
     patch_size: int = 128
     batch_size: int = 8
@@ -404,9 +406,11 @@ def train(
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log_every = cfg.log_every or (1 if device.type == "cpu" else 10)
-    total = int(cfg.steps)
     budget = cfg.time_budget_s
     pixels_per_epoch = max(sampler.labelled_pixels, 1)
+    total = int(cfg.steps)
+    if cfg.epochs is not None:
+        total = max(1, int(round(cfg.epochs * pixels_per_epoch / (cfg.batch_size * cfg.patch_size**2))))
     best_score, best_state, best_metrics = (-2.0, -2.0), None, {}
     step, loss_val, stopped = 0, None, False
     out_path = Path(out_path) if out_path is not None else None
