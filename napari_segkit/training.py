@@ -13,6 +13,7 @@ loss is read back (a device sync) only every ``log_every`` steps on GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import math
@@ -405,6 +406,12 @@ def train(
         net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    def amp_context():
+        if use_amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
     log_every = cfg.log_every or (1 if device.type == "cpu" else 10)
     budget = cfg.time_budget_s
     pixels_per_epoch = max(sampler.labelled_pixels, 1)
@@ -477,7 +484,7 @@ def train(
             cb = torch.from_numpy(cb).to(device, non_blocking=True)
             tb = torch.from_numpy(tb).to(device, non_blocking=True)
             mb = torch.from_numpy(mb).to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            with amp_context():
                 logits = net(xb)
             loss = segmentation_loss(logits, cb, tb, mb, n_classes, weights,
                                      cfg.dice_weight, cfg.center_weight)
@@ -503,7 +510,11 @@ def train(
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             best_metrics = {"step": step}
         net.load_state_dict(best_state)
+        del best_state
         net.eval()
+        # hand the model back on the CPU: the GPU memory is freed below, and prediction
+        # moves the network to whatever device it uses
+        net.to(memory_format=torch.contiguous_format).to("cpu")
         path = write(step)
         final = finish_model(step)
         yield event("stopped" if stopped else "done", model_path=path, model=final,
@@ -514,9 +525,12 @@ def train(
         del optimizer
         if device.type == "cpu":
             torch.set_num_threads(prev_threads)
-        elif device.type == "cuda":
-            torch.cuda.empty_cache()
-        net.to(memory_format=torch.contiguous_format)
+        else:
+            net.to(memory_format=torch.contiguous_format).to("cpu")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            elif device.type == "mps" and hasattr(torch, "mps"):
+                torch.mps.empty_cache()
 
 
 def run_training(*args, progress: Callable[[TrainEvent], None] | None = None, **kwargs) -> SegModel:
