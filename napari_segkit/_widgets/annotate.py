@@ -122,7 +122,7 @@ class AnnotateWidget(Container):
             features=features,
             feature_defaults={"object_id": 1},
             face_color="object_id",
-            face_colormap="turbo",
+            face_color_cycle=["#ffd400", "#00e5ff", "#ff4fd8", "#7dff5c", "#ff8a00", "#a98bff"],
             size=5,
             scale=image.scale,
             translate=image.translate,
