@@ -118,6 +118,10 @@ def save_model(model: SegModel, path: str | os.PathLike, *, half: bool = False) 
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=_metadata(model))
+        # mkstemp makes the file private (0600); a model file is a normal document
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -71,3 +71,13 @@ def test_foreign_and_incompatible_files(model, tmp_path):
     save_file({"w": torch.zeros(2)}, str(p), metadata={"segkit": json.dumps(meta)})
     with pytest.raises(ModelFileError, match="upgrade"):
         load_model(p)
+
+
+def test_saved_model_file_is_readable_by_others(tmp_path):
+    import stat
+
+    from napari_segkit.model import UNetConfig
+    from napari_segkit.model_io import SegModel, save_model
+
+    path = save_model(SegModel.new(UNetConfig(width=4, depth=2)), tmp_path / "m.safetensors")
+    assert path.stat().st_mode & stat.S_IRGRP  # not the 0600 of a temporary file

@@ -209,6 +209,7 @@ class TrainWidget(Container):
             data = self.collect_data()
             config = TrainConfig(
                 time_budget_s=float(self.minutes.value) * 60.0,
+                steps=10**7,  # the time budget decides
                 patch_size=int(self.patch.value),
                 lr=float(self.lr.value),
                 seed=int(self.seed.value),
