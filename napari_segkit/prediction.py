@@ -422,17 +422,10 @@ def _subsample_planes(stack: Any, target: int = 4_000_000) -> np.ndarray:
 
 
 def resolve_device(device: Any = None) -> Any:
-    """``None``/``"auto"`` -> CUDA if available, else Apple MPS, else CPU."""
-    import torch
+    """``None``/``"auto"`` -> CUDA if available, else Apple MPS, else CPU (see model.select_device)."""
+    from .model import select_device
 
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+    return select_device(device)
 
 
 class _TorchForward:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import DEFAULT_NORMALIZATION, IGNORE_INDEX, PatchSampler, prepare_input, split_rows
-from .model import UNetConfig
+from .model import UNetConfig, select_device
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .targets import (
     Targets,
@@ -104,29 +104,6 @@ class TrainEvent:
 
 
 # --------------------------------------------------------------------------- devices
-def select_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA, then Apple MPS, then CPU. Explicit names are checked."""
-    if isinstance(device, torch.device):
-        return device
-    device = str(device).lower()
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
-    if device == "mps" and not (
-        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    ):
-        raise ValueError("device 'mps' requested but Apple MPS is not available; use 'auto' or 'cpu'")
-    if not (device == "cpu" or device == "mps" or device.startswith("cuda")):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
-    return torch.device(device)
-
-
 # --------------------------------------------------------------------------- loss
 def segmentation_loss(
     logits: torch.Tensor,

@@ -2,10 +2,11 @@
 
 Data: the nuclei collection in ``--data`` (default /work/shared/data/nuclei):
 train/ and sample_512/ for training (grayscale fluorescence and RGB H&E; RGB is turned
-into inverted luminance by ``prepare_input`` for this 1-channel model), val/ for
-checkpoint selection (a few validations only) and the reported scores.
+into inverted luminance by ``prepare_input`` for this 1-channel model). Checkpoints are
+chosen on ``--holdout`` grayscale train/ images kept out of training; val/ is used only
+once, at the end, for the reported scores (never for choosing anything).
 
-    python scripts/train_default_model.py --minutes 22 --threads 2
+    python scripts/train_default_model.py --minutes 25 --threads 2
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def evaluate(model, images, labels) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default="/work/shared/data/nuclei")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei"))
+    ap.add_argument("--holdout", type=int, default=3,
+                    help="grayscale train/ images held out for checkpoint selection")
     ap.add_argument("--minutes", type=float, default=22.0)
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--threads", type=int, default=2)
@@ -69,6 +72,14 @@ def main() -> None:
     tr_x, tr_y, tr_n = load_split(root, "train")
     s_x, s_y, s_n = load_split(root, "sample_512")
     va_x, va_y, va_n = load_split(root, "val")
+    # checkpoint selection on held-out train/ images (grayscale, like most real use)
+    gray = [i for i, im in enumerate(tr_x) if im.ndim == 2]
+    pick = set(np.random.default_rng(args.seed).choice(gray, size=args.holdout, replace=False).tolist())
+    ho_x = [tr_x[i] for i in sorted(pick)]
+    ho_y = [tr_y[i] for i in sorted(pick)]
+    ho_n = [tr_n[i] for i in sorted(pick)]
+    keep = [i for i in range(len(tr_x)) if i not in pick]
+    tr_x, tr_y, tr_n = [tr_x[i] for i in keep], [tr_y[i] for i in keep], [tr_n[i] for i in keep]
     cfg = TrainConfig(
         steps=args.steps, time_budget_s=args.minutes * 60, patch_size=128, batch_size=8,
         lr=3e-3, val_every=500, seed=args.seed, num_threads=args.threads,
@@ -76,7 +87,7 @@ def main() -> None:
     )
     t0 = time.time()
     model = None
-    for ev in train(tr_x + s_x, tr_y + s_y, config=cfg, val_images=va_x, val_labels=va_y,
+    for ev in train(tr_x + s_x, tr_y + s_y, config=cfg, val_images=ho_x, val_labels=ho_y,
                     out_path=None):
         if ev.kind != "step" or ev.step % 100 == 0:
             print(f"{ev.kind:10s} step {ev.step:5d} loss {ev.loss} val_iou {ev.val_iou} "
@@ -89,7 +100,7 @@ def main() -> None:
     print("validation (pooled over val/):", json.dumps(scores, indent=1), flush=True)
     model.provenance.update({
         "name": "default nuclei model",
-        "data": {"train": tr_n + s_n, "val": va_n},
+        "data": {"train": tr_n + s_n, "checkpoint_selection": ho_n, "val": va_n},
         "val_scores": scores,
         "train_minutes": round((time.time() - t0) / 60, 1),
     })
