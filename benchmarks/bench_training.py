@@ -33,12 +33,12 @@ def bare_loop_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
     import torch
 
     from napari_segkit.model import UNet
-    from napari_segkit.training import segmentation_loss, select_device
+    from napari_segkit.training import NEW_MODEL_LR, segmentation_loss, select_device
 
     torch.manual_seed(0)
     device = select_device(cfg.device)
     net = UNet(cfg.model).to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr or NEW_MODEL_LR, weight_decay=cfg.weight_decay)
     b, p, k = cfg.batch_size, cfg.patch_size, cfg.model.n_classes
     x = torch.randn(b, cfg.model.in_channels, p, p, device=device)
     classes = torch.randint(0, k, (b, p, p), device=device)

@@ -40,6 +40,9 @@ from .targets import (
     targets_from_clicks,
 )
 
+NEW_MODEL_LR = 3e-3
+FINE_TUNE_LR = 5e-4
+
 
 @dataclass
 class TrainConfig:
@@ -47,6 +50,9 @@ class TrainConfig:
 
     ``steps`` bounds the number of optimiser steps (``epochs``, when given, overrides it:
     one epoch = as many patch pixels as there are labelled pixels) and ``time_budget_s`` the wall time;
+    ``lr`` and ``freeze_norm`` default to what suits the start: a new model learns fast
+    (3e-3); a fine-tuned one slower (5e-4), with its BatchNorm statistics kept, so a few
+    minutes on a few images adapt it instead of overwriting what it knows;
     training ends at whichever comes first, and the learning-rate schedule (linear warm-up,
     then cosine decay) follows whichever is closer to its end, so a time-limited run still
     anneals properly.
@@ -57,7 +63,8 @@ class TrainConfig:
     time_budget_s: float | None = None
     patch_size: int = 128
     batch_size: int = 8
-    lr: float = 3e-3
+    lr: float | None = None  # None: 3e-3 for a new model, 5e-4 when fine-tuning
+    freeze_norm: bool | None = None  # None: keep normalisation statistics when fine-tuning
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.03
     val_every: int = 100
@@ -381,7 +388,10 @@ def train(
     use_amp = device.type == "cuda" and cfg.amp in ("auto", True)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fine_tuning = init is not None
+    base_lr = cfg.lr if cfg.lr is not None else (FINE_TUNE_LR if fine_tuning else NEW_MODEL_LR)
+    freeze_norm = fine_tuning if cfg.freeze_norm is None else bool(cfg.freeze_norm)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     def amp_context():
@@ -399,7 +409,7 @@ def train(
     step, loss_val, stopped = 0, None, False
     out_path = Path(out_path) if out_path is not None else None
     dev_name = str(device)
-    cur = {"lr": cfg.lr}
+    cur = {"lr": base_lr}
 
     def event(kind, **kw):
         el = time.perf_counter() - t_start
@@ -436,10 +446,35 @@ def train(
         save_model(finish_model(kind_steps), out_path)
         return str(out_path)
 
+    def check():
+        """Validate; keep and write the weights when they are the best so far."""
+        nonlocal best_score, best_metrics, best_state
+        m = validate(net, va_x, va_t, va_i, device, n_classes)
+        score = (m["val_f1"] if m["val_f1"] is not None else -1.0, m["val_iou"])
+        yield event("validation", **m)
+        if score > best_score:
+            best_score, best_metrics = score, {**m, "step": step}
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            path = write(step)
+            if path:
+                yield event("checkpoint", model_path=path, **m)
+        set_train_mode()
+
+    def set_train_mode():
+        net.train()
+        if freeze_norm:
+            for module in net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     try:
         yield event("start", message=f"training on {dev_name}, {len(tr_x)} images, "
                                      f"{len(va_x)} validation images")
-        net.train()
+        if fine_tuning and va_x:
+            # the starting model is a candidate too: fine-tuning never hands back
+            # something that validates worse than what it started from
+            yield from check()
+        set_train_mode()
         while step < total:
             if _is_stopped(stop):
                 stopped = True
@@ -450,7 +485,7 @@ def train(
             progress = step / total
             if budget:
                 progress = max(progress, el / budget)
-            lr = cfg.lr * _lr_factor(progress, cfg.warmup_fraction)
+            lr = base_lr * _lr_factor(progress, cfg.warmup_fraction)
             cur["lr"] = lr
             for g in optimizer.param_groups:
                 g["lr"] = lr
@@ -474,15 +509,10 @@ def train(
                 loss_val = float(loss.detach())
                 yield event("step")
             if va_x and (step % cfg.val_every == 0 or step == total):
-                m = validate(net, va_x, va_t, va_i, device, n_classes)
-                score = (m["val_f1"] if m["val_f1"] is not None else -1.0, m["val_iou"])
-                yield event("validation", **m)
-                if score > best_score:
-                    best_score, best_metrics = score, {**m, "step": step}
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    path = write(step)
-                    if path:
-                        yield event("checkpoint", model_path=path, **m)
+                yield from check()
+        if va_x and not stopped and step % cfg.val_every:
+            # a time budget ended between two validations: the annealed end state counts too
+            yield from check()
         if not va_x or best_state is None:
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             best_metrics = {"step": step}

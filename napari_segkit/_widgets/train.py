@@ -76,7 +76,10 @@ class TrainWidget(Container):
         self.init_file = FileEdit(label="Model file", mode="r", filter="*.safetensors", visible=False)
         self.minutes = FloatSpinBox(label="Time budget (min)", value=3.0, min=0.05, max=24 * 60, step=0.5)
         self.patch = ComboBox(label="Patch size", choices=[128, 192, 256], value=192)
-        self.lr = FloatSpinBox(label="Learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
+        self.lr = FloatSpinBox(
+            label="Learning rate", value=0.0, min=0.0, max=1.0, step=1e-4,
+            tooltip="0 = automatic: 3e-3 for a new model, 5e-4 when fine-tuning",
+        )
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.out = FileEdit(label="Save model as", mode="w", filter="*.safetensors",
                             value=default_model_path("model"))
@@ -211,7 +214,7 @@ class TrainWidget(Container):
                 time_budget_s=float(self.minutes.value) * 60.0,
                 steps=10**7,  # the time budget decides
                 patch_size=int(self.patch.value),
-                lr=float(self.lr.value),
+                lr=float(self.lr.value) or None,
                 seed=int(self.seed.value),
                 labels_kind=data["labels_kind"],
             )
