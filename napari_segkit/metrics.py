@@ -92,6 +92,12 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
+def _detection_scores(tp: int, fp: int, fn: int) -> dict:
+    """Counts with precision, recall and F1, as every summary reports them."""
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn), "f1": _f1(tp, fp, fn)}
+
+
 # ---------------------------------------------------------------------------
 # IoU and matching
 
@@ -413,12 +419,7 @@ def points_vs_instances(points, pred_labels, classes=None) -> dict:
     fn = n_clicks - tp
     fp = n_pred - tp
     return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _f1(tp, fp, fn),
+        **_detection_scores(tp, fp, fn),
         "n_clicks": n_clicks,
         "n_pred": n_pred,
         "n_outside": n_outside,
@@ -492,12 +493,7 @@ def summarise(results: Sequence[Mapping]) -> dict:
         "n_images": len(results),
         "n_gt": n_gt,
         "n_pred": n_pred,
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _f1(tp, fp, fn),
+        **_detection_scores(tp, fp, fn),
         "mean_matched_iou": _json_float(mean_iou) if mean_iou is not None else None,
         "ap_dsb": float(np.mean(aps)) if aps else None,
         "count_error": n_pred - n_gt,
