@@ -27,9 +27,13 @@ class Targets:
     classes: np.ndarray
     center: np.ndarray
     center_mask: np.ndarray
+    #: the (pseudo) instance labels behind the targets when they came from clicks, so a
+    #: held-out part can be scored with object F1
+    instances: np.ndarray | None = None
 
     def crop(self, sl) -> Targets:
-        return Targets(self.classes[sl], self.center[sl], self.center_mask[sl])
+        inst = None if self.instances is None else self.instances[sl]
+        return Targets(self.classes[sl], self.center[sl], self.center_mask[sl], inst)
 
 
 def _check_2d(labels: np.ndarray, what: str = "labels") -> np.ndarray:
@@ -125,8 +129,13 @@ def targets_from_clicks(
     ring: int = 2,
     background_radius: int | None = None,
     boundary_width: int = 1,
+    guide: np.ndarray | None = None,
 ) -> Targets:
     """Training targets from one click per object (plus optional background clicks).
+
+    With ``guide`` (instance labels that a model predicted for this image, when an
+    existing model is fine-tuned) the clicks correct the model instead of replacing it;
+    see :func:`click_guided_instances`.
 
     Clicks become pseudo instance masks with
     :func:`napari_segkit.annotations.clicks_to_labels` (seeded watershed with per-click
@@ -156,12 +165,18 @@ def targets_from_clicks(
 
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     labels = np.asarray(clicks_to_labels(image, points, classes=classes))
-    t = instance_targets(labels, boundary_width)
-    fg = labels > 0
     is_bg = np.zeros(len(points), bool)
     if classes is not None:
         is_bg = np.array([str(c).lower() == "background" for c in classes], bool)
     obj_pts = points[~is_bg]
+    unclicked = None
+    if guide is not None:
+        labels, unclicked = click_guided_instances(np.asarray(guide), labels, obj_pts)
+    t = instance_targets(labels, boundary_width)
+    fg = labels > 0
+    if unclicked is not None:  # objects the model sees but nobody clicked: unknown
+        t.classes[unclicked] = IGNORE_INDEX
+        t.center_mask[unclicked] = False
 
     # ring outside each pseudo-mask: unknown
     if ring > 0:
@@ -198,7 +213,53 @@ def targets_from_clicks(
         disk = (ndi.distance_transform_edt(bg_seed) <= max(radius, 3.0)) & ~fg
         t.classes[disk] = BACKGROUND
         t.center_mask[disk] = True
+    t.instances = labels
     return t
+
+
+def click_guided_instances(
+    guide: np.ndarray, click_masks: np.ndarray, clicks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model instances corrected by one click per object.
+
+    - a predicted object holding exactly one click keeps the model's mask;
+    - a predicted object holding several clicks (touching nuclei the model merged) is
+      split between them: each pixel goes to the nearest of its clicks;
+    - a click on no predicted object (a nucleus the model missed) takes its mask from
+      ``click_masks`` (:func:`napari_segkit.annotations.clicks_to_labels`).
+
+    Returns the corrected instance labels (one id per click) and the mask of predicted
+    objects that hold no click (neither object nor background for training).
+    """
+    guide = guide.astype(np.int64, copy=False)
+    out = np.zeros(guide.shape, np.int32)
+    if len(clicks) == 0:
+        return out, guide > 0
+    idx = np.clip(np.round(clicks).astype(int), 0, np.array(guide.shape) - 1)
+    hit = guide[idx[:, 0], idx[:, 1]]
+    counts = np.bincount(hit, minlength=int(guide.max()) + 1)
+    counts[0] = 0
+    # one click in the object: the model's mask, labelled by the click
+    lut = np.zeros(counts.size, np.int32)
+    single = np.flatnonzero(counts[hit] == 1)
+    lut[hit[single]] = single + 1
+    out = lut[guide]
+    # several clicks in one object: split it by nearest click
+    for obj in np.flatnonzero(counts > 1):
+        ks = np.flatnonzero(hit == obj)
+        mask = guide == obj
+        markers = np.zeros(guide.shape, np.int32)
+        markers[idx[ks, 0], idx[ks, 1]] = ks + 1
+        _, (rr, cc) = ndi.distance_transform_edt(markers == 0, return_indices=True)
+        nearest = markers[rr, cc]
+        out[mask] = nearest[mask]
+    # clicks on nothing: the click-grown mask, where the model has nothing either
+    for k in np.flatnonzero(hit == 0):
+        own = click_masks[idx[k, 0], idx[k, 1]]
+        if own:
+            out[(click_masks == own) & (out == 0) & (guide == 0)] = k + 1
+    unclicked = (guide > 0) & (counts[guide] == 0)
+    return out, unclicked
 
 
 def class_weights(class_maps: list[np.ndarray], n_classes: int, power: float = 0.5) -> np.ndarray:

@@ -65,6 +65,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float | None = None  # None: 3e-3 for a new model, 5e-4 when fine-tuning
     freeze_norm: bool | None = None  # None: keep normalisation statistics when fine-tuning
+    click_guidance: bool = True  # fine-tuning from clicks: clicks correct the model's instances
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.03
     val_every: int = 100
@@ -163,7 +164,7 @@ def _points_of(p):
     return np.asarray(p, float)[:, -2:], None
 
 
-def _targets_for(image, labels, points, cfg: TrainConfig, n_classes: int) -> Targets:
+def _targets_for(image, labels, points, cfg: TrainConfig, n_classes: int, guide_model=None) -> Targets:
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != np.asarray(image).shape[:2]:
@@ -180,7 +181,12 @@ def _targets_for(image, labels, points, cfg: TrainConfig, n_classes: int) -> Tar
     coords, cls = _points_of(points)
     if coords is None or len(coords) == 0:
         raise ValueError("each training image needs labels or points; this one has neither")
-    return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width)
+    guide = None
+    if guide_model is not None:
+        from .prediction import predict
+
+        guide = predict(guide_model, image).instances
+    return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width, guide=guide)
 
 
 def _resolve_init(init, cfg: TrainConfig) -> SegModel:
@@ -364,10 +370,15 @@ def train(
 
     # prepare everything once
     xs = [prepare_input(im, mcfg.in_channels, model.normalization) for im in images]
-    tgs = [_targets_for(im, lb, pt, cfg, n_classes)
+    # clicks on a model being fine-tuned correct its own predictions (see
+    # targets.click_guided_instances) rather than replace them with click-grown masks
+    guide_model = model if (init is not None and cfg.click_guidance) else None
+    tgs = [_targets_for(im, lb, pt, cfg, n_classes, guide_model)
            for im, lb, pt in zip(images, labels_l, points_l, strict=True)]
-    full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances") else None
-            for lb in labels_l]
+    # instance labels to score validation F1 with: the given ones, or for clicks the
+    # pseudo instances the targets were made from
+    full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances") else t.instances
+            for lb, t in zip(labels_l, tgs, strict=True)]
     if val_images is not None:
         val_images = _as_list(val_images)
         val_labels = _as_list(val_labels, len(val_images))

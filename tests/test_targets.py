@@ -64,3 +64,21 @@ def test_targets_from_clicks_real_sample():
     assert 0.3 < known.mean() < 1.0  # some uncertain pixels are ignored
     obj = coords[np.asarray(feats["class"]) == "nucleus"].round().astype(int)
     assert (t.classes[obj[:, 0], obj[:, 1]] >= 1).mean() > 0.9
+
+
+def test_click_guided_instances_split_merges_add_misses_and_ignore_unclicked():
+    from napari_segkit.targets import click_guided_instances
+
+    guide = np.zeros((40, 60), np.int32)
+    guide[5:15, 5:35] = 1   # two touching nuclei the model merged
+    guide[25:35, 5:15] = 2  # a nucleus found and clicked
+    guide[25:35, 45:55] = 3  # something nobody clicked
+    click_masks = np.zeros_like(guide)
+    click_masks[25:31, 25:31] = 7  # a nucleus the model missed
+    clicks = np.array([[10, 10], [10, 30], [30, 10], [28, 28]], float)
+    out, unclicked = click_guided_instances(guide, click_masks, clicks)
+    assert out[10, 8] == 1 and out[10, 32] == 2  # the merge is split between its clicks
+    assert (out[5:15, 5:35] > 0).all() and set(np.unique(out[5:15, 5:35])) == {1, 2}
+    assert (out[guide == 2] == 3).all()  # the model's own mask kept
+    assert (out[25:31, 25:31] == 4).all()  # the missed one from the click-grown mask
+    assert unclicked[30, 50] and not unclicked[30, 10] and (out[guide == 3] == 0).all()
