@@ -65,11 +65,11 @@ def score(model, images, labels) -> dict:
             "n_images": len(rows), "n_gt": s["n_gt"]}
 
 
-def fine_tune(images, labels, points, init, minutes: float, seed: int):
+def fine_tune(images, labels, points, init, minutes: float, seed: int, **options):
     from napari_segkit.training import TrainConfig, train
 
     cfg = TrainConfig(time_budget_s=minutes * 60, steps=10**7, seed=seed, device="cpu",
-                      num_threads=2, val_every=100)
+                      num_threads=2, val_every=100, **options)
     gen = train(images, labels=labels, points=points, config=cfg, init=init)
     steps = 0
     while True:
@@ -113,14 +113,15 @@ def main() -> None:
         "(a) default model, the 13 scoring images": score(default, te_x, te_y),
     }
     runs = [
-        ("(b) default + clicks", None, clicks, "default"),
-        ("(c) default + masks", tr_y, None, "default"),
-        ("(d) scratch + clicks", None, clicks, None),
-        ("(d) scratch + masks", tr_y, None, None),
+        ("(b) default + clicks", None, clicks, "default", {}),
+        ("(b') same, clicks not guided by the model", None, clicks, "default", {"click_guidance": False}),
+        ("(c) default + masks", tr_y, None, "default", {}),
+        ("(d) scratch + clicks", None, clicks, None, {}),
+        ("(d) scratch + masks", tr_y, None, None, {}),
     ]
-    for name, lab, pts, init in runs:
+    for name, lab, pts, init, options in runs:
         t0 = time.perf_counter()
-        model, steps = fine_tune(tr_x, lab, pts, init, args.minutes, args.seed)
+        model, steps = fine_tune(tr_x, lab, pts, init, args.minutes, args.seed, **options)
         results[name] = {**score(model, te_x, te_y), "steps": steps,
                          "train_s": round(time.perf_counter() - t0, 1)}
         print(f"{name}: done ({steps} steps)", flush=True)

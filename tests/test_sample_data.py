@@ -48,6 +48,7 @@ def test_wheel_carries_the_sample_files_and_they_load_offline(tmp_path):
     assert "napari_segkit/_sample_files/fluo_512.tif" in names
     assert "napari_segkit/_sample_files/manifest.csv" in names
     assert "napari_segkit/napari.yaml" in names
+    assert "napari_segkit/models/default_nuclei.safetensors" in names
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                     str(target), str(wheel)], check=True)
     code = ("import napari_segkit._sample as s, napari_segkit._sample_data as d; "
