@@ -120,6 +120,10 @@ def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print) -
     last, model = run_with_progress(recording(gen), out=sys.stderr)
     save_training_curve(out / "training_curve.png", events)
     log(f"[demo]     {last.step} steps on {last.device} in {last.elapsed_s:.0f} s")
+    best_step = model.provenance.get("training", {}).get("best", {}).get("step")
+    if best_step == 0:
+        log("[demo]     no step scored better than the starting model on the held-out clicks, "
+            "so the starting weights were kept (a longer budget or more clicks can change that)")
 
     log("[demo] 2/3 predicting every sample image with the default and the fine-tuned model")
     default = load_default_model()
