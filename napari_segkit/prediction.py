@@ -625,6 +625,10 @@ def _instances(probs: np.ndarray, n_classes: int, postprocess: dict) -> np.ndarr
     return instances_from_probabilities(probs[:n_classes], center, **postprocess)
 
 
+#: Plane size (pixels a side) above which numpy predictions post-process block by block.
+INSTANCE_BLOCK = 2048
+
+
 def predict(
     model: Any,
     image: Any,
@@ -637,6 +641,7 @@ def predict(
     stop: StopFlag = None,
     instances: bool = True,
     dask_overlap: int | None = None,
+    instance_block: int = INSTANCE_BLOCK,
     **postprocess: Any,
 ) -> Prediction:
     """Probabilities, semantic labels and instance labels of one image.
@@ -646,6 +651,11 @@ def predict(
     (``fg_threshold``, ``seed_threshold``, ``min_size``, ...) go to
     :func:`napari_segkit.postprocess.instances_from_probabilities`. Other parameters as
     in :func:`predict_probabilities`.
+
+    Images whose planes are larger than ``instance_block`` squared get their instances
+    block by block (``instance_block`` pixels a side, with the dask path's margin and
+    ownership rule, one block at a time), so the watershed's memory is bounded by the
+    block rather than the image; labels are then renumbered 1..N.
     """
     if _is_dask(image):
         return predict_dask(
@@ -661,8 +671,33 @@ def predict(
     )  # fmt: skip
     k = model.config.n_classes
     semantic = semantic_from_probabilities(probs[:k])
-    labels = _instances(probs, k, postprocess) if instances else None
+    labels = None
+    if instances:
+        if probs.shape[-2] * probs.shape[-1] > instance_block**2:
+            th, tw = _as_pair(tile_size, "tile_size")
+            margin = int(dask_overlap) if dask_overlap is not None else max(32, min(th, tw) // 4)
+            labels = _blockwise_instances(probs, k, instance_block, margin, postprocess)
+        else:
+            labels = _instances(probs, k, postprocess)
     return Prediction(probs, semantic, labels, k)
+
+
+def _blockwise_instances(
+    probs: np.ndarray, k: int, block: int, margin: int, postprocess: dict
+) -> np.ndarray:
+    """Instances of a large numpy prediction, one block at a time (bounded memory)."""
+    import dask.array as da
+    from skimage.segmentation import relabel_sequential
+
+    stack = probs.ndim == 4
+    chunks = (probs.shape[0], *((probs.shape[1],) if stack else ()), block, block)
+    lazy = da.from_array(probs, chunks=chunks)
+    ys, xs = lazy.chunks[-2], lazy.chunks[-1]
+    labels = _dask_instances(lazy, k, margin, np.cumsum((0, *ys)), np.cumsum((0, *xs)),
+                             stack, postprocess).compute(scheduler="synchronous")
+    from ._utils import as_label_dtype
+
+    return as_label_dtype(relabel_sequential(labels)[0])
 
 
 # ---------------------------------------------------------------------------

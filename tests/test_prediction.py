@@ -222,3 +222,14 @@ def test_bad_input(unet, image) -> None:
         predict(unet, bad)
     with pytest.raises(ValueError, match="overlap"):
         predict_probabilities(unet, image[:64, :64], overlap=1.0)
+
+
+def test_large_numpy_images_get_blockwise_instances_equal_to_whole(blob, image) -> None:
+    """Above ``instance_block`` the watershed runs block by block: same objects, 1..N."""
+    whole = predict(blob, image, tile_size=128)
+    blocks = predict(blob, image, tile_size=128, instance_block=200)
+    assert isinstance(blocks.instances, np.ndarray)
+    n = int(blocks.instances.max())
+    assert set(np.unique(blocks.instances)) == set(range(n + 1))
+    assert abs(n - int(whole.instances.max())) <= 1
+    assert _f1(whole.instances, blocks.instances) >= 0.99
