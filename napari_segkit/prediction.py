@@ -685,19 +685,34 @@ def predict(
 def _blockwise_instances(
     probs: np.ndarray, k: int, block: int, margin: int, postprocess: dict
 ) -> np.ndarray:
-    """Instances of a large numpy prediction, one block at a time (bounded memory)."""
-    import dask.array as da
-    from skimage.segmentation import relabel_sequential
+    """Instances of a large numpy prediction, one block at a time (bounded memory).
 
-    stack = probs.ndim == 4
-    chunks = (probs.shape[0], *((probs.shape[1],) if stack else ()), block, block)
-    lazy = da.from_array(probs, chunks=chunks)
-    ys, xs = lazy.chunks[-2], lazy.chunks[-1]
-    labels = _dask_instances(lazy, k, margin, np.cumsum((0, *ys)), np.cumsum((0, *xs)),
-                             stack, postprocess).compute(scheduler="synchronous")
-    from ._utils import as_label_dtype
-
-    return as_label_dtype(relabel_sequential(labels)[0])
+    Each block is post-processed with ``margin`` pixels of context and owns the objects
+    whose centre lies in its core (the dask path's rule); owned objects are numbered on
+    from the previous blocks' and pasted whole into one output array.
+    """
+    height, width = probs.shape[-2:]
+    lead = (slice(None),) * (probs.ndim - 2)
+    core_lead = tuple(slice(0, n) for n in probs.shape[1:-2])
+    owned = []
+    total = 0
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            y1, x1 = min(y0 + block, height), min(x0 + block, width)
+            ry0, rx0 = max(0, y0 - margin), max(0, x0 - margin)
+            ry1, rx1 = min(height, y1 + margin), min(width, x1 + margin)
+            core = (*core_lead, slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
+            labels = _block_instances(probs[(*lead, slice(ry0, ry1), slice(rx0, rx1))], k, core,
+                                      postprocess)
+            n = int(labels.max())
+            owned.append((labels.astype(np.uint16), (slice(ry0, ry1), slice(rx0, rx1)), total))
+            total += n
+    out = np.zeros(probs.shape[1:], np.uint32 if total >= 65535 else np.uint16)
+    for labels, (ys, xs), offset in owned:
+        mask = labels > 0
+        target = out[(..., ys, xs)]
+        target[mask] = labels[mask].astype(out.dtype) + offset
+    return out
 
 
 # ---------------------------------------------------------------------------

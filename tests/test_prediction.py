@@ -233,3 +233,11 @@ def test_large_numpy_images_get_blockwise_instances_equal_to_whole(blob, image) 
     assert set(np.unique(blocks.instances)) == set(range(n + 1))
     assert abs(n - int(whole.instances.max())) <= 1
     assert _f1(whole.instances, blocks.instances) >= 0.99
+
+
+def test_blockwise_instances_of_a_stack(blob, image) -> None:
+    stack = np.stack([image[:160, :200], image[160:320, :200]])
+    whole = predict(blob, stack, tile_size=128)
+    blocks = predict(blob, stack, tile_size=128, instance_block=96)
+    assert blocks.instances.shape == stack.shape
+    assert _f1(whole.instances, blocks.instances) >= 0.97
