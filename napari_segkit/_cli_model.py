@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train or fine-tune a UNet on images + labels or clicks")
@@ -25,7 +23,7 @@ def add_commands(sub) -> None:
                    help="'default' (fine-tune the shipped nuclei model), 'none' (from scratch) or a model file")
     p.add_argument("--minutes", type=float, help="time budget in minutes (default 3 unless --epochs)")
     p.add_argument("--epochs", type=float,
-                   help="passes over the data (one = as many patch pixels as the images hold)")
+                   help="passes over the data (one = as many patch pixels as there are labelled pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--patch-size", type=int, default=None)
@@ -73,12 +71,6 @@ def _resolve_model_arg(text: str):
     if text == "default":
         return model_io.load_default_model()
     return model_io.load_model(text)
-
-
-def steps_for_epochs(images: list[np.ndarray], epochs: float, patch_size: int, batch_size: int) -> int:
-    """Steps for ``epochs`` passes, one pass = as many patch pixels as the images hold."""
-    pixels = sum(int(np.prod(im.shape[:2])) for im in images)
-    return max(1, int(round(epochs * pixels / (batch_size * patch_size**2))))
 
 
 def training_fraction(event) -> float:
@@ -135,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.patch_size:
         cfg.patch_size = args.patch_size
     if args.epochs:
-        cfg.steps = steps_for_epochs(images, args.epochs, cfg.patch_size, cfg.batch_size)
+        cfg.epochs = args.epochs
         cfg.time_budget_s = args.minutes * 60 if args.minutes else None
     else:
         cfg.time_budget_s = (args.minutes if args.minutes else 3.0) * 60

@@ -25,16 +25,6 @@ SHAPE_MODES = ("fill", "box-object")
 POINT_MODES = ("click", "sparse", "outline")
 
 
-def ellipse_polygon(corners: np.ndarray, n: int = 64) -> np.ndarray:
-    """Polygon through an ellipse that napari stores as its bounding box's 4 corners."""
-    corners = np.asarray(corners, dtype=float)
-    center = corners.mean(axis=0)
-    half_a = (corners[1] - corners[0]) / 2
-    half_b = (corners[3] - corners[0]) / 2
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)[:, None]
-    return center + np.cos(t) * half_a + np.sin(t) * half_b
-
-
 def convert_shapes(
     shapes: Sequence[tuple[str, np.ndarray]],
     shape: tuple[int, ...],
@@ -55,15 +45,10 @@ def convert_shapes(
         )
     if not shapes:
         raise ValueError("there are no shapes: draw a polygon or a box first")
-    kinds = [kind for kind, _ in shapes]
-    open_kinds = sorted({k for k in kinds if k in ("line", "path")})
-    if open_kinds:
-        raise ValueError(
-            f"{', '.join(open_kinds)} shapes enclose no area: draw polygons, rectangles or ellipses"
-        )
     if mode == "fill":
-        outlines = [ellipse_polygon(v) if k == "ellipse" else np.asarray(v, float) for k, v in shapes]
-        return annotations.polygons_to_labels(outlines, shape, scale=scale)
+        # napari (kind, vertices) pairs: ellipses, and the message for lines / paths,
+        # are polygons_to_labels' job
+        return annotations.polygons_to_labels(list(shapes), shape, scale=scale)
     boxes = [np.asarray(v, float) for k, v in shapes if k == "rectangle"]
     if not boxes:
         raise ValueError("'box-object' needs rectangles: draw a box around each object")

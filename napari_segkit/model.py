@@ -186,11 +186,6 @@ def pad_to_multiple(x: torch.Tensor, divisor: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-def count_parameters(net: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)
-
-
 def select_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` (or ``None``): CUDA, then Apple MPS, then CPU. Explicit names are checked."""
     if isinstance(device, torch.device):

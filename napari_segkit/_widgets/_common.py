@@ -10,8 +10,8 @@ from typing import Any
 
 import napari
 import numpy as np
-from napari.layers import Image, Labels, Layer
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.layers import Image, Layer
+from napari.utils.notifications import show_error
 
 log = logging.getLogger("napari_segkit")
 
@@ -70,18 +70,6 @@ def labels_count(labels: np.ndarray) -> int:
     return int(np.unique(labels[labels > 0]).size) if labels.size else 0
 
 
-__all__ = [
-    "Image",
-    "Labels",
-    "geometry_of",
-    "labels_count",
-    "set_output_layer",
-    "show_error",
-    "show_info",
-    "show_warning",
-    "spatial_shape",
-    "user_errors",
-]
 
 
 def to_image_pixels(layer: Layer, image: Layer, coords: np.ndarray) -> np.ndarray:

@@ -12,19 +12,12 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image, Points, Shapes
+from napari.utils.notifications import show_info, show_warning
 
 from .. import convert
 from .._sample_data import points_layer_kwargs
 from ..convert import MODES
-from ._common import (
-    labels_count,
-    set_output_layer,
-    show_info,
-    show_warning,
-    spatial_shape,
-    to_image_pixels,
-    user_errors,
-)
+from ._common import labels_count, set_output_layer, spatial_shape, to_image_pixels, user_errors
 
 
 class AnnotateWidget(Container):

@@ -29,10 +29,11 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels, Points
 from napari.qt.threading import thread_worker
 from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QFileDialog
 
-from ._common import set_output_layer, show_error, show_info, spatial_shape
+from ._common import set_output_layer, spatial_shape
 from ._plots import HistogramCanvas
 from ._session import SESSION
 from ._table import ObjectTable

@@ -27,8 +27,9 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels, Points
 from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
 
-from ._common import show_error, show_info, spatial_shape, to_image_pixels, user_errors
+from ._common import spatial_shape, to_image_pixels, user_errors
 from ._plots import TrainingPlot
 from ._session import SESSION
 

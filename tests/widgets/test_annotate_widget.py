@@ -103,7 +103,7 @@ def test_bad_input_is_a_notification(viewer_with_sample, errors):
     shapes.add_lines([np.array([[1, 1], [20, 20]], float)])
     widget.mode.value = "fill"
     assert widget.convert() is None
-    assert "enclose no area" in errors[-1]
+    assert "encloses no area" in errors[-1]
 
 
 def test_outline_keypoints_in_a_3d_stack(make_napari_viewer):
