@@ -481,22 +481,36 @@ class _ModelOnDevice:
 def _load_if_path(model: Any) -> Any:
     """Accept a SegModel or a model file path (cached per process, for dask workers)."""
     if isinstance(model, (str,)) or hasattr(model, "__fspath__"):
-        return _cached_model(str(model))
+        return load_model_cached(model)
     return model
 
 
-_MODEL_CACHE: dict[str, Any] = {}
+_MODEL_CACHE: dict[tuple, Any] = {}
 _MODEL_CACHE_LOCK = threading.Lock()
 
 
-def _cached_model(path: str) -> Any:
+def load_model_cached(path: Any) -> Any:
+    """The model in ``path``, loaded once per process while the file stays the same.
+
+    Keyed by the resolved path, modification time and size, so a model retrained into
+    the same file is loaded again. Only the last model is kept.
+    """
+    from pathlib import Path
+
     from .model_io import load_model
 
+    path = Path(path)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return load_model(path)  # raises ModelFileError saying what is wrong
     with _MODEL_CACHE_LOCK:
-        if path not in _MODEL_CACHE:
+        if key not in _MODEL_CACHE:
+            model = load_model(path)
             _MODEL_CACHE.clear()
-            _MODEL_CACHE[path] = load_model(path)
-        return _MODEL_CACHE[path]
+            _MODEL_CACHE[key] = model
+        return _MODEL_CACHE[key]
 
 
 # ---------------------------------------------------------------------------

@@ -241,3 +241,17 @@ def test_blockwise_instances_of_a_stack(blob, image) -> None:
     blocks = predict(blob, stack, tile_size=128, instance_block=96)
     assert blocks.instances.shape == stack.shape
     assert _f1(whole.instances, blocks.instances) >= 0.97
+
+
+def test_model_files_are_cached_until_rewritten(tmp_path) -> None:
+    from napari_segkit.model import UNetConfig
+    from napari_segkit.model_io import SegModel, save_model
+    from napari_segkit.prediction import load_model_cached
+
+    path = tmp_path / "m.safetensors"
+    save_model(SegModel.new(UNetConfig(width=4, depth=2)), path)
+    first = load_model_cached(path)
+    assert load_model_cached(str(path)) is first
+    save_model(SegModel.new(UNetConfig(width=8, depth=2)), path)  # retrained into the same file
+    again = load_model_cached(path)
+    assert again is not first and again.config.width == 8

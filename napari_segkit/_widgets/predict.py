@@ -85,33 +85,18 @@ class PredictOutcome:
     cancelled: bool = False
 
 
-class _ModelCache:
-    """Keeps the last loaded model, keyed by path and modification time."""
+def _load_model(source: str):
+    """The default model or a model file; files are cached while they stay unchanged."""
+    from .. import model_io
+    from ..prediction import load_model_cached
 
-    def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.model = None
-        self.lock = threading.Lock()
-
-    def get(self, source: str):
-        from .. import model_io
-
-        path = model_io.DEFAULT_MODEL_PATH if source == DEFAULT_MODEL else Path(source)
-        if source == DEFAULT_MODEL and not path.is_file():
+    if source == DEFAULT_MODEL:
+        if not model_io.DEFAULT_MODEL_PATH.is_file():
             return model_io.load_default_model()  # raises ModelFileError with what to do
-        try:
-            key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
-        except OSError:
-            key = None
-        with self.lock:
-            if key is not None and key == self.key:
-                return self.model
-            model = model_io.load_model(path)
-            self.key, self.model = key, model
-            return model
+        return load_model_cached(model_io.DEFAULT_MODEL_PATH)
+    return load_model_cached(source)
 
 
-_MODELS = _ModelCache()
 
 
 def run_prediction(
@@ -143,7 +128,7 @@ def _run(request: PredictRequest, *, progress, stop, stage) -> PredictOutcome:
 
     say = stage or (lambda _text: None)
     say("Loading model...")
-    model = _MODELS.get(request.model)
+    model = _load_model(request.model)
     say("Predicting...")
     result = prediction.predict(model, request.image, progress=progress, stop=stop)
     k = result.n_classes
