@@ -205,18 +205,13 @@ def _resolve_init(init, cfg: TrainConfig) -> SegModel:
 # --------------------------------------------------------------------------- validation
 @torch.no_grad()
 def _predict_full(net, x: np.ndarray, device, n_classes: int, max_side: int = 1024):
-    """Probabilities for one prepared image (C,H,W); large images in non-overlapping tiles."""
-    c, h, w = x.shape
-    out = np.zeros((n_classes + (net.config.n_outputs - n_classes), h, w), np.float32)
-    for y0 in range(0, h, max_side):
-        for x0 in range(0, w, max_side):
-            tile = torch.from_numpy(np.ascontiguousarray(x[:, y0:y0 + max_side, x0:x0 + max_side]))
-            logits = net(tile[None].to(device)).float()[0]
-            probs = torch.cat(
-                [torch.softmax(logits[:n_classes], 0), torch.sigmoid(logits[n_classes:])], 0
-            )
-            out[:, y0:y0 + max_side, x0:x0 + max_side] = probs.cpu().numpy()
-    return out
+    """Probabilities for one prepared image (C, H, W): prediction's sliding window, with
+    one tile for images up to ``max_side`` and blended tiles beyond."""
+    from .prediction import _TorchForward, predict_tiled
+
+    forward = _TorchForward(net, n_classes, torch.device(device))
+    return predict_tiled(forward, x, net.config.n_outputs, tile_size=max_side,
+                         divisor=net.config.divisor)
 
 
 def _instances(probs: np.ndarray, n_classes: int):
