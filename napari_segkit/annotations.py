@@ -291,8 +291,9 @@ def _grayscale(image: np.ndarray, what: str = "image") -> np.ndarray:
     """2-D float image scaled to about [0, 1] (1st-99.8th percentile); RGB -> luminance."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] in (3, 4):
-        rgb = image[..., :3].astype(np.float64)
-        image = rgb @ np.array([0.2125, 0.7154, 0.0721])
+        from .data import luminance
+
+        image = luminance(image)
     elif image.ndim != 2:
         raise ValueError(
             f"{what} has shape {image.shape}; give a 2-D image (rows, cols) or RGB (rows, cols, 3). "

@@ -51,7 +51,7 @@ def is_brightfield(image: np.ndarray) -> bool:
     i.e. most of the field is bright. Fluorescence images have a dark majority (background)
     and bright objects; H&E or other stained brightfield images the opposite.
     """
-    lum = _luminance(image) if image.ndim == 3 else image.astype(np.float32)
+    lum = luminance(image) if image.ndim == 3 else image.astype(np.float32)
     flat = lum.ravel()
     if flat.size > 1_000_000:
         flat = flat[:: flat.size // 1_000_000 + 1]
@@ -59,7 +59,8 @@ def is_brightfield(image: np.ndarray) -> bool:
     return bool(med > 0.5 * (lo + hi))
 
 
-def _luminance(rgb: np.ndarray) -> np.ndarray:
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Grey value of an RGB(A) image (ITU-R 601 weights), float32."""
     rgb = rgb[..., :3].astype(np.float32)
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
@@ -114,7 +115,7 @@ def prepare_input(
     if rgb:
         image = image[..., :3]
         if in_channels == 1:
-            lum = _luminance(image)
+            lum = luminance(image)
             if is_brightfield(image):
                 lum = lum.max() - lum
             chans = [lum]

@@ -1,6 +1,6 @@
 """The headless demo: clicks -> training -> prediction -> counts and IoU, on sample data.
 
-``napari-segkit demo --out DIR`` (and ``bash scripts/run.sh`` without a display) runs it.
+``napari-segkit demo --out DIR`` (and ``./scripts/run.sh`` without a display) runs it.
 Training uses only the example clicks of two sample images (one click per nucleus);
 the ground truth is used only to score the result. Writes the model, label images,
 an objects table, a JSON summary and pictures (overlays, training curve).

@@ -358,12 +358,11 @@ class FixedNormalization:
 
 def _raw_channels(plane: np.ndarray, in_channels: int, rgb: bool, invert: bool) -> np.ndarray:
     """Un-normalised float32 (C, H, W) model input of one plane."""
-    from .data import prepare_input
+    from .data import luminance, prepare_input
 
     none = {"method": "none"}
     if rgb and in_channels == 1:
-        r, g, b = prepare_input(plane, 3, none)
-        lum = r * 0.299 + g * 0.587 + b * 0.114
+        lum = luminance(plane)
         return (-lum if invert else lum)[None]
     return np.array(prepare_input(plane, in_channels, none), dtype=np.float32, copy=True)
 
