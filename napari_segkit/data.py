@@ -8,6 +8,7 @@ model always sees its inputs prepared the same way.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 IGNORE_INDEX = -1
 DEFAULT_NORMALIZATION: dict = {"method": "percentile", "low": 1.0, "high": 99.8}
@@ -30,18 +31,27 @@ def _check_normalization(normalization: dict | None) -> dict:
     return norm
 
 
-def _percentile_normalize(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map the ``low`` / ``high`` percentiles of ``x`` to 0 / 1 (float32, not clipped)."""
-    x = x.astype(np.float32, copy=False)
-    # percentiles of a sub-sample are as good and much faster on big images
-    flat = x.ravel()
-    if flat.size > 1_000_000:
-        flat = flat[:: flat.size // 1_000_000 + 1]
-    lo, hi = np.percentile(flat, [low, high])
-    scale = hi - lo
-    if scale <= 1e-12:  # constant image: keep it at 0
-        return np.zeros_like(x, dtype=np.float32)
-    return ((x - lo) / scale).astype(np.float32, copy=False)
+def percentile_range(x: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``low`` / ``high`` percentiles of ``x`` (C, ...), from a sub-sample of
+    at most ~1 M values per channel (as good as all of them, and much faster)."""
+    flat = np.asarray(x).reshape(x.shape[0], -1)
+    if flat.shape[1] > 1_000_000:
+        flat = flat[:, :: flat.shape[1] // 1_000_000 + 1]
+    lo, hi = np.percentile(flat, [low, high], axis=1)
+    return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+
+
+def rescale(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """In place on float32 ``x`` (C, H, W): map ``lo`` / ``hi`` (per channel) to 0 / 1, not
+    clipped; a channel with ``hi == lo`` (constant) becomes 0."""
+    scale = np.asarray(hi, np.float64) - np.asarray(lo, np.float64)
+    flat_channel = scale <= 1e-12
+    scale = np.where(flat_channel, np.inf, scale).astype(np.float32)
+    x -= np.asarray(lo, np.float32)[:, None, None]
+    x /= scale[:, None, None]
+    if flat_channel.any():
+        x[flat_channel] = 0.0
+    return x
 
 
 def is_brightfield(image: np.ndarray) -> bool:
@@ -89,52 +99,66 @@ def prepare_input(
     ValueError
         For NaN / infinite values, unsupported shapes or channel counts.
     """
-    image = np.asarray(image)
-    if image.dtype == bool:
-        image = image.astype(np.uint8)
-    if not (np.issubdtype(image.dtype, np.number)) or np.iscomplexobj(image):
-        raise ValueError(f"image must be a real numeric array, got dtype {image.dtype}")
+    image = check_image(image)
     norm = _check_normalization(normalization)
-    in_channels = int(in_channels)
-    if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4:
-        rgb = True
-    elif image.ndim == 2:
-        rgb = False
-    else:
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4)):
         raise ValueError(
             f"expected a 2-D image (H, W) or a colour image (H, W, 3), got shape {image.shape}; "
             "for a 3-D stack pass one plane at a time, and move a channel axis last"
         )
-    if min(image.shape[:2]) < 1:
+    x, inverted = raw_channels(image, in_channels)
+    if norm["method"] == "percentile":
+        lo, hi = percentile_range(x, float(norm["low"]), float(norm["high"]))
+        rescale(x, lo, hi)
+    elif inverted:  # "none": keep the range of the image, (max - luminance)
+        x -= x.min()
+    return x
+
+
+def check_image(image) -> np.ndarray:
+    """The image as an array, or a ValueError that says what is wrong with it (dtype,
+    empty, NaN / infinite values)."""
+    image = np.asarray(image)
+    if image.dtype == bool:
+        return image.astype(np.uint8)
+    if not (np.issubdtype(image.dtype, np.number)) or np.iscomplexobj(image):
+        raise ValueError(f"image must be a real numeric array, got dtype {image.dtype}")
+    if image.size == 0:
         raise ValueError(f"image is empty (shape {image.shape})")
     if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
         raise ValueError(
             "image contains NaN or infinite values; replace them (e.g. np.nan_to_num) "
             "or crop them away before segmenting"
         )
-    if rgb:
-        image = image[..., :3]
+    return image
+
+
+def raw_channels(
+    plane: np.ndarray, in_channels: int = 1, invert: bool | None = None
+) -> tuple[np.ndarray, bool]:
+    """Un-normalised float32 network input (C, H, W) of a gray (H, W) or colour
+    (H, W, 3|4) plane, and whether it was inverted.
+
+    1-channel models get colour as luminance, negated when brightfield (``invert``;
+    ``None``: guessed per plane with :func:`is_brightfield`) so that nuclei are bright;
+    3-channel models get RGB as it is and grayscale repeated three times.
+    """
+    in_channels = int(in_channels)
+    if plane.ndim == 3:
+        rgb = plane[..., :3]
         if in_channels == 1:
-            lum = luminance(image)
-            if is_brightfield(image):
-                lum = lum.max() - lum
-            chans = [lum]
-        elif in_channels == 3:
-            chans = [image[..., c] for c in range(3)]
-        else:
-            raise ValueError(
-                f"a colour image cannot feed a model with {in_channels} input channels; "
-                "use a 1- or 3-channel model"
-            )
-    else:
-        chans = [image]
-    if norm["method"] == "percentile":
-        out = [_percentile_normalize(c, float(norm["low"]), float(norm["high"])) for c in chans]
-    else:
-        out = [c.astype(np.float32, copy=False) for c in chans]
-    if len(out) == 1 and in_channels > 1:
-        out = out * in_channels
-    return np.ascontiguousarray(np.stack(out, axis=0), dtype=np.float32)
+            if invert is None:
+                invert = is_brightfield(rgb)
+            lum = luminance(rgb)
+            return (np.negative(lum, out=lum) if invert else lum)[None], bool(invert)
+        if in_channels == 3:
+            return np.stack([rgb[..., c] for c in range(3)]).astype(np.float32), False
+        raise ValueError(
+            f"a colour image cannot feed a model with {in_channels} input channels; "
+            "use a 1- or 3-channel model"
+        )
+    x = np.array(plane, dtype=np.float32, copy=True)[None]
+    return (np.repeat(x, in_channels, axis=0) if in_channels > 1 else x), False
 
 
 # --------------------------------------------------------------------------- patches
@@ -153,16 +177,25 @@ class PatchSampler:
         otherwise on a labelled pixel of any class (uniform for fully labelled images).
     augment : bool
         Random flips, 90 degree rotations, intensity scale / shift / gamma.
+    scale_range : (float, float), optional
+        With ``augment``, zoom each patch by a factor drawn log-uniformly from this range
+        (e.g. ``(0.5, 2.0)``: objects appear from half to twice their size), so a model
+        meets nuclei of sizes its few training images do not show. The image is resampled
+        linearly, classes and masks by nearest neighbour, the centre map linearly.
+        ``None`` (default) keeps the pixel size: right when fine-tuning on the images the
+        model will be used on.
     rng : numpy Generator
     """
 
     def __init__(self, images, targets, patch_size: int = 128, *, fg_prob: float = 0.6,
-                 augment: bool = True, rng: np.random.Generator | None = None) -> None:
+                 augment: bool = True, scale_range: tuple[float, float] | None = None,
+                 rng: np.random.Generator | None = None) -> None:
         if len(images) == 0 or len(images) != len(targets):
             raise ValueError("need at least one image and one target per image")
         self.patch = int(patch_size)
         self.fg_prob = float(fg_prob)
         self.augment = augment
+        self.scale_range = _check_scale_range(scale_range)
         self.rng = rng if rng is not None else np.random.default_rng()
         self.images, self.classes, self.center, self.cmask = [], [], [], []
         self.fg_idx, self.lab_idx, weights = [], [], []
@@ -189,9 +222,11 @@ class PatchSampler:
     def labelled_pixels(self) -> int:
         return int(sum(int((c >= 0).sum()) for c in self.classes))
 
-    def _corner(self, i: int) -> tuple[int, int]:
+    def _corner(self, i: int, p: int | None = None) -> tuple[int, int]:
+        """Top-left corner of a ``p``-pixel window (default: the patch size) in image ``i``."""
         _, h, w = self.images[i].shape
-        p, rng = self.patch, self.rng
+        p = self.patch if p is None else p
+        rng = self.rng
         r = rng.random()
         idx = None
         if r < self.fg_prob and self.fg_idx[i].size:
@@ -199,12 +234,42 @@ class PatchSampler:
         elif self.lab_idx[i] is not None and self.lab_idx[i].size:
             idx = self.lab_idx[i][rng.integers(self.lab_idx[i].size)]
         if idx is None:
-            return int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            return int(rng.integers(max(h - p, 0) + 1)), int(rng.integers(max(w - p, 0) + 1))
         cy, cx = divmod(int(idx), w)
         # centre with some jitter so the object is not always in the middle
         cy += int(rng.integers(-p // 4, p // 4 + 1))
         cx += int(rng.integers(-p // 4, p // 4 + 1))
-        return int(np.clip(cy - p // 2, 0, h - p)), int(np.clip(cx - p // 2, 0, w - p))
+        # a window larger than the image (zoomed-out patch) is centred on it
+        y0 = np.clip(cy - p // 2, 0, h - p) if p <= h else (h - p) // 2
+        x0 = np.clip(cx - p // 2, 0, w - p) if p <= w else (w - p) // 2
+        return int(y0), int(x0)
+
+    def _cut(self, i: int):
+        """One patch of image ``i`` and its targets, zoomed when ``scale_range`` is set."""
+        p, rng = self.patch, self.rng
+        if not (self.augment and self.scale_range):
+            y0, x0 = self._corner(i)
+            sl = (slice(y0, y0 + p), slice(x0, x0 + p))
+            return (self.images[i][(slice(None), *sl)], self.classes[i][sl],
+                    self.center[i][sl], self.cmask[i][sl])
+        lo, hi = self.scale_range
+        zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        src = max(int(round(p / zoom)), 2)  # window side in image pixels
+        y0, x0 = self._corner(i, src)
+        # sample the window at p x p points (pixel centres), outside the image: mirrored
+        # image, ignored classes
+        g = (np.arange(p, dtype=np.float32) + 0.5) * (src / p) - 0.5
+        yy, xx = np.meshgrid(y0 + g, x0 + g, indexing="ij")
+        coords = np.stack([yy, xx])
+        xi = np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror")
+                       for c in self.images[i]])
+        ci = ndi.map_coordinates(self.classes[i], coords, order=0, mode="constant",
+                                 cval=IGNORE_INDEX)
+        ti = ndi.map_coordinates(self.center[i], coords, order=1, mode="constant", cval=0.0)
+        ti *= ci >= 1  # linear resampling bleeds at object edges: no centre outside objects
+        mi = ndi.map_coordinates(self.cmask[i].view(np.uint8), coords, order=0,
+                                 mode="constant", cval=0).astype(bool)
+        return xi, ci, ti, mi
 
     def sample(self, batch_size: int):
         """Return ``(x (B,C,P,P) float32, classes (B,P,P) int64, center (B,P,P) float32,
@@ -216,10 +281,7 @@ class PatchSampler:
         cm = np.empty((batch_size, p, p), bool)
         which = rng.choice(len(self.images), size=batch_size, p=self.image_p)
         for b, i in enumerate(which):
-            y0, x0 = self._corner(int(i))
-            sl = (slice(y0, y0 + p), slice(x0, x0 + p))
-            xi = self.images[i][(slice(None), *sl)]
-            ci, ti, mi = self.classes[i][sl], self.center[i][sl], self.cmask[i][sl]
+            xi, ci, ti, mi = self._cut(int(i))
             if self.augment:
                 k = int(rng.integers(4))
                 if k:
@@ -230,6 +292,22 @@ class PatchSampler:
             if self.augment:
                 _augment_intensity(x[b], rng)
         return x, cls, ctr, cm
+
+
+def _check_scale_range(scale_range) -> tuple[float, float] | None:
+    if scale_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in scale_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"scale_range must be two zoom factors (low, high), e.g. (0.5, 2.0); got {scale_range!r}"
+        ) from None
+    if not (0.1 <= lo <= hi <= 10.0):
+        raise ValueError(
+            f"scale_range must satisfy 0.1 <= low <= high <= 10, got ({lo}, {hi})"
+        )
+    return None if lo == hi == 1.0 else (lo, hi)
 
 
 def _augment_intensity(x: np.ndarray, rng: np.random.Generator) -> None:

@@ -314,17 +314,9 @@ def _image_kind(shape: tuple[int, ...]) -> str:
 
 
 def _check_image(image: np.ndarray) -> None:
-    if image.dtype == bool:
-        return
-    if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
-        raise ValueError(f"image must be a real numeric array, got dtype {image.dtype}")
-    if min(image.shape) < 1:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-        raise ValueError(
-            "image contains NaN or infinite values; replace them (e.g. np.nan_to_num) "
-            "or crop them away before segmenting"
-        )
+    from .data import check_image
+
+    check_image(image)
 
 
 @dataclass
@@ -345,26 +337,10 @@ class FixedNormalization:
 
     def apply(self, plane: np.ndarray) -> np.ndarray:
         """(H, W) or (H, W, 3|4) plane -> float32 (C, H, W)."""
-        x = self._raw(plane)
-        scale = self.high - self.low
-        scale = np.where(scale <= 1e-12, np.inf, scale).astype(np.float32)
-        x -= self.low.astype(np.float32)[:, None, None]
-        x /= scale[:, None, None]
-        return x
+        from .data import raw_channels, rescale
 
-    def _raw(self, plane: np.ndarray) -> np.ndarray:
-        return _raw_channels(plane, self.in_channels, self.rgb, self.invert)
-
-
-def _raw_channels(plane: np.ndarray, in_channels: int, rgb: bool, invert: bool) -> np.ndarray:
-    """Un-normalised float32 (C, H, W) model input of one plane."""
-    from .data import luminance, prepare_input
-
-    none = {"method": "none"}
-    if rgb and in_channels == 1:
-        lum = luminance(plane)
-        return (-lum if invert else lum)[None]
-    return np.array(prepare_input(plane, in_channels, none), dtype=np.float32, copy=True)
+        x, _ = raw_channels(plane, self.in_channels, self.invert if self.rgb else False)
+        return rescale(x, self.low, self.high)
 
 
 def fit_normalization(
@@ -375,33 +351,22 @@ def fit_normalization(
     ``sample`` is a representative (sub-sampled) part of the whole data set as a stack
     of planes (Z, H, W) or (Z, H, W, 3|4).
     """
-    from .data import DEFAULT_NORMALIZATION, is_brightfield
+    from .data import DEFAULT_NORMALIZATION, is_brightfield, percentile_range, raw_channels
 
     norm = dict(DEFAULT_NORMALIZATION if normalization is None else normalization)
-    invert = False
-    if rgb and in_channels == 1:
-        flat = sample.reshape(-1, 1, sample.shape[-1])
-        invert = is_brightfield(flat)
+    invert = bool(rgb and in_channels == 1
+                  and is_brightfield(sample.reshape(-1, 1, sample.shape[-1])))
     raw = np.concatenate(
-        [
-            _raw_channels(p, in_channels, rgb, invert).reshape(-1, p.shape[0] * p.shape[1])
-            for p in sample
-        ],
+        [raw_channels(p, in_channels, invert)[0].reshape(-1, p.shape[0] * p.shape[1])
+         for p in sample],
         axis=1,
     )
     if norm.get("method", "percentile") == "none":
-        if invert:  # prepare_input gives max - lum; here x = -lum, so subtract -max
-            low = -raw.max(axis=1)
-            return FixedNormalization(in_channels, rgb, invert, low, low + 1.0)
-        zeros = np.zeros(raw.shape[0])
-        return FixedNormalization(in_channels, rgb, invert, zeros, zeros + 1.0)
-    flat = raw
-    if flat.shape[1] > 1_000_000:
-        flat = flat[:, :: flat.shape[1] // 1_000_000 + 1]
-    lo, hi = np.percentile(
-        flat, [float(norm.get("low", 1.0)), float(norm.get("high", 99.8))], axis=1
-    )
-    return FixedNormalization(in_channels, rgb, invert, np.asarray(lo), np.asarray(hi))
+        # as prepare_input: the values as they are, inverted luminance shifted to start at 0
+        low = raw.min(axis=1) if invert else np.zeros(raw.shape[0])
+        return FixedNormalization(in_channels, rgb, invert, low, low + 1.0)
+    lo, hi = percentile_range(raw, float(norm.get("low", 1.0)), float(norm.get("high", 99.8)))
+    return FixedNormalization(in_channels, rgb, invert, lo, hi)
 
 
 def _subsample_planes(stack: Any, target: int = 4_000_000) -> np.ndarray:

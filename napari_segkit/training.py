@@ -78,6 +78,7 @@ class TrainConfig:
     boundary_width: int = 1
     fg_prob: float = 0.6
     augment: bool = True
+    scale_range: tuple[float, float] | None = None  # zoom augmentation, e.g. (0.5, 2.0)
     dice_weight: float = 1.0
     center_weight: float = 1.0
     log_every: int | None = None
@@ -384,7 +385,7 @@ def train(
     else:
         tr_x, tr_t, va_x, va_t, va_i = _split_validation(xs, tgs, full, cfg, rng)
     sampler = PatchSampler(tr_x, tr_t, cfg.patch_size, fg_prob=cfg.fg_prob,
-                           augment=cfg.augment, rng=rng)
+                           augment=cfg.augment, scale_range=cfg.scale_range, rng=rng)
     weights = torch.as_tensor(class_weights([t.classes for t in tr_t], n_classes), device=device)
 
     prev_threads = torch.get_num_threads()
