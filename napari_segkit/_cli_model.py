@@ -27,6 +27,10 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--patch-size", type=int, default=None)
+    p.add_argument("--zoom", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   help="zoom augmentation range, e.g. 0.5 2 when the images to segment "
+                        "later have nuclei of other sizes than the training images "
+                        "(default: none)")
     p.add_argument("--val-images", type=Path, help="separate validation images (with --val-labels)")
     p.add_argument("--val-labels", type=Path)
     p.set_defaults(func=cmd_train)
@@ -126,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(seed=args.seed, device=args.device)
     if args.patch_size:
         cfg.patch_size = args.patch_size
+    if args.zoom:
+        cfg.scale_range = tuple(args.zoom)
     if args.epochs:
         cfg.epochs = args.epochs
         cfg.time_budget_s = args.minutes * 60 if args.minutes else None

@@ -86,8 +86,12 @@ def test_train_then_predict_from_clicks(tmp_path, capsys):
     shutil.copy(sample_path("fluo_256_points.csv"), points / "a.csv")
     model = tmp_path / "model.safetensors"
     rc = main(["train", "--images", str(images), "--points", str(points), "--out", str(model),
-               "--init", "none", "--epochs", "0.5", "--patch-size", "64", "--seed", "1"])
+               "--init", "none", "--epochs", "0.5", "--patch-size", "64", "--seed", "1",
+               "--zoom", "0.8", "1.25"])
     assert rc == 0 and model.is_file()
+    from napari_segkit.model_io import load_model
+
+    assert load_model(model).provenance["training"]["config"]["scale_range"] == [0.8, 1.25]
     assert "done in" in capsys.readouterr().out
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--images", str(images), "--out", str(out)]) == 0
