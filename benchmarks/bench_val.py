@@ -122,14 +122,19 @@ def main() -> None:
     for name, lab, pts, init, options in runs:
         t0 = time.perf_counter()
         model, steps = fine_tune(tr_x, lab, pts, init, args.minutes, args.seed, **options)
-        results[name] = {**score(model, te_x, te_y), "steps": steps,
+        kept = model.provenance.get("training", {}).get("best", {}).get("step")
+        results[name] = {**score(model, te_x, te_y), "steps": steps, "kept_step": kept,
                          "train_s": round(time.perf_counter() - t0, 1)}
         print(f"{name}: done ({steps} steps)", flush=True)
 
-    print(f"\n{'':<42} {'F1@0.5':>7} {'prec':>6} {'recall':>6} {'AP(DSB)':>8} {'|count err| med':>15}")
+    print(f"\n{'':<42} {'F1@0.5':>7} {'prec':>6} {'recall':>6} {'AP(DSB)':>8} "
+          f"{'|count err| med':>15} {'steps (kept)':>13}")
     for name, r in results.items():
+        steps = f"{r['steps']} ({r['kept_step']})" if "steps" in r else ""
         print(f"{name:<42} {r['f1']:>7.3f} {r['precision']:>6.3f} {r['recall']:>6.3f} "
-              f"{r['ap_dsb']:>8.3f} {r['median_abs_count_error']:>15.1f}")
+              f"{r['ap_dsb']:>8.3f} {r['median_abs_count_error']:>15.1f} {steps:>13}")
+    print("steps (kept): optimiser steps in the time budget (the step whose weights were "
+          "kept, by the held-out score; 0 = the starting model)")
     print("targets: (a) F1 >= 0.78, (b) F1 >= 0.78, (c) F1 >= 0.80")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))

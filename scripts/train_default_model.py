@@ -24,12 +24,9 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_segkit.data import prepare_input
-from napari_segkit.metrics import average_precision_dsb, match_instances
 from napari_segkit.model import UNetConfig
-from napari_segkit.model_io import DEFAULT_MODEL_PATH, save_model
-from napari_segkit.postprocess import instances_from_probabilities
-from napari_segkit.training import TrainConfig, _predict_full, train
+from napari_segkit.model_io import DEFAULT_MODEL_PATH, load_model, save_model
+from napari_segkit.training import TrainConfig, train
 
 
 def load_split(root: Path, split: str):
@@ -42,23 +39,29 @@ def load_split(root: Path, split: str):
 
 
 def evaluate(model, images, labels) -> dict:
-    net = model.net.eval()
-    tp = fp = fn = 0
-    aps = []
-    for im, gt in zip(images, labels, strict=True):
-        x = prepare_input(im, model.config.in_channels, model.normalization)
-        probs = _predict_full(net, x, "cpu", model.config.n_classes)
-        pred = instances_from_probabilities(probs[: model.config.n_classes], probs[-1])
-        m = match_instances(gt, pred, 0.5)
-        tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
-        aps.append(average_precision_dsb(gt, pred))
-    return {
-        "f1_at_0.5": 2 * tp / max(2 * tp + fp + fn, 1),
-        "precision": tp / max(tp + fp, 1),
-        "recall": tp / max(tp + fn, 1),
-        "ap_dsb_mean": float(np.mean(aps)),
-        "tp": tp, "fp": fp, "fn": fn, "n_images": len(images),
-    }
+    """Pooled scores of ``model`` through the user's path (``prediction.predict``)."""
+    from napari_segkit.metrics import evaluate_instances, summarise
+    from napari_segkit.prediction import predict
+
+    rows = [evaluate_instances(gt, predict(model, im).instances)
+            for im, gt in zip(images, labels, strict=True)]
+    s = summarise(rows)
+    keys = ("f1", "precision", "recall", "ap_dsb", "median_abs_count_error", "n_gt")
+    return {**{k: s[k] for k in keys}, "n_images": len(rows)}
+
+
+def finish(model, va_x, va_y, provenance: dict, out: str) -> None:
+    """Round the weights to float16 (the file stores them so: half the size), score the
+    rounded model on val/ and write it with its provenance and scores."""
+    with torch.no_grad():
+        for t in model.net.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    scores = evaluate(model, va_x, va_y)
+    print("validation (pooled over val/):", json.dumps(scores, indent=1), flush=True)
+    model.provenance.update({**provenance, "val_scores": scores})
+    path = save_model(model, out, half=True)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
 def main() -> None:
@@ -66,13 +69,16 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei"))
     ap.add_argument("--holdout", type=int, default=3,
                     help="grayscale train/ images held out for checkpoint selection")
-    ap.add_argument("--minutes", type=float, default=22.0)
+    ap.add_argument("--minutes", type=float, default=75.0)
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(DEFAULT_MODEL_PATH))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--finish", metavar="CHECKPOINT",
+                    help="skip training: score this checkpoint (written by an earlier run "
+                         "with --out) on val/ and write it as --out, rounded to float16")
     ap.add_argument("--zoom", type=float, nargs=2, default=(0.5, 2.0),
                     help="zoom augmentation range; 1 1 disables it")
     args = ap.parse_args()
@@ -88,6 +94,14 @@ def main() -> None:
     ho_n = [tr_n[i] for i in sorted(pick)]
     keep = [i for i in range(len(tr_x)) if i not in pick]
     tr_x, tr_y, tr_n = [tr_x[i] for i in keep], [tr_y[i] for i in keep], [tr_n[i] for i in keep]
+    provenance = {
+        "name": "default nuclei model",
+        "data": {"train": tr_n + s_n, "checkpoint_selection": ho_n, "val": va_n},
+    }
+    torch.set_num_threads(args.threads)
+    if args.finish:
+        finish(load_model(args.finish), va_x, va_y, provenance, args.out)
+        return
     cfg = TrainConfig(
         steps=args.steps, time_budget_s=args.minutes * 60, patch_size=128, batch_size=8,
         lr=3e-3, val_every=500, seed=args.seed, num_threads=args.threads,
@@ -104,17 +118,8 @@ def main() -> None:
                   f"{ev.images_per_s or 0:.1f} img/s", flush=True)
         if ev.model is not None:
             model = ev.model
-    torch.set_num_threads(args.threads)
-    scores = evaluate(model, va_x, va_y)
-    print("validation (pooled over val/):", json.dumps(scores, indent=1), flush=True)
-    model.provenance.update({
-        "name": "default nuclei model",
-        "data": {"train": tr_n + s_n, "checkpoint_selection": ho_n, "val": va_n},
-        "val_scores": scores,
-        "train_minutes": round((time.time() - t0) / 60, 1),
-    })
-    path = save_model(model, args.out)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    provenance["train_minutes"] = round((time.time() - t0) / 60, 1)
+    finish(model, va_x, va_y, provenance, args.out)
 
 
 if __name__ == "__main__":
