@@ -474,6 +474,7 @@ def train(
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
+    xb = cb = tb = mb = logits = loss = None
     try:
         yield event("start", message=f"training on {dev_name}, {len(tr_x)} images, "
                                      f"{len(va_x)} validation images")
@@ -505,7 +506,8 @@ def train(
             mb = torch.from_numpy(mb).to(device, non_blocking=True)
             with amp_context():
                 logits = net(xb)
-            loss = segmentation_loss(logits, cb, tb, mb, n_classes, weights,
+            # the loss in float32: float16 logits under autocast would lose precision
+            loss = segmentation_loss(logits.float(), cb, tb, mb, n_classes, weights,
                                      cfg.dice_weight, cfg.center_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -536,7 +538,10 @@ def train(
                     message="stopped by user" if stopped else "finished")
         return final
     finally:
-        del optimizer
+        # drop every device tensor this frame holds before emptying the allocator's cache:
+        # a finished generator keeps its locals until it is garbage-collected
+        del optimizer, scaler, weights
+        xb = cb = tb = mb = logits = loss = best_state = None
         if device.type == "cpu":
             torch.set_num_threads(prev_threads)
         else:
