@@ -94,7 +94,8 @@ def test_train_then_predict_from_clicks(tmp_path, capsys):
     assert load_model(model).provenance["training"]["config"]["scale_range"] == [0.8, 1.25]
     assert "done in" in capsys.readouterr().out
     out = tmp_path / "pred"
-    assert main(["predict", "--model", str(model), "--images", str(images), "--out", str(out)]) == 0
+    assert main(["predict", "--model", str(model), "--images", str(images), "--out", str(out),
+                 "--tta"]) == 0
     assert (out / "a_instances.tif").is_file() and (out / "a_semantic.tif").is_file()
     table = (out / "objects.csv").read_text().splitlines()
     assert table[0].startswith("image,label")

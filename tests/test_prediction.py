@@ -255,3 +255,28 @@ def test_model_files_are_cached_until_rewritten(tmp_path) -> None:
     save_model(SegModel.new(UNetConfig(width=8, depth=2)), path)  # retrained into the same file
     again = load_model_cached(path)
     assert again is not first and again.config.width == 8
+
+
+def test_tta_averages_the_four_mirror_images(unet, image) -> None:
+    crop = image[:128, :160]
+    plain = predict_probabilities(unet, crop, tile_size=256)
+    tta = predict_probabilities(unet, crop, tile_size=256, tta=True)
+    # by hand: predict each mirror image, mirror the result back, average
+    by_hand = np.mean(
+        [np.flip(predict_probabilities(unet, np.flip(crop, axes), tile_size=256),
+                 tuple(a + 1 for a in axes))
+         for axes in [(), (1,), (0,), (0, 1)]],
+        axis=0,
+    )
+    np.testing.assert_allclose(tta, by_hand, atol=1e-5)
+    assert np.abs(tta - plain).max() > 1e-3  # an untrained net is not mirror-symmetric
+    # the averaged prediction is mirror-equivariant
+    mirrored = predict_probabilities(unet, crop[:, ::-1], tile_size=256, tta=True)
+    np.testing.assert_allclose(mirrored[..., ::-1], tta, atol=1e-5)
+    # and goes through predict(), numpy and dask alike
+    da = pytest.importorskip("dask.array")
+    ref = predict(unet, crop, tile_size=256, tta=True)
+    np.testing.assert_allclose(ref.probabilities, tta, atol=1e-6)
+    lazy = predict(unet, da.from_array(crop, chunks=(128, 160)), tile_size=256, tta=True,
+                   instances=False)
+    np.testing.assert_allclose(lazy.probabilities.compute(), tta, atol=1e-4)

@@ -66,6 +66,7 @@ class PredictRequest:
     gt_labels: np.ndarray | None = None
     gt_points: np.ndarray | None = None  # (N, D) in image data pixels
     gt_classes: list | None = None
+    tta: bool = False  # test-time augmentation (4 mirror images)
 
 
 @dataclass
@@ -130,7 +131,8 @@ def _run(request: PredictRequest, *, progress, stop, stage) -> PredictOutcome:
     say("Loading model...")
     model = _load_model(request.model)
     say("Predicting...")
-    result = prediction.predict(model, request.image, progress=progress, stop=stop)
+    result = prediction.predict(model, request.image, progress=progress, stop=stop,
+                                tta=request.tta)
     k = result.n_classes
     probs = np.asarray(result.probabilities)
     instances = np.asarray(result.instances)
@@ -235,6 +237,9 @@ class PredictWidget(Container):
         self.model_source = ComboBox(label="Model", choices=[DEFAULT_MODEL, MODEL_FILE])
         self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self.ground_truth = ComboBox(label="Ground truth", choices=self._gt_layers)
+        self.tta = CheckBox(text="Average over mirror images (4x slower)", value=False,
+                            tooltip="test-time augmentation: predict the image and its 3 "
+                                    "mirror images and average")
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="Progress")
@@ -250,6 +255,7 @@ class PredictWidget(Container):
                 self.model_source,
                 self.model_file,
                 self.ground_truth,
+                self.tta,
                 self.run_button,
                 self.cancel_button,
                 self.progress,
@@ -360,6 +366,7 @@ class PredictWidget(Container):
             scale=scale if scaled else None,
             units=units,
             translate=translate if scaled else None,
+            tta=bool(self.tta.value),
         )
         gt = self.ground_truth.value
         if isinstance(gt, Labels):

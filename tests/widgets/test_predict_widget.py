@@ -116,6 +116,22 @@ def test_gt_points_give_count_scores(dock, qtbot, errors):
     assert "count F1" in widget.scores.value
 
 
+def test_mirror_averaging_reaches_the_prediction(dock, qtbot, monkeypatch, errors):
+    _, widget = dock
+    seen = []
+    real = predict_module.run_prediction
+
+    def spy(request, **kwargs):
+        seen.append(request.tta)
+        return real(request, **kwargs)
+
+    monkeypatch.setattr(predict_module, "run_prediction", spy)
+    widget.tta.value = True
+    _run(qtbot, widget)
+    assert seen == [True] and errors == []
+    assert widget.summary["n_objects"] == len(widget.outcome.table)
+
+
 def test_corrupt_model_file_is_a_notification(dock, qtbot, tmp_path, errors):
     _, widget = dock
     bad = tmp_path / "broken.safetensors"
