@@ -2,11 +2,13 @@
 
 Data: the nuclei collection in ``--data`` (default /work/shared/data/nuclei):
 train/ and sample_512/ for training (grayscale fluorescence and RGB H&E; RGB is turned
-into inverted luminance by ``prepare_input`` for this 1-channel model). Checkpoints are
-chosen on ``--holdout`` grayscale train/ images kept out of training; val/ is used only
-once, at the end, for the reported scores (never for choosing anything).
+into inverted luminance by ``prepare_input`` for this 1-channel model). The final,
+annealed weights are kept: a first run that chose checkpoints on 3 held-out train/
+images (75 nuclei) saw their F1 jump between 0.56 and 0.96 from one check to the next,
+too noisy to choose by (``--holdout N`` still does it). val/ is used only once, at the
+end, for the reported scores (never for choosing anything).
 
-    python scripts/train_default_model.py --minutes 75 --threads 2
+    python scripts/train_default_model.py --minutes 68 --threads 2
 
 The recipe: a depth-4 UNet (receptive field large enough for nuclei ~100 px across)
 with zoom augmentation (``--zoom 0.5 2``): the training images hold nuclei of 70-2100
@@ -67,9 +69,10 @@ def finish(model, va_x, va_y, provenance: dict, out: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei"))
-    ap.add_argument("--holdout", type=int, default=3,
-                    help="grayscale train/ images held out for checkpoint selection")
-    ap.add_argument("--minutes", type=float, default=75.0)
+    ap.add_argument("--holdout", type=int, default=0,
+                    help="grayscale train/ images held out to choose the checkpoint by; 0 "
+                         "(default): train on all of them and keep the final, annealed weights")
+    ap.add_argument("--minutes", type=float, default=68.0)
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(DEFAULT_MODEL_PATH))
@@ -88,7 +91,8 @@ def main() -> None:
     va_x, va_y, va_n = load_split(root, "val")
     # checkpoint selection on held-out train/ images (grayscale, like most real use)
     gray = [i for i, im in enumerate(tr_x) if im.ndim == 2]
-    pick = set(np.random.default_rng(args.seed).choice(gray, size=args.holdout, replace=False).tolist())
+    pick = set(np.random.default_rng(args.seed).choice(gray, size=args.holdout, replace=False).tolist()
+               if args.holdout else [])
     ho_x = [tr_x[i] for i in sorted(pick)]
     ho_y = [tr_y[i] for i in sorted(pick)]
     ho_n = [tr_n[i] for i in sorted(pick)]
@@ -105,13 +109,14 @@ def main() -> None:
     cfg = TrainConfig(
         steps=args.steps, time_budget_s=args.minutes * 60, patch_size=128, batch_size=8,
         lr=3e-3, val_every=500, seed=args.seed, num_threads=args.threads,
+        val_fraction=0.2 if ho_x else 0.0,
         scale_range=tuple(args.zoom),
         model=UNetConfig(in_channels=1, n_classes=3, n_extra=1, depth=args.depth, width=args.width),
     )
     t0 = time.time()
     model = None
-    for ev in train(tr_x + s_x, tr_y + s_y, config=cfg, val_images=ho_x, val_labels=ho_y,
-                    out_path=None):
+    for ev in train(tr_x + s_x, tr_y + s_y, config=cfg, val_images=ho_x or None,
+                    val_labels=ho_y or None, out_path=None):
         if ev.kind != "step" or ev.step % 100 == 0:
             print(f"{ev.kind:10s} step {ev.step:5d} loss {ev.loss} val_iou {ev.val_iou} "
                   f"val_f1 {ev.val_f1} lr {ev.lr:.2e} {ev.elapsed_s:.0f}s "
