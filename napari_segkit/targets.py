@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import watershed
 
 from .data import IGNORE_INDEX
 
@@ -224,7 +225,8 @@ def click_guided_instances(
 
     - a predicted object holding exactly one click keeps the model's mask;
     - a predicted object holding several clicks (touching nuclei the model merged) is
-      split between them: each pixel goes to the nearest of its clicks;
+      split between them by a watershed from the clicks on the distance to the object's
+      edge, so the cut follows the neck between the nuclei;
     - a click on no predicted object (a nucleus the model missed) takes its mask from
       ``click_masks`` (:func:`napari_segkit.annotations.clicks_to_labels`).
 
@@ -244,15 +246,17 @@ def click_guided_instances(
     single = np.flatnonzero(counts[hit] == 1)
     lut[hit[single]] = single + 1
     out = lut[guide]
-    # several clicks in one object: split it by nearest click
+    # several clicks in one object: split it along its necks
+    boxes = ndi.find_objects(guide)
     for obj in np.flatnonzero(counts > 1):
         ks = np.flatnonzero(hit == obj)
-        mask = guide == obj
-        markers = np.zeros(guide.shape, np.int32)
-        markers[idx[ks, 0], idx[ks, 1]] = ks + 1
-        _, (rr, cc) = ndi.distance_transform_edt(markers == 0, return_indices=True)
-        nearest = markers[rr, cc]
-        out[mask] = nearest[mask]
+        box = boxes[obj - 1]
+        mask = guide[box] == obj
+        markers = np.zeros(mask.shape, np.int32)
+        markers[idx[ks, 0] - box[0].start, idx[ks, 1] - box[1].start] = ks + 1
+        depth = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        split = watershed(-depth, markers, mask=mask)
+        out[box][mask] = split[mask]
     # clicks on nothing: the click-grown mask, where the model has nothing either
     for k in np.flatnonzero(hit == 0):
         own = click_masks[idx[k, 0], idx[k, 1]]

@@ -82,3 +82,19 @@ def test_click_guided_instances_split_merges_add_misses_and_ignore_unclicked():
     assert (out[guide == 2] == 3).all()  # the model's own mask kept
     assert (out[25:31, 25:31] == 4).all()  # the missed one from the click-grown mask
     assert unclicked[30, 50] and not unclicked[30, 10] and (out[guide == 3] == 0).all()
+
+
+def test_click_guided_split_follows_the_neck_between_unequal_nuclei():
+    from napari_segkit.targets import click_guided_instances
+
+    yy, xx = np.mgrid[:60, :90]
+    big = (yy - 30) ** 2 + (xx - 30) ** 2 <= 20**2  # radius 20, centre x=30
+    small = (yy - 30) ** 2 + (xx - 60) ** 2 <= 12**2  # radius 12, centre x=60: neck x~48
+    guide = (big | small).astype(np.int32)
+    clicks = np.array([[30, 30], [30, 60]], float)
+    out, _ = click_guided_instances(guide, np.zeros_like(guide), clicks)
+    # nearest-click (Voronoi) would cut at x=45, inside the big nucleus; the cut is at
+    # the neck, so each nucleus keeps (almost) all of its own pixels
+    assert (out[big & ~small] == 1).mean() > 0.97
+    assert (out[small & ~big] == 2).mean() > 0.97
+    assert (out[guide > 0] > 0).all()
