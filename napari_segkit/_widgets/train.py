@@ -76,7 +76,7 @@ class TrainWidget(Container):
         self.init = ComboBox(label="Start from", choices=INIT_CHOICES, value="default")
         self.init_file = FileEdit(label="Model file", mode="r", filter="*.safetensors", visible=False)
         self.minutes = FloatSpinBox(label="Time budget (min)", value=3.0, min=0.05, max=24 * 60, step=0.5)
-        self.patch = ComboBox(label="Patch size", choices=[128, 192, 256], value=192)
+        self.patch = ComboBox(label="Patch size", choices=[128, 192, 256], value=128)
         self.lr = FloatSpinBox(
             label="Learning rate", value=0.0, min=0.0, max=1.0, step=1e-4,
             tooltip="0 = automatic: 3e-3 for a new model, 5e-4 when fine-tuning",
