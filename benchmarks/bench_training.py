@@ -148,6 +148,27 @@ def gui_responsiveness(seconds: float) -> None:
         time.sleep(0.005)
     stop_latency = time.perf_counter() - t_stop
 
+    # Stop while fine-tuning the shipped (larger, depth-4) default model, dock defaults
+    widget.init.value = "default"
+    widget.start()
+    t_wait = time.perf_counter() + 120
+    while (widget.last_event is None or widget.last_event.kind != "step"
+           or widget.last_event.step < 3) and time.perf_counter() < t_wait:
+        app.processEvents()
+        time.sleep(0.005)
+    ft_steps, ft_t0 = widget.last_event.step, time.perf_counter()
+    while time.perf_counter() < ft_t0 + 5:
+        app.processEvents()
+        time.sleep(0.005)
+    ft_step_s = 5.0 / max(widget.last_event.step - ft_steps, 1)
+    t_stop = time.perf_counter()
+    widget.stop()
+    while not widget.start_button.enabled:
+        app.processEvents()
+        time.sleep(0.005)
+    ft_stop_latency = time.perf_counter() - t_stop
+    ft_patch = widget.patch.value
+
     # the same training on the GUI thread: run train() steps between timer ticks
     from napari_segkit.training import TrainConfig, train
 
@@ -181,6 +202,8 @@ def gui_responsiveness(seconds: float) -> None:
     print(row("Train dock (worker thread)", busy) + f"   {steps_done} training steps")
     print(row("training on the GUI thread", on_gui) + f"   {n_gui_steps} training steps")
     print(f"    Stop -> training ended, best weights saved: {stop_latency:.2f} s (target < 1 s)")
+    print(f"    the same when fine-tuning the default model (patch {ft_patch}, "
+          f"~{ft_step_s:.2f} s/step): {ft_stop_latency:.2f} s")
 
 
 def main() -> None:
