@@ -519,8 +519,9 @@ def train(
                 yield event("step")
             if va_x and (step % cfg.val_every == 0 or step == total):
                 yield from check()
-        if va_x and not stopped and step % cfg.val_every:
+        if va_x and not stopped and step % cfg.val_every and step < total:
             # a time budget ended between two validations: the annealed end state counts too
+            # (at step == total the loop has just validated)
             yield from check()
         if not va_x or best_state is None:
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
