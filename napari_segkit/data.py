@@ -45,12 +45,9 @@ def rescale(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """In place on float32 ``x`` (C, H, W): map ``lo`` / ``hi`` (per channel) to 0 / 1, not
     clipped; a channel with ``hi == lo`` (constant) becomes 0."""
     scale = np.asarray(hi, np.float64) - np.asarray(lo, np.float64)
-    flat_channel = scale <= 1e-12
-    scale = np.where(flat_channel, np.inf, scale).astype(np.float32)
+    scale = np.where(scale <= 1e-12, np.inf, scale).astype(np.float32)  # x / inf = 0
     x -= np.asarray(lo, np.float32)[:, None, None]
     x /= scale[:, None, None]
-    if flat_channel.any():
-        x[flat_channel] = 0.0
     return x
 
 

@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from .data import check_image
+
 ProgressCallback = Callable[[int, int], Any]
 StopFlag = Callable[[], bool] | threading.Event | None
 
@@ -313,12 +315,6 @@ def _image_kind(shape: tuple[int, ...]) -> str:
     )
 
 
-def _check_image(image: np.ndarray) -> None:
-    from .data import check_image
-
-    check_image(image)
-
-
 @dataclass
 class FixedNormalization:
     """Intensity normalisation with values computed once (over a whole stack or dask array).
@@ -543,7 +539,7 @@ def predict_probabilities(
     model = _load_if_path(model)
     image = np.asarray(image)
     kind = _image_kind(image.shape)
-    _check_image(image)
+    check_image(image)
     cfg = model.config
     n_out = cfg.n_classes + cfg.n_extra
     divisor = getattr(cfg, "divisor", 2**cfg.depth)
@@ -729,7 +725,7 @@ def _predict_block(
     settings: dict,
 ) -> np.ndarray:
     """Probabilities of one dask block predicted with context, cropped to its core."""
-    _check_image(region)
+    check_image(region)
     probs = predict_probabilities(model, region, normalization=normalization, **settings)
     return np.ascontiguousarray(probs[(Ellipsis, *crop)])
 
