@@ -131,50 +131,46 @@ def gui_responsiveness(seconds: float) -> None:
         timer.stop()
         return np.asarray(gaps[1:], float)
 
+    def pump(done, timeout: float) -> None:
+        """Run the Qt event loop until ``done()`` or ``timeout`` seconds."""
+        end = time.perf_counter() + timeout
+        while not done() and time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.005)
+
+    def stepped(n: int):
+        return lambda: (ev := widget.last_event) is not None and ev.kind == "step" and ev.step >= n
+
+    def stop_latency_s() -> float:
+        t_stop = time.perf_counter()
+        widget.stop()
+        pump(lambda: widget.start_button.enabled, 120)
+        return time.perf_counter() - t_stop
+
     idle = measure(2.0)
     widget.start()
-    # let the worker get past its set-up (targets, first steps)
-    t_wait = time.perf_counter() + 60
-    while (widget.last_event is None or widget.last_event.step < 2) and time.perf_counter() < t_wait:
-        app.processEvents()
-        time.sleep(0.005)
+    pump(stepped(2), 60)  # let the worker get past its set-up (targets, first steps)
     steps_before = widget.last_event.step
     busy = measure(seconds)
     steps_done = widget.last_event.step - steps_before
-    t_stop = time.perf_counter()
-    widget.stop()
-    while not widget.start_button.enabled:
-        app.processEvents()
-        time.sleep(0.005)
-    stop_latency = time.perf_counter() - t_stop
+    stop_latency = stop_latency_s()
 
     # Stop while fine-tuning the shipped (larger, depth-4) default model, dock defaults
     widget.init.value = "default"
     widget.start()
-    t_wait = time.perf_counter() + 120
-    while (widget.last_event is None or widget.last_event.kind != "step"
-           or widget.last_event.step < 3) and time.perf_counter() < t_wait:
-        app.processEvents()
-        time.sleep(0.005)
-    ft_steps, ft_t0 = widget.last_event.step, time.perf_counter()
-    while time.perf_counter() < ft_t0 + 5:
-        app.processEvents()
-        time.sleep(0.005)
+    pump(stepped(3), 120)
+    ft_steps = widget.last_event.step
+    pump(lambda: False, 5.0)
     ft_step_s = 5.0 / max(widget.last_event.step - ft_steps, 1)
-    t_stop = time.perf_counter()
-    widget.stop()
-    while not widget.start_button.enabled:
-        app.processEvents()
-        time.sleep(0.005)
-    ft_stop_latency = time.perf_counter() - t_stop
-    ft_patch = widget.patch.value
+    ft_stop_latency = stop_latency_s()
+    patch = widget.patch.value
 
     # the same training on the GUI thread: run train() steps between timer ticks
     from napari_segkit.training import TrainConfig, train
 
     data = widget.collect_data()
     gen = train(data["images"], labels=data["labels"], points=data["points"],
-                config=TrainConfig(time_budget_s=seconds + 60, steps=10**7, patch_size=192, seed=0),
+                config=TrainConfig(time_budget_s=seconds + 60, steps=10**7, patch_size=patch, seed=0),
                 init=None)
     gaps, clock = [], QElapsedTimer()
     clock.start()
@@ -202,7 +198,7 @@ def gui_responsiveness(seconds: float) -> None:
     print(row("Train dock (worker thread)", busy) + f"   {steps_done} training steps")
     print(row("training on the GUI thread", on_gui) + f"   {n_gui_steps} training steps")
     print(f"    Stop -> training ended, best weights saved: {stop_latency:.2f} s (target < 1 s)")
-    print(f"    the same when fine-tuning the default model (patch {ft_patch}, "
+    print(f"    the same when fine-tuning the default model (patch {patch}, "
           f"~{ft_step_s:.2f} s/step): {ft_stop_latency:.2f} s")
 
 
