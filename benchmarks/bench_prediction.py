@@ -54,8 +54,9 @@ def task(name: str, size: int, tile: int) -> dict:
     """One measurement (runs inside a subprocess)."""
     import torch
 
-    from napari_segkit.data import prepare_input
-    from napari_segkit.prediction import _TorchForward, predict, predict_probabilities
+    from napari_segkit.normalization import prepare_input
+    from napari_segkit.prediction import predict, predict_probabilities
+    from napari_segkit.runtime import TorchForward
 
     model, model_desc = get_model()
     image = build_image(size)
@@ -67,7 +68,7 @@ def task(name: str, size: int, tile: int) -> dict:
     elif name == "whole":
         x = prepare_input(image, model.config.in_channels, model.normalization)
         model.net.eval()
-        _TorchForward(model.net, model.config.n_classes, torch.device("cpu"))(x[None])
+        TorchForward(model.net, model.config.n_classes, torch.device("cpu"))(x[None])
     elif name == "tiled+instances":
         pred = predict(model, image, tile_size=tile)
         result["n_objects"] = int(pred.instances.max())
@@ -79,17 +80,18 @@ def task(name: str, size: int, tile: int) -> dict:
         tiled = predict(model, image, tile_size=tile).instances
         x = prepare_input(image, model.config.in_channels, model.normalization)
         model.net.eval()
-        full = _TorchForward(model.net, k, torch.device("cpu"))(x[None])[0]
+        full = TorchForward(model.net, k, torch.device("cpu"))(x[None])[0]
         untiled = instances_from_probabilities(full[:k], full[k] if full.shape[0] > k else None)
         m = match_instances(untiled, tiled)
         result.update(f1=m.f1, n_untiled=int(untiled.max()), n_tiled=int(tiled.max()))
     elif name == "blocks":
         from napari_segkit.metrics import match_instances
-        from napari_segkit.prediction import _blockwise_instances, _instances
+        from napari_segkit.postprocess import instances_from_probabilities
+        from napari_segkit.prediction import blockwise_instances
 
         probs = predict_probabilities(model, image, tile_size=tile)
-        whole = _instances(probs, model.config.n_classes, {})
-        blocks = _blockwise_instances(probs, model.config.n_classes, 1024, 64, {})
+        whole = instances_from_probabilities(probs, n_classes=model.config.n_classes)
+        blocks = blockwise_instances(probs, model.config.n_classes, 1024, 64)
         m = match_instances(whole, blocks)
         result.update(f1=m.f1, n_whole=int(whole.max()), n_blocks=int(blocks.max()))
     elif name == "dask":

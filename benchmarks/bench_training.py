@@ -33,7 +33,9 @@ def bare_loop_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
     import torch
 
     from napari_segkit.model import UNet
-    from napari_segkit.training import NEW_MODEL_LR, segmentation_loss, select_device
+    from napari_segkit.runtime import select_device
+    from napari_segkit.scoring import segmentation_loss
+    from napari_segkit.training import NEW_MODEL_LR
 
     torch.manual_seed(0)
     device = select_device(cfg.device)

@@ -3,8 +3,11 @@
 The public core API, importable without Qt, napari or magicgui. Modules load on first
 use, so ``import napari_segkit`` stays fast (torch is imported only when a model is used)::
 
-    from napari_segkit import annotations, io, metrics, prediction, training
+    from napari_segkit import annotations, io, metrics, prediction, training, workflows
     napari_segkit.predict(model, image)   # == prediction.predict
+
+``napari_segkit.convert`` and ``napari_segkit.data`` still work: deprecated namespaces
+that forward to ``annotations`` and to ``normalization`` / ``sampling``.
 """
 
 
@@ -13,8 +16,10 @@ import importlib  # no "from __future__ import annotations" here: it would shado
 __version__ = "0.1.0"
 
 _MODULES = (
-    "annotations", "convert", "data", "io", "measure", "metrics", "model", "model_io",
-    "postprocess", "prediction", "targets", "training",
+    "annotations", "io", "measure", "metrics", "model", "model_io", "normalization",
+    "postprocess", "prediction", "runtime", "sampling", "scoring", "targets", "tiling",
+    "training", "workflows",
+    "convert", "data",  # deprecated: forward to their new homes
 )
 _FUNCTIONS = {
     "clicks_to_labels": "annotations",
@@ -24,6 +29,7 @@ _FUNCTIONS = {
     "outline_to_labels": "annotations",
     "train": "training",
     "TrainConfig": "training",
+    "run_training": "workflows",
     "predict": "prediction",
     "load_model": "model_io",
     "save_model": "model_io",

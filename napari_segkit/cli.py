@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".tif", ".tiff")
+# Every command imports what it needs when it runs: ``convert`` and ``evaluate`` never
+# import torch; ``train``, ``predict`` and ``demo`` do (through workflows).
+
+DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
 class UsageError(ValueError):
@@ -28,70 +31,53 @@ class UsageError(ValueError):
 
 
 # --------------------------------------------------------------------------- helpers
-def _image_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder of .tif images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UsageError(f"no .tif images in {folder}")
-    return files
-
-
 def _parse_scale(text: str | None, ndim: int) -> tuple[float, ...] | None:
     if not text:
         return None
-    from ._utils import check_scale
+    from ._common import check_scale
 
     return check_scale([float(v) for v in text.replace(",", " ").split()], ndim)
 
 
-def _spatial_shape(image: np.ndarray) -> tuple[int, ...]:
-    return image.shape[:-1] if image.ndim == 3 and image.shape[-1] in (3, 4) else image.shape
+def _pairs(images_dir: Path, ann_dir: Path, suffix: str) -> list[tuple[Path, Path]]:
+    """(image, annotation) files that share a stem; warns about images without one."""
+    from .io import image_files
 
-
-class ProgressLine:
-    """A one-line progress bar on a terminal, a line every few seconds otherwise."""
-
-    def __init__(self, stream=None, every_s: float = 5.0):
-        self.stream, self.every_s = stream or sys.stderr, every_s
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last = 0.0
-
-    def update(self, fraction: float, text: str) -> None:
-        now = time.monotonic()
-        if self.tty:
-            width = 30
-            filled = int(round(width * min(max(fraction, 0.0), 1.0)))
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\033[K")
-            self.stream.flush()
-        elif now - self._last >= self.every_s or fraction >= 1.0:
-            self.stream.write(f"{100 * fraction:5.1f}% {text}\n")
-            self.stream.flush()
-            self._last = now
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+    pairs, missing = [], []
+    for image in image_files(images_dir):
+        ann = ann_dir / f"{image.stem}{suffix}"
+        if ann.is_file():
+            pairs.append((image, ann))
+        else:
+            missing.append(image.name)
+    if missing:
+        print(f"warning: {len(missing)} image(s) have no {suffix} annotation in {ann_dir} and are skipped: "
+              + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""), file=sys.stderr)
+    if not pairs:
+        raise UsageError(f"no image in {images_dir} has a <stem>{suffix} in {ann_dir}")
+    return pairs
 
 
 # --------------------------------------------------------------------------- convert
 def cmd_convert(args: argparse.Namespace) -> int:
-    from . import convert, io
+    from . import annotations, io
+    from ._common import SPARSE_BACKGROUND, SPARSE_OBJECT, spatial_shape
 
     image = io.read_image(args.image)
-    shape = _spatial_shape(image)
+    shape = spatial_shape(image.shape)
     scale = _parse_scale(args.scale, len(shape))
     if args.shapes:
-        labels = convert.convert_shapes(io.read_shapes_csv(args.shapes), shape, args.mode,
-                                        image=image, scale=scale)
+        labels = annotations.convert_shapes(io.read_shapes_csv(args.shapes), shape, args.mode,
+                                            image=image, scale=scale)
     else:
         coords, features = io.read_points_csv(args.points)
-        labels = convert.convert_points(coords, features, shape, args.mode, image=image, scale=scale)
+        labels = annotations.convert_points(coords, features, shape, args.mode, image=image,
+                                            scale=scale)
     out = io.write_labels(args.out, labels)
     if args.mode == "sparse":
         print(f"{out}: {int(np.count_nonzero(labels))} labelled pixels "
-              f"({int(np.sum(labels == 2))} object, {int(np.sum(labels == 1))} background)")
+              f"({int(np.sum(labels == SPARSE_OBJECT))} object, "
+              f"{int(np.sum(labels == SPARSE_BACKGROUND))} background)")
     else:
         print(f"{out}: {len(np.unique(labels[labels > 0]))} objects")
     return 0
@@ -102,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import io, metrics
 
     pred_dir, gt_dir = Path(args.pred), Path(args.gt)
-    gt_files = {p.stem: p for p in _image_files(gt_dir)}
+    gt_files = {p.stem: p for p in io.image_files(gt_dir)}
     rows = []
     for pred_file in sorted(pred_dir.glob("*_instances.tif")):
         stem = pred_file.name[: -len("_instances.tif")]
@@ -129,6 +115,90 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train
+def _train_config(args: argparse.Namespace):
+    from .training import TrainConfig
+
+    cfg = TrainConfig(seed=args.seed, device=args.device)
+    if args.patch_size:
+        cfg.patch_size = args.patch_size
+    if args.zoom:
+        cfg.scale_range = tuple(args.zoom)
+    if args.epochs:
+        cfg.epochs = args.epochs
+        cfg.time_budget_s = args.minutes * 60 if args.minutes else None
+    else:
+        cfg.time_budget_s = (args.minutes if args.minutes else 3.0) * 60
+        cfg.steps = 10**7  # the time budget decides
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import io
+    from ._common import classes_of
+    from .workflows import TrainingProgress, run_training
+
+    pairs = _pairs(args.images, args.labels or args.points, ".tif" if args.labels else ".csv")
+    images = [io.read_image(im) for im, _ in pairs]
+    labels = points = None
+    if args.labels:
+        labels = [io.read_labels(lb) for _, lb in pairs]
+    else:
+        points = []
+        for _, csv_path in pairs:
+            coords, features = io.read_points_csv(csv_path)
+            points.append((coords, classes_of(features)))
+    cfg = _train_config(args)
+    val = None
+    if args.val_images:
+        if not args.val_labels:
+            raise ValueError("--val-images needs --val-labels (full instance labels)")
+        vpairs = _pairs(args.val_images, args.val_labels, ".tif")
+        val = ([io.read_image(a) for a, _ in vpairs], [io.read_labels(b) for _, b in vpairs])
+    init = None if args.init == "none" else args.init
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    what = "labels" if args.labels else "clicks"
+    print(f"training on {len(images)} image(s) from {what}; init={args.init}; "
+          f"budget={'%.1f min' % (cfg.time_budget_s / 60) if cfg.time_budget_s else f'{cfg.steps} steps'}",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    # a bar of seconds when the time budget decides, of steps when --epochs does
+    progress = TrainingProgress(None if args.epochs else cfg.time_budget_s)
+    try:
+        model = run_training(images, labels=labels, points=points, config=cfg, init=init,
+                             out_path=args.out, val=val, on_event=progress)
+    finally:
+        progress.close()
+    last = progress.last
+    best = model.provenance.get("training", {}).get("best", {})
+    shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in best.items() if v is not None}
+    print(f"done in {time.perf_counter() - t0:.0f} s: {last.step} steps on {last.device}; "
+          f"best validation {json.dumps(shown)}; model: {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .io import image_files
+    from .workflows import open_model, predict_folder
+
+    model = open_model(args.model)  # a bad model file is reported before anything else
+    files = image_files(args.images)
+    objects = predict_folder(model, files, args.out, tile_size=args.tile_size, tta=args.tta,
+                             device=None if args.device == "auto" else args.device)
+    print(f"wrote {len(files)} x (<stem>_instances.tif, <stem>_semantic.tif) and objects.csv "
+          f"({len(objects)} rows) to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, device=args.device)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-segkit", description=__doc__,
@@ -151,15 +221,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
-    _add_model_commands(sub)
+    p = sub.add_parser("train", help="train or fine-tune a UNet on images + labels or clicks")
+    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", type=Path, help="folder of <stem>.tif instance label images")
+    src.add_argument("--points", type=Path, help="folder of <stem>.csv napari points files (clicks)")
+    p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
+    p.add_argument("--init", default="default",
+                   help="'default' (fine-tune the shipped nuclei model), 'none' (from scratch) or a model file")
+    p.add_argument("--minutes", type=float, help="time budget in minutes (default 3 unless --epochs)")
+    p.add_argument("--epochs", type=float,
+                   help="passes over the data (one = as many patch pixels as there are labelled pixels)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--patch-size", type=int, default=None)
+    p.add_argument("--zoom", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   help="zoom augmentation range, e.g. 0.5 2 when the images to segment "
+                        "later have nuclei of other sizes than the training images "
+                        "(default: none)")
+    p.add_argument("--val-images", type=Path, help="separate validation images (with --val-labels)")
+    p.add_argument("--val-labels", type=Path)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="instances, semantic labels and an objects table per image")
+    p.add_argument("--model", required=True, help="model file or 'default'")
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average over the 4 mirror images "
+                        "(4x slower, slightly more accurate)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="clicks -> training -> prediction -> counts and IoU on sample data")
+    p.add_argument("--out", type=Path, default=Path("segkit_output"))
+    p.add_argument("--minutes", type=float, default=1.0, help="training time budget")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.set_defaults(func=cmd_demo)
     return parser
-
-
-def _add_model_commands(sub) -> None:
-    """train / predict / demo (defined in _cli_model to keep this file short)."""
-    from . import _cli_model
-
-    _cli_model.add_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

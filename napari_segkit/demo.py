@@ -21,51 +21,57 @@ EVAL_SAMPLES = ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")
 
 def _load(name: str):
     from . import io
+    from ._common import classes_of
     from ._sample import list_samples, sample_path
 
     row = next(r for r in list_samples() if r["name"] == name)
     image = io.read_image(sample_path(row["image"]))
     labels = io.read_labels(sample_path(row["labels"]))
     coords, features = io.read_points_csv(sample_path(row["points"]))
-    classes = features["class"].astype(str).to_numpy() if "class" in features else None
-    return image, labels, (coords, classes)
+    return image, labels, (coords, classes_of(features))
+
+
+def _figure(figsize: tuple[float, float]):
+    """A matplotlib Figure drawn by the Agg canvas (object-oriented: no pyplot, so the
+    process's matplotlib backend, e.g. napari's Qt one, is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def save_overlay(path: Path, image: np.ndarray, labels: np.ndarray, title: str) -> None:
     """PNG of the image with the object outlines drawn over it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
 
+    from ._common import PERCENTILES
+
     shown = image.astype(float)
-    lo, hi = np.percentile(shown, (1, 99.8))
+    lo, hi = np.percentile(shown, PERCENTILES)
     shown = np.clip((shown - lo) / max(hi - lo, 1e-6), 0, 1)
     if shown.ndim == 2:
         shown = np.stack([shown] * 3, -1)
     edges = find_boundaries(labels, mode="inner")
     shown = shown[..., :3].copy()
     shown[edges] = (1.0, 0.85, 0.0)
-    fig, ax = plt.subplots(figsize=(6, 6 * shown.shape[0] / shown.shape[1]), dpi=100)
+    fig = _figure((6, 6 * shown.shape[0] / shown.shape[1]))
+    ax = fig.add_subplot()
     ax.imshow(shown)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def save_training_curve(path: Path, events: list) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG of the training loss and the validation IoU / F1 over the steps."""
     steps = [e.step for e in events if e.kind == "step" and e.loss is not None]
     losses = [e.loss for e in events if e.kind == "step" and e.loss is not None]
     val = [(e.step, e.val_iou, e.val_f1) for e in events if e.kind == "validation"]
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    fig = _figure((6, 3.2))
+    ax = fig.add_subplot()
     ax.plot(steps, losses, lw=1, label="training loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -79,7 +85,6 @@ def save_training_curve(path: Path, events: list) -> None:
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print) -> dict:
@@ -87,11 +92,9 @@ def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print) -
     import pandas as pd
 
     from . import io, metrics
-    from ._cli_model import run_with_progress
-    from .measure import object_table
-    from .model_io import load_default_model
-    from .prediction import predict
-    from .training import TrainConfig, train
+    from ._common import background_mask
+    from .training import TrainConfig
+    from .workflows import PredictRequest, TrainingProgress, predict_and_measure, run_training
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,25 +102,24 @@ def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print) -
     samples = {name: _load(name) for name in EVAL_SAMPLES}
     images = [samples[n][0] for n in TRAIN_SAMPLES]
     points = [samples[n][2] for n in TRAIN_SAMPLES]
-    n_clicks = sum(int(np.sum(c != "background")) if c is not None else len(p) for p, c in points)
+    n_clicks = sum(int(np.sum(~background_mask(c, len(p)))) for p, c in points)
     log(f"[demo] 1/3 training from {n_clicks} clicks on {', '.join(TRAIN_SAMPLES)} "
         f"(fine-tuning the default nuclei model for {minutes:g} min)")
     cfg = TrainConfig(time_budget_s=minutes * 60, steps=10**7, device=device,
                       val_every=50, seed=0)
     events: list = []
+    progress = TrainingProgress(cfg.time_budget_s, sys.stderr)
 
-    gen = train(images, points=points, config=cfg, init="default", out_path=out / "model.safetensors")
+    def on_event(event) -> None:
+        events.append(event)
+        progress(event)
 
-    def recording(g):
-        while True:
-            try:
-                ev = next(g)
-            except StopIteration as stop:
-                return stop.value
-            events.append(ev)
-            yield ev
-
-    last, model = run_with_progress(recording(gen), out=sys.stderr)
+    try:
+        model = run_training(images, points=points, config=cfg, init="default",
+                             out_path=out / "model.safetensors", on_event=on_event)
+    finally:
+        progress.close()
+    last = events[-1]
     save_training_curve(out / "training_curve.png", events)
     log(f"[demo]     {last.step} steps on {last.device} in {last.elapsed_s:.0f} s")
     best_step = model.provenance.get("training", {}).get("best", {}).get("step")
@@ -126,19 +128,18 @@ def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print) -
             "so the starting weights were kept (a longer budget or more clicks can change that)")
 
     log("[demo] 2/3 predicting every sample image with the default and the fine-tuned model")
-    default = load_default_model()
     rows, tables = [], []
     for name, (image, gt, clicks) in samples.items():
-        for tag, m in (("default", default), ("fine-tuned", model)):
-            result = predict(m, image)
-            scores = metrics.evaluate_instances(gt, result.instances)
-            counting = metrics.points_vs_instances(clicks[0], result.instances, clicks[1])
+        for tag, m in (("default", "default"), ("fine-tuned", model)):
+            result = predict_and_measure(PredictRequest(
+                image, name, m, gt_labels=gt, gt_points=clicks[0], gt_classes=clicks[1]))
+            scores = result.scores
             rows.append({"image": name, "model": tag, "trained_on_its_clicks": name in TRAIN_SAMPLES,
-                         **scores, "click_count_f1": counting["f1"]})
+                         **scores, "click_count_f1": result.click_scores["f1"]})
             if tag == "fine-tuned":
                 io.write_labels(out / f"{name}_instances.tif", result.instances)
                 io.write_labels(out / f"{name}_semantic.tif", result.semantic)
-                table = object_table(result.instances, image, gt=gt)
+                table = result.table
                 table.insert(0, "image", name)
                 tables.append(table)
                 save_overlay(out / f"{name}_overlay.png", image, result.instances,

@@ -21,9 +21,11 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from napari_segkit._utils import as_label_dtype
+from ._common import as_label_dtype
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "image_files",
     "read_image",
     "read_labels",
     "write_labels",
@@ -38,6 +40,9 @@ __all__ = [
 SHAPE_TYPES = ("rectangle", "ellipse", "polygon", "path", "line")
 
 PathLike = str | os.PathLike
+
+#: File endings of the images a folder is read for.
+IMAGE_SUFFIXES = (".tif", ".tiff")
 
 
 # --------------------------------------------------------------------------- TIFF
@@ -65,6 +70,17 @@ def read_image(path: PathLike) -> np.ndarray:
     if data.ndim > 0 and 1 in data.shape:
         data = np.squeeze(data)
     return data
+
+
+def image_files(folder: PathLike) -> list[Path]:
+    """The ``.tif`` images of a folder, sorted; ValueError when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder of .tif images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no .tif images in {folder}")
+    return files
 
 
 def read_labels(path: PathLike) -> np.ndarray:

@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 from skimage.measure import regionprops_table
 
-from napari_segkit._utils import check_scale
-from napari_segkit.metrics import (
+from ._common import check_scale
+from .metrics import (
     InstanceMatch,
-    _as_labels,
-    _compact,
+    as_labels,
+    compact_labels,
     evaluate_instances,
     match_instances,
 )
@@ -185,7 +185,7 @@ def object_table(
         Columns as in the module docstring; empty (with those columns) when there are
         no objects. Rows sorted by label.
     """
-    labels = _as_labels(labels, "labels")
+    labels = as_labels(labels, "labels")
     if labels.ndim not in (2, 3):
         raise ValueError(f"labels must be 2-D or 3-D, got shape {labels.shape}")
     ndim = labels.ndim
@@ -249,7 +249,7 @@ def missed_objects(
     id, ``best_iou`` its best IoU with any prediction, ``matched_gt`` 0 and
     ``status`` ``"missed"``.
     """
-    gt = _as_labels(gt, "ground truth")
+    gt = as_labels(gt, "ground truth")
     if match is None:
         match = match_instances(gt, pred, iou_threshold)
     missed = np.asarray(match.missed_gt, dtype=np.int64)
@@ -316,11 +316,11 @@ def count_by_class(
     DataFrame with columns ``class_id``, ``class_name``, ``count`` (classes with no
     object are left out, except those named in ``class_names``).
     """
-    inst = _as_labels(instances, "instances")
-    sem = _as_labels(semantic, "semantic labels")
+    inst = as_labels(instances, "instances")
+    sem = as_labels(semantic, "semantic labels")
     if inst.shape != sem.shape:
         raise ValueError(f"instance shape {inst.shape} and semantic shape {sem.shape} differ")
-    ids, idx = _compact(inst)
+    ids, idx = compact_labels(inst)
     names = (
         dict(enumerate(class_names))
         if isinstance(class_names, Sequence)

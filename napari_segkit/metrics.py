@@ -27,13 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ._common import background_mask
+
 DSB_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
 
 # ---------------------------------------------------------------------------
 # input checks
 
 
-def _as_labels(labels, name: str) -> np.ndarray:
+def as_labels(labels, name: str = "labels") -> np.ndarray:
+    """``labels`` as an integer label image, or a ValueError naming ``name`` (bool -> uint8;
+    whole-valued floats -> int64; negative values rejected)."""
     arr = np.asarray(labels)
     if arr.dtype == bool:
         return arr.astype(np.uint8)
@@ -55,8 +59,8 @@ def _as_labels(labels, name: str) -> np.ndarray:
 
 
 def _check_pair(gt, pred) -> tuple[np.ndarray, np.ndarray]:
-    gt = _as_labels(gt, "ground truth")
-    pred = _as_labels(pred, "prediction")
+    gt = as_labels(gt, "ground truth")
+    pred = as_labels(pred, "prediction")
     if gt.shape != pred.shape:
         raise ValueError(
             f"ground truth shape {gt.shape} and prediction shape {pred.shape} differ; "
@@ -65,8 +69,8 @@ def _check_pair(gt, pred) -> tuple[np.ndarray, np.ndarray]:
     return gt, pred
 
 
-def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (ids of objects, index image with 0 = background and i+1 = ids[i])."""
+def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ids of objects, flat index image with 0 = background and i+1 = ids[i])."""
     flat = labels.ravel()
     if flat.dtype == np.uint64:
         flat = flat.astype(np.int64)
@@ -119,8 +123,8 @@ def iou_matrix(gt, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         The object id of each row / column, sorted.
     """
     gt, pred = _check_pair(gt, pred)
-    gt_ids, g = _compact(gt)
-    pred_ids, p = _compact(pred)
+    gt_ids, g = compact_labels(gt)
+    pred_ids, p = compact_labels(pred)
     n_g, n_p = gt_ids.size, pred_ids.size
     iou = np.zeros((n_g, n_p), dtype=np.float64)
     if n_g == 0 or n_p == 0:
@@ -218,12 +222,7 @@ def _match_from_iou(iou, gt_ids, pred_ids, iou_threshold: float) -> InstanceMatc
         iou_threshold=float(iou_threshold),
         n_gt=n_gt,
         n_pred=n_pred,
-        tp=tp,
-        fp=fp,
-        fn=fn,
-        precision=_ratio(tp, tp + fp),
-        recall=_ratio(tp, tp + fn),
-        f1=_f1(tp, fp, fn),
+        **_detection_scores(tp, fp, fn),
         mean_matched_iou=float(matched_iou.mean()) if tp else math.nan,
         pairs=pairs,
         gt_best_iou={int(i): float(v) for i, v in zip(gt_ids, gt_best, strict=True)},
@@ -277,7 +276,7 @@ def average_precision_dsb(gt, pred, thresholds: Sequence[float] = DSB_THRESHOLDS
 
 def count_objects(labels) -> int:
     """Number of distinct non-zero ids in a label image."""
-    ids, _ = _compact(_as_labels(labels, "labels"))
+    ids, _ = compact_labels(as_labels(labels, "labels"))
     return int(ids.size)
 
 
@@ -352,10 +351,6 @@ def semantic_scores(
 # clicks
 
 
-def _is_background_class(value) -> bool:
-    return str(value).strip().lower() == "background"
-
-
 def points_vs_instances(points, pred_labels, classes=None) -> dict:
     """Score predicted objects against one click per true object.
 
@@ -379,7 +374,7 @@ def points_vs_instances(points, pred_labels, classes=None) -> dict:
     dict with tp, fp, fn, precision, recall, f1, n_clicks (object clicks inside the
     image), n_pred, n_outside (clicks ignored), background_clicks_in_objects.
     """
-    labels = _as_labels(pred_labels, "prediction")
+    labels = as_labels(pred_labels, "prediction")
     pts = np.asarray(points, dtype=np.float64)
     if pts.size == 0:
         pts = pts.reshape(0, labels.ndim)
@@ -388,15 +383,13 @@ def points_vs_instances(points, pred_labels, classes=None) -> dict:
             f"points have shape {pts.shape} but the labels are {labels.ndim}-D {labels.shape}; "
             f"give one (N, {labels.ndim}) row per click"
         )
-    if classes is None:
-        is_bg = np.zeros(len(pts), dtype=bool)
-    else:
+    if classes is not None:
         classes = list(np.asarray(classes, dtype=object).ravel())
         if len(classes) != len(pts):
             raise ValueError(
                 f"got {len(classes)} classes for {len(pts)} points; give one per point"
             )
-        is_bg = np.array([_is_background_class(c) for c in classes], dtype=bool)
+    is_bg = background_mask(classes, len(pts))
     idx = np.round(pts).astype(np.int64) if len(pts) else np.zeros((0, labels.ndim), np.int64)
     finite = np.all(np.isfinite(pts), axis=1)
     inside = finite & np.all((idx >= 0) & (idx < np.asarray(labels.shape)), axis=1)

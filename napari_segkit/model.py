@@ -185,25 +185,3 @@ def pad_to_multiple(x: torch.Tensor, divisor: int) -> torch.Tensor:
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
-
-def select_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or ``None``): CUDA, then Apple MPS, then CPU. Explicit names are checked."""
-    if isinstance(device, torch.device):
-        return device
-    device = "auto" if device is None else str(device).lower()
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
-    if device == "mps" and not (
-        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    ):
-        raise ValueError("device 'mps' requested but Apple MPS is not available; use 'auto' or 'cpu'")
-    if not (device == "cpu" or device == "mps" or device.startswith("cuda")):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
-    return torch.device(device)

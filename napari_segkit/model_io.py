@@ -3,22 +3,25 @@ needed to rebuild and use the network (config, normalisation, class names, prove
 
 Loading never executes code (safetensors holds raw tensors only) and every failure
 (missing, truncated, corrupt or incompatible file) raises :class:`ModelFileError`,
-a ``ValueError`` whose message says what to do.
+a ``ValueError`` whose message says what to do. :func:`load_model_cached` keeps the last
+model file read, until the file changes.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .data import DEFAULT_NORMALIZATION
 from .model import UNet, UNetConfig
+from .normalization import DEFAULT_NORMALIZATION
 
 FORMAT_NAME = "napari-segkit-model"
 FORMAT_VERSION = 1
@@ -39,7 +42,7 @@ class SegModel:
     net : UNet
     config : UNetConfig
     normalization : dict
-        Passed to :func:`napari_segkit.data.prepare_input`.
+        Stored as it is; read with :meth:`napari_segkit.normalization.Normalization.from_dict`.
     class_names : list of str
         One per class logit (the extra "centre" channel is not a class).
     provenance : dict
@@ -191,3 +194,38 @@ def load_default_model(device: str | torch.device = "cpu") -> SegModel:
             "or reinstall napari-segkit"
         )
     return load_model(DEFAULT_MODEL_PATH, device=device)
+
+
+def load_default_model_cached() -> SegModel:
+    """The shipped nuclei model through :func:`load_model_cached` (shared: do not modify it)."""
+    if not DEFAULT_MODEL_PATH.is_file():
+        return load_default_model()  # raises ModelFileError saying what to do
+    return load_model_cached(DEFAULT_MODEL_PATH)
+
+
+def load_model_cached(path: str | os.PathLike) -> SegModel:
+    """The model in ``path``, loaded once per process while the file stays the same.
+
+    Keyed by the resolved path, modification time and size, so a model retrained into
+    the same file is loaded again. Only the last model is kept. The model is shared by
+    every caller: use it, do not train it.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return load_model(path)  # raises ModelFileError saying what is wrong
+    return _load_model_version(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_model_version(path: str, mtime_ns: int, size: int) -> SegModel:
+    """One version of a model file (``mtime_ns`` and ``size`` only key the cache)."""
+    return load_model(path)
+
+
+def as_model(model: Any) -> Any:
+    """A :class:`SegModel` as it is, or a model file path loaded through the cache."""
+    if isinstance(model, str) or hasattr(model, "__fspath__"):
+        return load_model_cached(model)
+    return model

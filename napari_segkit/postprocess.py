@@ -28,7 +28,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
-from napari_segkit._utils import as_label_dtype
+from ._common import as_label_dtype
 
 # Defaults per dimensionality: (min_size, min_seed_size, max_hole_size), in pixels / voxels.
 _DEFAULT_SIZES = {2: (12, 4, 64), 3: (40, 8, 256)}

@@ -17,10 +17,17 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
-from .data import IGNORE_INDEX
+from ._common import IGNORE_INDEX, SPARSE_BACKGROUND, SPARSE_OBJECT, background_mask
+from .annotations import clicks_to_labels
+from .normalization import prepare_input
+
+__all__ = [
+    "BACKGROUND", "BOUNDARY", "IGNORE_INDEX", "INTERIOR", "Targets", "boundary_map",
+    "center_map", "class_weights", "click_guided_instances", "instance_targets",
+    "semantic_targets", "sparse_targets", "targets_from_clicks",
+]
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
-SPARSE_IGNORE, SPARSE_BACKGROUND, SPARSE_OBJECT = 0, 1, 2  # as in annotations.py
 
 
 @dataclass
@@ -161,14 +168,9 @@ def targets_from_clicks(
     """
     from skimage.filters import threshold_otsu
 
-    from .annotations import clicks_to_labels
-    from .data import prepare_input
-
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     labels = np.asarray(clicks_to_labels(image, points, classes=classes))
-    is_bg = np.zeros(len(points), bool)
-    if classes is not None:
-        is_bg = np.array([str(c).lower() == "background" for c in classes], bool)
+    is_bg = background_mask(classes, len(points))
     obj_pts = points[~is_bg]
     unclicked = None
     if guide is not None:

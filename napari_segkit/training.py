@@ -7,30 +7,37 @@ Usage::
         print(event.kind, event.step, event.loss, event.val_f1)
     model = event.model          # the "done" / "stopped" event carries the final model
 
-The hot loop is kept lean: images are normalised once, patches are cut in numpy, the
-loss is read back (a device sync) only every ``log_every`` steps on GPUs.
+(:func:`napari_segkit.workflows.run_training` runs it to the end with a callback.)
+A :class:`Trainer` does the work in named steps: prepare the data, build the optimiser,
+one optimisation step, validate (and checkpoint the best weights), finish. The hot loop
+is kept lean: images are normalised once, patches are cut in numpy, the loss is read
+back (a device sync) only every ``log_every`` steps on GPUs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .data import DEFAULT_NORMALIZATION, IGNORE_INDEX, PatchSampler, prepare_input, split_rows
-from .model import UNetConfig, select_device
+from ._common import classes_of, is_stopped
+from .model import UNetConfig
 from .model_io import SegModel, load_default_model, load_model, save_model
+from .normalization import DEFAULT_NORMALIZATION, Normalization
+from .prediction import predict
+from .runtime import autocast, select_device, torch_threads
+from .sampling import PatchSampler, split_validation
+from .scoring import segmentation_loss, validate
 from .targets import (
     Targets,
     class_weights,
@@ -39,6 +46,8 @@ from .targets import (
     sparse_targets,
     targets_from_clicks,
 )
+
+__all__ = ["FINE_TUNE_LR", "NEW_MODEL_LR", "TrainConfig", "TrainEvent", "Trainer", "train"]
 
 NEW_MODEL_LR = 3e-3
 FINE_TUNE_LR = 5e-4
@@ -113,37 +122,6 @@ class TrainEvent:
 
 
 # --------------------------------------------------------------------------- devices
-# --------------------------------------------------------------------------- loss
-def segmentation_loss(
-    logits: torch.Tensor,
-    classes: torch.Tensor,
-    center: torch.Tensor,
-    center_mask: torch.Tensor,
-    n_classes: int,
-    weights: torch.Tensor | None = None,
-    dice_weight: float = 1.0,
-    center_weight: float = 1.0,
-) -> torch.Tensor:
-    """Weighted cross-entropy (ignoring ``IGNORE_INDEX``) + soft Dice on the foreground
-    (classes >= 1, labelled pixels only) + BCE on the centre channel where it is known."""
-    logits = logits.float()
-    cls_logits = logits[:, :n_classes]
-    loss = F.cross_entropy(cls_logits, classes, weight=weights, ignore_index=IGNORE_INDEX)
-    known = (classes != IGNORE_INDEX).float()
-    if dice_weight > 0:
-        prob = torch.softmax(cls_logits, dim=1)
-        fg_p = (1.0 - prob[:, 0]) * known
-        fg_t = (classes >= 1).float() * known
-        inter = (fg_p * fg_t).sum()
-        dice = 1.0 - (2 * inter + 1.0) / (fg_p.sum() + fg_t.sum() + 1.0)
-        loss = loss + dice_weight * dice
-    if center_weight > 0 and logits.shape[1] > n_classes:
-        m = center_mask.float()
-        bce = F.binary_cross_entropy_with_logits(logits[:, n_classes], center, reduction="none")
-        loss = loss + center_weight * (bce * m).sum() / m.sum().clamp_min(1.0)
-    return loss
-
-
 # --------------------------------------------------------------------------- inputs
 def _as_list(x, n=None) -> list:
     if x is None:
@@ -160,7 +138,7 @@ def _points_of(p):
     if isinstance(p, tuple) and len(p) == 2:
         coords, cls = p
         if hasattr(cls, "columns"):
-            cls = list(cls["class"]) if "class" in cls.columns else None
+            cls = classes_of(cls)
         return np.asarray(coords, float)[:, -2:], cls
     return np.asarray(p, float)[:, -2:], None
 
@@ -182,11 +160,7 @@ def _targets_for(image, labels, points, cfg: TrainConfig, n_classes: int, guide_
     coords, cls = _points_of(points)
     if coords is None or len(coords) == 0:
         raise ValueError("each training image needs labels or points; this one has neither")
-    guide = None
-    if guide_model is not None:
-        from .prediction import predict
-
-        guide = predict(guide_model, image).instances
+    guide = None if guide_model is None else predict(guide_model, image).instances
     return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width, guide=guide)
 
 
@@ -203,108 +177,244 @@ def _resolve_init(init, cfg: TrainConfig) -> SegModel:
     return load_model(init)
 
 
-# --------------------------------------------------------------------------- validation
-@torch.no_grad()
-def _predict_full(net, x: np.ndarray, device, n_classes: int, max_side: int = 1024):
-    """Probabilities for one prepared image (C, H, W): prediction's sliding window, with
-    one tile for images up to ``max_side`` and blended tiles beyond."""
-    from .prediction import _TorchForward, predict_tiled
-
-    forward = _TorchForward(net, n_classes, torch.device(device))
-    return predict_tiled(forward, x, net.config.n_outputs, tile_size=max_side,
-                         divisor=net.config.divisor)
-
-
-def _instances(probs: np.ndarray, n_classes: int):
-    try:
-        from .postprocess import instances_from_probabilities
-    except ImportError:
-        return None
-    center = probs[n_classes] if probs.shape[0] > n_classes else None
-    return instances_from_probabilities(probs[:n_classes], center)
-
-
-def validate(net, val_x, val_targets, val_instances, device, n_classes: int) -> dict:
-    """Foreground IoU over labelled pixels (pooled) and instance F1@0.5 (pooled) when
-    full instance labels and the postprocess / metrics modules are available."""
-    was_training = net.training
-    net.eval()
-    inter = union = 0
-    tp = fp = fn = 0
-    f1_ok = True
-    try:
-        for x, t, inst in zip(val_x, val_targets, val_instances, strict=True):
-            probs = _predict_full(net, x, device, n_classes)
-            known = t.classes >= 0
-            pred_fg = probs[0] < 0.5
-            gt_fg = t.classes >= 1
-            inter += int((pred_fg & gt_fg & known).sum())
-            union += int(((pred_fg | gt_fg) & known).sum())
-            if inst is None or not f1_ok:
-                f1_ok = False
-                continue
-            try:
-                from .metrics import match_instances
-            except ImportError:
-                f1_ok = False
-                continue
-            pred = _instances(probs, n_classes)
-            if pred is None:
-                f1_ok = False
-                continue
-            m = match_instances(inst, pred, 0.5)
-            tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
-    finally:
-        net.train(was_training)
-    iou = inter / union if union else 0.0
-    f1 = (2 * tp / max(2 * tp + fp + fn, 1)) if f1_ok and val_instances else None
-    return {"val_iou": float(iou), "val_f1": None if f1 is None else float(f1)}
-
-
-def _split_validation(images, targets, instances, cfg: TrainConfig, rng):
-    """Hold out whole images (>= 3 images) or the bottom strip of each image."""
-    n = len(images)
-    if cfg.val_fraction <= 0:
-        return images, targets, [], [], []
-    if n >= 3:
-        n_val = max(1, int(round(cfg.val_fraction * n)))
-        val = set(rng.permutation(n)[:n_val].tolist())
-        tr = [i for i in range(n) if i not in val]
-        return ([images[i] for i in tr], [targets[i] for i in tr],
-                [images[i] for i in sorted(val)], [targets[i] for i in sorted(val)],
-                [instances[i] for i in sorted(val)])
-    tr_x, tr_t, va_x, va_t, va_i = [], [], [], [], []
-    for x, t, inst in zip(images, targets, instances, strict=True):
-        r = split_rows(x.shape[1], cfg.val_fraction)
-        top, bottom = (slice(0, r), slice(None)), (slice(r, None), slice(None))
-        tr_x.append(x[:, :r])
-        tr_t.append(t.crop(top))
-        va_x.append(x[:, r:])
-        va_t.append(t.crop(bottom))
-        va_i.append(None if inst is None else _relabel(inst[r:]))
-    return tr_x, tr_t, va_x, va_t, va_i
-
-
-def _relabel(labels):
-    from skimage.segmentation import relabel_sequential
-
-    return relabel_sequential(labels)[0]
-
-
-def _is_stopped(stop) -> bool:
-    if stop is None:
-        return False
-    if isinstance(stop, threading.Event):
-        return stop.is_set()
-    return bool(stop())
-
-
 def _lr_factor(progress: float, warmup: float) -> float:
     progress = min(max(progress, 0.0), 1.0)
     if warmup > 0 and progress < warmup:
         return max(progress / warmup, 0.01)
     p = (progress - warmup) / max(1.0 - warmup, 1e-9)
     return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """One training run, in named steps; :func:`train` drives it and yields its events.
+
+    ``prepare_data`` -> ``build_optimiser`` -> ``run`` (``train_step`` until the step or
+    time budget ends or ``stop`` is set; ``validate`` every ``val_every`` steps, with a
+    ``checkpoint`` of the best weights) -> ``finish`` (the best weights, on the CPU) ->
+    ``release`` (device memory).
+    """
+
+    def __init__(self, config: TrainConfig, init: Any = None, out_path: Any = None,
+                 stop: threading.Event | Callable[[], bool] | None = None) -> None:
+        self.cfg = config
+        self.init = init
+        self.fine_tuning = init is not None
+        self.out_path = Path(out_path) if out_path is not None else None
+        self.stop = stop
+        self.t_start = time.perf_counter()
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+        self.model = _resolve_init(init, config)
+        self.n_classes = self.model.config.n_classes
+        self.device = select_device(config.device)
+        self.step = 0
+        self.loss: float | None = None  # the last loss read back from the device
+        self.lr = 0.0
+        self.best_score, self.best_state, self.best_metrics = (-2.0, -2.0), None, {}
+
+    # ---- named steps ---------------------------------------------------------------
+    def prepare_data(self, images: list, labels: list, points: list,
+                     val_images: list | None = None, val_labels: list | None = None) -> None:
+        """Network inputs and targets of every image, the validation split, the sampler."""
+        cfg, mcfg = self.cfg, self.model.config
+        norm = Normalization.from_dict(self.model.normalization)
+        self.n_images = len(images)
+        self.labels_source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
+        xs = [norm.prepare(im, mcfg.in_channels) for im in images]
+        # clicks on a model being fine-tuned correct its own predictions (see
+        # targets.click_guided_instances) rather than replace them with click-grown masks
+        guide_model = self.model if (self.fine_tuning and cfg.click_guidance) else None
+        tgs = [_targets_for(im, lb, pt, cfg, self.n_classes, guide_model)
+               for im, lb, pt in zip(images, labels, points, strict=True)]
+        # instance labels to score validation F1 with: the given ones, or for clicks the
+        # pseudo instances the targets were made from
+        full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances")
+                else t.instances for lb, t in zip(labels, tgs, strict=True)]
+        if val_images is not None:
+            tr_x, tr_t = xs, tgs
+            va_x = [norm.prepare(im, mcfg.in_channels) for im in val_images]
+            va_i = [np.asarray(lb) for lb in val_labels]
+            va_t = [instance_targets(lb) for lb in va_i]
+        else:
+            tr_x, tr_t, va_x, va_t, va_i = split_validation(xs, tgs, full, cfg.val_fraction,
+                                                            self.rng)
+        self.n_train, self.val_x, self.val_targets, self.val_instances = len(tr_x), va_x, va_t, va_i
+        self.sampler = PatchSampler(tr_x, tr_t, cfg.patch_size, fg_prob=cfg.fg_prob,
+                                    augment=cfg.augment, scale_range=cfg.scale_range, rng=self.rng)
+        self.weights = torch.as_tensor(class_weights([t.classes for t in tr_t], self.n_classes),
+                                       device=self.device)
+        self.pixels_per_epoch = max(self.sampler.labelled_pixels, 1)
+        self.total = int(cfg.steps)
+        if cfg.epochs is not None:
+            patch_pixels = cfg.batch_size * cfg.patch_size**2
+            self.total = max(1, int(round(cfg.epochs * self.pixels_per_epoch / patch_pixels)))
+
+    def build_optimiser(self) -> None:
+        """The network on the device, the learning rate, AdamW and the AMP gradient scaler."""
+        cfg, device = self.cfg, self.device
+        self.net = self.model.net.to(device)
+        self.use_amp = device.type == "cuda" and cfg.amp in ("auto", True)
+        if device.type == "cuda":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.base_lr = cfg.lr if cfg.lr is not None else (
+            FINE_TUNE_LR if self.fine_tuning else NEW_MODEL_LR)
+        self.lr = self.base_lr
+        self.freeze_norm = self.fine_tuning if cfg.freeze_norm is None else bool(cfg.freeze_norm)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.base_lr,
+                                           weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    def train_step(self, elapsed: float) -> torch.Tensor:
+        """One optimisation step (learning rate from how far the budget is spent); the loss."""
+        cfg, device = self.cfg, self.device
+        progress = self.step / self.total
+        if cfg.time_budget_s:
+            progress = max(progress, elapsed / cfg.time_budget_s)
+        self.lr = self.base_lr * _lr_factor(progress, cfg.warmup_fraction)
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr
+        xb, cb, tb, mb = self.sampler.sample(cfg.batch_size)
+        xb = torch.from_numpy(xb).to(device, non_blocking=True)
+        if device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        cb = torch.from_numpy(cb).to(device, non_blocking=True)
+        tb = torch.from_numpy(tb).to(device, non_blocking=True)
+        mb = torch.from_numpy(mb).to(device, non_blocking=True)
+        with autocast(device, self.use_amp):
+            logits = self.net(xb)
+        # the loss in float32: float16 logits under autocast would lose precision
+        loss = segmentation_loss(logits.float(), cb, tb, mb, self.n_classes, self.weights,
+                                 cfg.dice_weight, cfg.center_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return loss
+
+    def validate(self) -> Iterator[TrainEvent]:
+        """Score the validation data; keep (and checkpoint) the weights when they are the best."""
+        m = validate(self.net, self.val_x, self.val_targets, self.val_instances, self.device,
+                     self.n_classes)
+        score = (m["val_f1"] if m["val_f1"] is not None else -1.0, m["val_iou"])
+        yield self.event("validation", **m)
+        if score > self.best_score:
+            self.best_score, self.best_metrics = score, {**m, "step": self.step}
+            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            path = self.checkpoint()
+            if path:
+                yield self.event("checkpoint", model_path=path, **m)
+        self.set_train_mode()
+
+    def checkpoint(self) -> str | None:
+        """Write the model as it is now to ``out_path`` (atomically); its path, or None."""
+        if self.out_path is None:
+            return None
+        save_model(self.finished_model(), self.out_path)
+        return str(self.out_path)
+
+    def finish(self) -> SegModel:
+        """The best weights (the last ones without validation) in eval mode on the CPU,
+        written to ``out_path``."""
+        if not self.val_x or self.best_state is None:
+            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            self.best_metrics = {"step": self.step}
+        self.net.load_state_dict(self.best_state)
+        self.best_state = None
+        self.net.eval()
+        # hand the model back on the CPU: the device memory is freed by release(), and
+        # prediction moves the network to whatever device it uses
+        self.net.to(memory_format=torch.contiguous_format).to("cpu")
+        self.model_path = self.checkpoint()
+        return self.finished_model()
+
+    def release(self) -> None:
+        """Drop every device tensor before emptying the allocator's cache (a finished
+        generator keeps its locals until it is garbage-collected)."""
+        self.optimizer = self.scaler = self.weights = self.best_state = None
+        if self.device.type != "cpu":
+            self.net.to(memory_format=torch.contiguous_format).to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            elif self.device.type == "mps" and hasattr(torch, "mps"):
+                torch.mps.empty_cache()
+
+    # ---- the loop --------------------------------------------------------------------
+    def run(self) -> Generator[TrainEvent, None, SegModel]:
+        """Train until the budget ends or ``stop`` is set, yielding progress events."""
+        cfg = self.cfg
+        log_every = cfg.log_every or (1 if self.device.type == "cpu" else 10)
+        stopped = False
+        yield self.event("start", message=f"training on {self.device}, {self.n_train} images, "
+                                          f"{len(self.val_x)} validation images")
+        if self.fine_tuning and self.val_x:
+            # the starting model is a candidate too: fine-tuning never hands back
+            # something that validates worse than what it started from
+            yield from self.validate()
+        self.set_train_mode()
+        while self.step < self.total:
+            if is_stopped(self.stop):
+                stopped = True
+                break
+            elapsed = time.perf_counter() - self.t_start
+            if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
+                break
+            loss = self.train_step(elapsed)
+            if self.step % log_every == 0 or self.step == self.total:
+                self.loss = float(loss.detach())
+                yield self.event("step")
+            if self.val_x and (self.step % cfg.val_every == 0 or self.step == self.total):
+                yield from self.validate()
+        if self.val_x and not stopped and self.step % cfg.val_every and self.step < self.total:
+            # a time budget ended between two validations: the annealed end state counts too
+            # (at step == total the loop has just validated)
+            yield from self.validate()
+        final = self.finish()
+        yield self.event("stopped" if stopped else "done", model_path=self.model_path,
+                         model=final, val_iou=self.best_metrics.get("val_iou"),
+                         val_f1=self.best_metrics.get("val_f1"),
+                         message="stopped by user" if stopped else "finished")
+        return final
+
+    # ---- helpers ---------------------------------------------------------------------
+    def set_train_mode(self) -> None:
+        self.net.train()
+        if self.freeze_norm:
+            for module in self.net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def finished_model(self) -> SegModel:
+        """The model with the network as it is now and its training provenance."""
+        self.net.to(memory_format=torch.contiguous_format)
+        model, init = self.model, self.init
+        model.net = self.net
+        model.provenance = {
+            **{k: v for k, v in model.provenance.items() if k != "training"},
+            "training": {
+                "n_images": self.n_images, "steps": self.step,
+                "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                "labels": self.labels_source,
+                "init": "new" if init is None else str(init if isinstance(init, (str, Path))
+                                                         else "model"),
+                "best": self.best_metrics, "config": self.cfg.to_dict(),
+            },
+        }
+        return model
+
+    def event(self, kind: str, **kw: Any) -> TrainEvent:
+        cfg, step, total = self.cfg, self.step, self.total
+        el = time.perf_counter() - self.t_start
+        eta = None
+        if step:
+            eta = el / step * (total - step)
+            if cfg.time_budget_s:
+                eta = min(eta, max(cfg.time_budget_s - el, 0.0))
+        ep = step * cfg.batch_size * cfg.patch_size**2 / self.pixels_per_epoch
+        return TrainEvent(kind, step, total, ep, self.loss, lr=self.lr, elapsed_s=el, eta_s=eta,
+                          device=str(self.device),
+                          images_per_s=(step * cfg.batch_size / el) if step and el else None, **kw)
 
 
 # --------------------------------------------------------------------------- train
@@ -340,7 +450,10 @@ def train(
     stop : ``threading.Event`` or callable; checked before every step
 
     The best weights by validation score (F1@0.5 when available, else foreground IoU)
-    are loaded back at the end (also after Stop).
+    are loaded back at the end (also after Stop). On the CPU training runs with
+    ``config.num_threads`` torch threads (default: all cores but one, so a GUI keeps
+    one); the count is process-wide while the generator runs and restored when it ends
+    (see :func:`napari_segkit.runtime.torch_threads`).
     """
     cfg = config or TrainConfig()
     images = _as_list(images)
@@ -355,211 +468,17 @@ def train(
         raise ValueError(f"got {n} images but {len(labels_l)} labels and {len(points_l)} points")
     if val is not None:
         val_images, val_labels = val
-    t_start = time.perf_counter()
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-
-    model = _resolve_init(init, cfg)
-    mcfg = model.config
-    n_classes = mcfg.n_classes
-    device = select_device(cfg.device)
-
-    # prepare everything once
-    xs = [prepare_input(im, mcfg.in_channels, model.normalization) for im in images]
-    # clicks on a model being fine-tuned correct its own predictions (see
-    # targets.click_guided_instances) rather than replace them with click-grown masks
-    guide_model = model if (init is not None and cfg.click_guidance) else None
-    tgs = [_targets_for(im, lb, pt, cfg, n_classes, guide_model)
-           for im, lb, pt in zip(images, labels_l, points_l, strict=True)]
-    # instance labels to score validation F1 with: the given ones, or for clicks the
-    # pseudo instances the targets were made from
-    full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances") else t.instances
-            for lb, t in zip(labels_l, tgs, strict=True)]
     if val_images is not None:
         val_images = _as_list(val_images)
         val_labels = _as_list(val_labels, len(val_images))
-        tr_x, tr_t = xs, tgs
-        va_x = [prepare_input(im, mcfg.in_channels, model.normalization) for im in val_images]
-        va_i = [np.asarray(lb) for lb in val_labels]
-        va_t = [instance_targets(lb) for lb in va_i]
-    else:
-        tr_x, tr_t, va_x, va_t, va_i = _split_validation(xs, tgs, full, cfg, rng)
-    sampler = PatchSampler(tr_x, tr_t, cfg.patch_size, fg_prob=cfg.fg_prob,
-                           augment=cfg.augment, scale_range=cfg.scale_range, rng=rng)
-    weights = torch.as_tensor(class_weights([t.classes for t in tr_t], n_classes), device=device)
-
-    prev_threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 2) - 1))
-    net = model.net.to(device)
-    use_amp = device.type == "cuda" and cfg.amp in ("auto", True)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    fine_tuning = init is not None
-    base_lr = cfg.lr if cfg.lr is not None else (FINE_TUNE_LR if fine_tuning else NEW_MODEL_LR)
-    freeze_norm = fine_tuning if cfg.freeze_norm is None else bool(cfg.freeze_norm)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    def amp_context():
-        if use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
-    log_every = cfg.log_every or (1 if device.type == "cpu" else 10)
-    budget = cfg.time_budget_s
-    pixels_per_epoch = max(sampler.labelled_pixels, 1)
-    total = int(cfg.steps)
-    if cfg.epochs is not None:
-        total = max(1, int(round(cfg.epochs * pixels_per_epoch / (cfg.batch_size * cfg.patch_size**2))))
-    best_score, best_state, best_metrics = (-2.0, -2.0), None, {}
-    step, loss_val, stopped = 0, None, False
-    out_path = Path(out_path) if out_path is not None else None
-    dev_name = str(device)
-    cur = {"lr": base_lr}
-
-    def event(kind, **kw):
-        el = time.perf_counter() - t_start
-        per_step = el / step if step else None
-        eta = None
-        if per_step is not None:
-            eta = per_step * (total - step)
-            if budget:
-                eta = min(eta, max(budget - el, 0.0))
-        ep = step * cfg.batch_size * cfg.patch_size**2 / pixels_per_epoch
-        return TrainEvent(kind, step, total, ep, loss_val, lr=cur["lr"],
-                          elapsed_s=el, eta_s=eta, device=dev_name,
-                          images_per_s=(step * cfg.batch_size / el) if step and el else None, **kw)
-
-    def finish_model(kind_steps) -> SegModel:
-        net.to(memory_format=torch.contiguous_format)
-        model.net = net
-        model.provenance = {
-            **{k: v for k, v in model.provenance.items() if k != "training"},
-            "training": {
-                "n_images": n, "steps": kind_steps, "date": datetime.datetime.now().isoformat(
-                    timespec="seconds"),
-                "labels": "points" if all(lb is None for lb in labels_l) else cfg.labels_kind,
-                "init": "new" if init is None else str(init if isinstance(init, (str, Path))
-                                                         else "model"),
-                "best": best_metrics, "config": cfg.to_dict(),
-            },
-        }
-        return model
-
-    def write(kind_steps) -> str | None:
-        if out_path is None:
-            return None
-        save_model(finish_model(kind_steps), out_path)
-        return str(out_path)
-
-    def check():
-        """Validate; keep and write the weights when they are the best so far."""
-        nonlocal best_score, best_metrics, best_state
-        m = validate(net, va_x, va_t, va_i, device, n_classes)
-        score = (m["val_f1"] if m["val_f1"] is not None else -1.0, m["val_iou"])
-        yield event("validation", **m)
-        if score > best_score:
-            best_score, best_metrics = score, {**m, "step": step}
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            path = write(step)
-            if path:
-                yield event("checkpoint", model_path=path, **m)
-        set_train_mode()
-
-    def set_train_mode():
-        net.train()
-        if freeze_norm:
-            for module in net.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-
-    xb = cb = tb = mb = logits = loss = None
-    try:
-        yield event("start", message=f"training on {dev_name}, {len(tr_x)} images, "
-                                     f"{len(va_x)} validation images")
-        if fine_tuning and va_x:
-            # the starting model is a candidate too: fine-tuning never hands back
-            # something that validates worse than what it started from
-            yield from check()
-        set_train_mode()
-        while step < total:
-            if _is_stopped(stop):
-                stopped = True
-                break
-            el = time.perf_counter() - t_start
-            if budget is not None and el >= budget:
-                break
-            progress = step / total
-            if budget:
-                progress = max(progress, el / budget)
-            lr = base_lr * _lr_factor(progress, cfg.warmup_fraction)
-            cur["lr"] = lr
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            xb, cb, tb, mb = sampler.sample(cfg.batch_size)
-            xb = torch.from_numpy(xb).to(device, non_blocking=True)
-            if device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            cb = torch.from_numpy(cb).to(device, non_blocking=True)
-            tb = torch.from_numpy(tb).to(device, non_blocking=True)
-            mb = torch.from_numpy(mb).to(device, non_blocking=True)
-            with amp_context():
-                logits = net(xb)
-            # the loss in float32: float16 logits under autocast would lose precision
-            loss = segmentation_loss(logits.float(), cb, tb, mb, n_classes, weights,
-                                     cfg.dice_weight, cfg.center_weight)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            if step % log_every == 0 or step == total:
-                loss_val = float(loss.detach())
-                yield event("step")
-            if va_x and (step % cfg.val_every == 0 or step == total):
-                yield from check()
-        if va_x and not stopped and step % cfg.val_every and step < total:
-            # a time budget ended between two validations: the annealed end state counts too
-            # (at step == total the loop has just validated)
-            yield from check()
-        if not va_x or best_state is None:
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            best_metrics = {"step": step}
-        net.load_state_dict(best_state)
-        del best_state
-        net.eval()
-        # hand the model back on the CPU: the GPU memory is freed below, and prediction
-        # moves the network to whatever device it uses
-        net.to(memory_format=torch.contiguous_format).to("cpu")
-        path = write(step)
-        final = finish_model(step)
-        yield event("stopped" if stopped else "done", model_path=path, model=final,
-                    val_iou=best_metrics.get("val_iou"), val_f1=best_metrics.get("val_f1"),
-                    message="stopped by user" if stopped else "finished")
-        return final
-    finally:
-        # drop every device tensor this frame holds before emptying the allocator's cache:
-        # a finished generator keeps its locals until it is garbage-collected
-        del optimizer, scaler, weights
-        xb = cb = tb = mb = logits = loss = best_state = None
-        if device.type == "cpu":
-            torch.set_num_threads(prev_threads)
-        else:
-            net.to(memory_format=torch.contiguous_format).to("cpu")
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            elif device.type == "mps" and hasattr(torch, "mps"):
-                torch.mps.empty_cache()
-
-
-def run_training(*args, progress: Callable[[TrainEvent], None] | None = None, **kwargs) -> SegModel:
-    """Run :func:`train` to the end (headless use); ``progress`` receives every event."""
-    gen = train(*args, **kwargs)
-    while True:
+    trainer = Trainer(cfg, init=init, out_path=out_path, stop=stop)
+    trainer.prepare_data(images, labels_l, points_l, val_images, val_labels)
+    threads = None
+    if trainer.device.type == "cpu":
+        threads = cfg.num_threads or max(1, (os.cpu_count() or 2) - 1)
+    with torch_threads(threads):
+        trainer.build_optimiser()
         try:
-            ev = next(gen)
-        except StopIteration as fin:
-            return fin.value
-        if progress is not None:
-            progress(ev)
+            return (yield from trainer.run())
+        finally:
+            trainer.release()

@@ -1,5 +1,5 @@
-"""Tiled prediction: tiled == untiled, odd / small / RGB / 3-D inputs, dask == numpy,
-progress, cancel and bad input."""
+"""Prediction of whole images: tiled == untiled, odd / small / RGB / 3-D inputs, dask ==
+numpy, block-wise instances, progress, cancel and bad input."""
 
 from __future__ import annotations
 
@@ -13,19 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_segkit._sample import sample_path
-from napari_segkit.data import prepare_input
 from napari_segkit.metrics import match_instances
 from napari_segkit.model import UNetConfig
 from napari_segkit.model_io import SegModel
+from napari_segkit.normalization import prepare_input
 from napari_segkit.postprocess import instances_from_probabilities
-from napari_segkit.prediction import (
-    PredictionCancelled,
-    _TorchForward,
-    predict,
-    predict_probabilities,
-    predict_tiled,
-    tile_positions,
-)
+from napari_segkit.prediction import PredictionCancelled, predict, predict_probabilities
+from napari_segkit.runtime import TorchForward
 
 
 class BlobNet(nn.Module):
@@ -67,9 +61,8 @@ def image() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def unet() -> SegModel:
-    torch.manual_seed(0)
-    return SegModel.new(UNetConfig(width=4, depth=2))
+def unet(tiny_model) -> SegModel:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,7 @@ def blob() -> SegModel:
 def _untiled(model: SegModel, image: np.ndarray) -> np.ndarray:
     x = prepare_input(image, model.config.in_channels, model.normalization)
     model.net.eval()
-    return _TorchForward(model.net, model.config.n_classes, torch.device("cpu"))(x[None])[0]
+    return TorchForward(model.net, model.config.n_classes, torch.device("cpu"))(x[None])[0]
 
 
 def _f1(a: np.ndarray, b: np.ndarray) -> float:
@@ -89,31 +82,6 @@ def _f1(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- core
-
-
-def test_tile_positions_even_and_flush() -> None:
-    pos = tile_positions(1000, 256, 0.25)
-    assert pos[0] == 0 and pos[-1] == 1000 - 256
-    steps = np.diff(pos)
-    assert steps.max() - steps.min() <= 1 and steps.max() <= 256 * 0.75
-    assert tile_positions(200, 256, 0.25) == [0]
-
-
-@pytest.mark.parametrize("tile", [64, 96, (64, 128), 512])
-def test_predict_tiled_matches_untiled_for_local_forward(tile) -> None:
-    from scipy import ndimage as ndi
-
-    rng = np.random.default_rng(0)
-    arr = rng.random((2, 203, 317)).astype(np.float32)
-
-    def forward(b: np.ndarray) -> np.ndarray:
-        smooth = ndi.uniform_filter(b[:, 0], size=(1, 5, 5), mode="reflect")
-        return np.stack([smooth, b[:, 1] * 2, b[:, 0] + b[:, 1]], axis=1)
-
-    full = forward(arr[None])[0]
-    tiled = predict_tiled(forward, arr, 3, tile_size=tile, overlap=0.25, batch_size=3)
-    assert tiled.shape == full.shape and tiled.dtype == np.float32
-    assert np.abs(tiled - full).max() < 5e-3
 
 
 def test_tiled_unet_equals_untiled_on_real_image(image, unet) -> None:
@@ -244,9 +212,7 @@ def test_blockwise_instances_of_a_stack(blob, image) -> None:
 
 
 def test_model_files_are_cached_until_rewritten(tmp_path) -> None:
-    from napari_segkit.model import UNetConfig
-    from napari_segkit.model_io import SegModel, save_model
-    from napari_segkit.prediction import load_model_cached
+    from napari_segkit.model_io import load_model_cached, save_model
 
     path = tmp_path / "m.safetensors"
     save_model(SegModel.new(UNetConfig(width=4, depth=2)), path)

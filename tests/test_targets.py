@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from napari_segkit.data import IGNORE_INDEX
 from napari_segkit.targets import (
     BOUNDARY,
+    IGNORE_INDEX,
     INTERIOR,
     class_weights,
     instance_targets,
@@ -52,7 +52,6 @@ def test_class_weights_favour_rare_class():
 
 
 def test_targets_from_clicks_real_sample():
-    pytest.importorskip("napari_segkit.annotations")
     from napari_segkit._sample import sample_path
     from napari_segkit.io import read_image, read_points_csv
 

@@ -5,20 +5,12 @@ import pytest
 import torch
 
 from napari_segkit._sample import sample_path
-from napari_segkit.data import prepare_input
 from napari_segkit.io import read_image, read_labels, read_points_csv
-from napari_segkit.model import UNetConfig
 from napari_segkit.model_io import load_model
-from napari_segkit.training import (
-    TrainConfig,
-    _predict_full,
-    run_training,
-    segmentation_loss,
-    select_device,
-    train,
-)
-
-TINY = UNetConfig(width=8, depth=2)
+from napari_segkit.normalization import prepare_input
+from napari_segkit.prediction import predict_prepared
+from napari_segkit.training import TrainConfig, train
+from napari_segkit.workflows import run_training
 
 
 @pytest.fixture(scope="module")
@@ -28,47 +20,34 @@ def fluo():
 
 def fg_iou(model, image, labels):
     x = prepare_input(image, 1, model.normalization)
-    probs = _predict_full(model.net.eval(), x, "cpu", 3)
+    probs = predict_prepared(model.net.eval(), x, "cpu", 3)
     pred, gt = probs[0] < 0.5, labels > 0
     return (pred & gt).sum() / max((pred | gt).sum(), 1)
 
 
-def test_select_device_and_loss_ignore():
-    assert select_device("cpu").type == "cpu"
-    with pytest.raises(ValueError):
-        select_device("tpu")
-    logits = torch.randn(2, 4, 8, 8, requires_grad=True)
-    classes = torch.full((2, 8, 8), -1, dtype=torch.long)
-    classes[:, :2] = 1
-    loss = segmentation_loss(logits, classes, torch.zeros(2, 8, 8), torch.zeros(2, 8, 8, dtype=bool), 3)
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert logits.grad[:, :3, 4:].abs().sum() == 0  # ignored pixels get no gradient
-
-
-def test_overfits_small_real_crop(fluo):
+def test_overfits_small_real_crop(fluo, tiny_config):
     image, labels = fluo
     img, lab = image[:96, :96], labels[:96, :96]
     cfg = TrainConfig(steps=120, patch_size=64, batch_size=8, lr=5e-3, val_fraction=0,
-                      model=TINY, augment=False, num_threads=1, seed=0)
+                      model=tiny_config, augment=False, num_threads=1, seed=0)
     events = []
-    model = run_training([img], [lab], config=cfg, progress=events.append)
+    threads_before = torch.get_num_threads()
+    model = run_training([img], [lab], config=cfg, on_event=events.append)
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done"
     assert events[-1].model is model
     assert fg_iou(model, img, lab) > 0.8
     assert model.provenance["training"]["steps"] == 120
-    assert torch.get_num_threads() > 0
+    assert torch.get_num_threads() == threads_before  # restored after training on 1 thread
 
 
 @pytest.mark.slow
-def test_point_supervision_beats_untrained(fluo):
-    pytest.importorskip("napari_segkit.annotations")
+def test_point_supervision_beats_untrained(fluo, tiny_config):
     image, labels = fluo
     coords, feats = read_points_csv(sample_path("fluo_256_points.csv"))
     # train on the top 3/4 of the image, validate on the bottom quarter with true masks
     top = coords[:, 0] < 192
-    cfg = TrainConfig(steps=150, patch_size=64, batch_size=8, model=TINY, num_threads=1,
+    cfg = TrainConfig(steps=150, patch_size=64, batch_size=8, model=tiny_config, num_threads=1,
                       val_every=50, seed=1)
     gen = train([image[:192]], points=[(coords[top], list(feats["class"][top]))], config=cfg,
                 val_images=[image[192:]], val_labels=[labels[192:]])
@@ -77,18 +56,18 @@ def test_point_supervision_beats_untrained(fluo):
     first = val[0].val_iou
     best = events[-1].model
     untrained = run_training([image[:64]], [labels[:64]],
-                             config=TrainConfig(steps=0, model=TINY, val_fraction=0))
+                             config=TrainConfig(steps=0, model=tiny_config, val_fraction=0))
     base = fg_iou(untrained, image[192:], labels[192:])
     trained = fg_iou(best, image[192:], labels[192:])
     # a short CPU run: far from converged, but clearly better than no training
     assert trained > max(base + 0.2, 0.3), (base, trained, first)
 
 
-def test_stop_leaves_loadable_model(fluo, tmp_path):
+def test_stop_leaves_loadable_model(fluo, tmp_path, tiny_config):
     image, labels = fluo
     stop = threading.Event()
     out = tmp_path / "stopped.safetensors"
-    cfg = TrainConfig(steps=1000, patch_size=64, batch_size=4, model=TINY, val_every=5,
+    cfg = TrainConfig(steps=1000, patch_size=64, batch_size=4, model=tiny_config, val_every=5,
                       num_threads=1)
     kinds = []
     for ev in train([image], [labels], config=cfg, out_path=out, stop=stop):
@@ -103,12 +82,12 @@ def test_stop_leaves_loadable_model(fluo, tmp_path):
     assert list(tmp_path.iterdir()) == [out]
 
 
-def test_time_budget_and_different_sizes(fluo):
+def test_time_budget_and_different_sizes(fluo, tiny_config):
     image, labels = fluo
     he = read_image(sample_path("he_rgb.tif"))
     he_lab = read_labels(sample_path("he_rgb_labels.tif"))
     cfg = TrainConfig(steps=10_000, time_budget_s=3.0, patch_size=48, batch_size=2,
-                      model=TINY, val_every=10**6, num_threads=1)
+                      model=tiny_config, val_every=10**6, num_threads=1)
     events = list(train([image, he, image[:40, :30]], [labels, he_lab, labels[:40, :30]],
                         config=cfg))
     assert events[-1].kind == "done"
@@ -116,10 +95,10 @@ def test_time_budget_and_different_sizes(fluo):
     assert events[-1].step < 10_000
 
 
-def test_bad_inputs(fluo):
+def test_bad_inputs(fluo, tiny_config):
     image, labels = fluo
     with pytest.raises(ValueError, match="match"):
-        next(train([image], [labels[:10]], config=TrainConfig(model=TINY)))
+        next(train([image], [labels[:10]], config=TrainConfig(model=tiny_config)))
     with pytest.raises(ValueError, match="neither"):
-        next(train([image], config=TrainConfig(model=TINY)))
+        next(train([image], config=TrainConfig(model=tiny_config)))
     assert np.asarray(image).ndim == 2

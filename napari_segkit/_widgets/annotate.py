@@ -1,6 +1,8 @@
 """'Annotate & convert' dock: ready-made annotation layers and their conversion to labels.
 
-Thin: every conversion is a call into ``napari_segkit.annotations``.
+Thin: every conversion is a call into ``napari_segkit.annotations``. The Labels layer a
+'sparse' conversion makes is marked as sparse training labels in its ``metadata``, so the
+Train dock trains it as such whatever it is named.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_info, show_warning
 
-from .. import convert
 from .._sample_data import points_layer_kwargs
-from ..convert import MODES
-from ._common import labels_count, set_output_layer, spatial_shape, to_image_pixels, user_errors
+from ..annotations import MODES, POINT_MODES, SHAPE_MODES, convert_points, convert_shapes
+from .layers import (
+    LABELS_KIND_KEY,
+    labels_count,
+    set_output_layer,
+    spatial_shape,
+    to_image_pixels,
+    user_errors,
+)
 
 
 class AnnotateWidget(Container):
@@ -74,11 +82,11 @@ class AnnotateWidget(Container):
 
     def _suggest_mode(self, layer) -> None:
         if isinstance(layer, Shapes):
-            if self.mode.value not in ("fill", "box-object"):
+            if self.mode.value not in SHAPE_MODES:
                 self.mode.value = "fill"
         elif isinstance(layer, Points):
             wanted = "outline" if "object_id" in layer.features else "click"
-            if self.mode.value not in ("click", "sparse", "outline") or wanted == "outline":
+            if self.mode.value not in POINT_MODES or wanted == "outline":
                 self.mode.value = wanted
 
     # ---- new annotation layers -------------------------------------------------------
@@ -170,6 +178,8 @@ class AnnotateWidget(Container):
                 show_warning(str(w.message))
             name = f"{image.name} {MODES[mode][1]}"
             out = set_output_layer(self.viewer, name, labels, "labels", like=image)
+            kind = "sparse" if mode == "sparse" else "instances"
+            out.metadata = {**out.metadata, LABELS_KIND_KEY: kind}
             n = labels_count(labels) if mode != "sparse" else int(np.count_nonzero(labels))
             what = "labelled pixels" if mode == "sparse" else "objects"
             self.status.value = f"{name}: {n} {what}"
@@ -188,8 +198,8 @@ def convert_layer(image: Image, layer, mode: str) -> np.ndarray:
             (kind, to_image_pixels(layer, image, verts))
             for kind, verts in zip(layer.shape_type, layer.data)
         ]
-        return convert.convert_shapes(shapes, shape, mode, image=pixels, scale=scale)
+        return convert_shapes(shapes, shape, mode, image=pixels, scale=scale)
     if isinstance(layer, Points):
         coords = to_image_pixels(layer, image, layer.data)
-        return convert.convert_points(coords, layer.features, shape, mode, image=pixels, scale=scale)
+        return convert_points(coords, layer.features, shape, mode, image=pixels, scale=scale)
     raise ValueError("choose a Points or Shapes layer as annotations")

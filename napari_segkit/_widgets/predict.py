@@ -1,16 +1,15 @@
 """'Predict & measure' dock: segment an image with a model, count and measure the objects,
 and score them against ground truth (labels or one click per object) when there is one.
 
-Thin: prediction, post-processing, measuring and scoring are calls into
-``napari_segkit.prediction``, ``postprocess``, ``measure`` and ``metrics``. The work runs in
-a ``thread_worker``; the GUI only shows progress and turns the result into layers.
+Thin: predicting, measuring and scoring is one call of
+:func:`napari_segkit.workflows.run_prediction` (shared with the CLI and the demo), run in a
+``thread_worker``; the GUI only shows progress and turns the outcome into layers.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,188 +32,31 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QFileDialog
 
-from ._common import set_output_layer, spatial_shape
-from ._plots import HistogramCanvas
-from ._session import SESSION
-from ._table import ObjectTable
+from .._common import classes_of
+from ..workflows import (
+    DEFAULT_MODEL,
+    STATUS_VALUES,
+    PredictOutcome,
+    PredictRequest,
+    counts_text,
+    display_order,
+    run_prediction,
+    scores_text,
+    size_column,
+    size_unit,
+)
+from .layers import set_output_layer, spatial_shape
+from .plots import HistogramCanvas
+from .session import SESSION
+from .table import ObjectTable
 
 log = logging.getLogger("napari_segkit")
 
-DEFAULT_MODEL = "Default nuclei model"
 MODEL_FILE = "Model file..."
 JUST_TRAINED = "Just trained"
 NO_GT = "none"
 
 STATUS_COLORS = {"matched": "#2ecc40", "false": "#ff4136", "missed": "#ff9f1c"}
-STATUS_VALUES = {"matched": 1, "false": 2}
-
-
-# ---------------------------------------------------------------------------
-# the work done in the background (no Qt, no layers: plain arrays in, arrays out)
-
-
-@dataclass
-class PredictRequest:
-    """Everything the background job needs, copied out of the layers in the GUI thread."""
-
-    image: np.ndarray
-    image_name: str
-    model: str  # a model file path, or DEFAULT_MODEL
-    scale: tuple[float, ...] | None = None  # only when the image is scaled or has units
-    units: str | None = None
-    translate: tuple[float, ...] | None = None
-    gt_labels: np.ndarray | None = None
-    gt_points: np.ndarray | None = None  # (N, D) in image data pixels
-    gt_classes: list | None = None
-    tta: bool = False  # test-time augmentation (4 mirror images)
-
-
-@dataclass
-class PredictOutcome:
-    """Result of :func:`run_prediction`; ``error`` / ``cancelled`` when there is none."""
-
-    probability: np.ndarray | None = None
-    semantic: np.ndarray | None = None
-    instances: np.ndarray | None = None
-    table: pd.DataFrame | None = None  # predicted objects (with status when GT labels)
-    missed_table: pd.DataFrame | None = None
-    missed: np.ndarray | None = None  # labels of the missed GT objects (GT ids)
-    status: np.ndarray | None = None  # 1 matched, 2 false, per predicted pixel
-    summary: dict[str, Any] = field(default_factory=dict)
-    class_names: list[str] = field(default_factory=list)
-    error: str | None = None
-    cancelled: bool = False
-
-
-def _load_model(source: str):
-    """The default model or a model file; files are cached while they stay unchanged."""
-    from .. import model_io
-    from ..prediction import load_model_cached
-
-    if source == DEFAULT_MODEL:
-        if not model_io.DEFAULT_MODEL_PATH.is_file():
-            return model_io.load_default_model()  # raises ModelFileError with what to do
-        return load_model_cached(model_io.DEFAULT_MODEL_PATH)
-    return load_model_cached(source)
-
-
-
-
-def run_prediction(
-    request: PredictRequest, *, progress=None, stop=None, stage=None
-) -> PredictOutcome:
-    """Predict, post-process, measure and (with ground truth) score one image.
-
-    Never raises for bad input, a bad model file or a Stop: the outcome then carries
-    ``error`` (a message for the user) or ``cancelled``.
-    """
-    from ..prediction import PredictionCancelled
-
-    try:
-        return _run(request, progress=progress, stop=stop, stage=stage)
-    except PredictionCancelled:
-        return PredictOutcome(cancelled=True)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        return PredictOutcome(error=f"Predicting {request.image_name!r}: {err}")
-    except Exception as err:  # noqa: BLE001 - a dock never crashes napari
-        log.exception("prediction failed")
-        return PredictOutcome(
-            error=f"Predicting {request.image_name!r} failed unexpectedly "
-            f"({type(err).__name__}: {err}). Details in the log."
-        )
-
-
-def _run(request: PredictRequest, *, progress, stop, stage) -> PredictOutcome:
-    from .. import measure, metrics, postprocess, prediction
-
-    say = stage or (lambda _text: None)
-    say("Loading model...")
-    model = _load_model(request.model)
-    say("Predicting...")
-    result = prediction.predict(model, request.image, progress=progress, stop=stop,
-                                tta=request.tta)
-    k = result.n_classes
-    probs = np.asarray(result.probabilities)
-    instances = np.asarray(result.instances)
-    semantic = np.asarray(result.semantic)
-    fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
-
-    say("Measuring...")
-    out = PredictOutcome(
-        probability=fg, semantic=semantic, instances=instances, class_names=list(model.class_names)
-    )
-    geometry = {"scale": request.scale, "units": request.units, "translate": request.translate}
-    match = None
-    if request.gt_labels is not None:
-        gt = np.asarray(request.gt_labels)
-        if gt.shape != instances.shape:
-            raise ValueError(
-                f"ground truth shape {gt.shape} differs from the image's {instances.shape}; "
-                "choose the ground truth labels of this image"
-            )
-        match = metrics.match_instances(gt, instances)
-        out.missed_table = measure.missed_objects(
-            gt, instances, request.image, match=match, **geometry
-        )
-        out.missed = np.where(np.isin(gt, match.missed_gt), gt, 0)
-    out.table = measure.object_table(instances, request.image, match=match, **geometry)
-    if match is not None:
-        out.status = _status_image(instances, out.table)
-
-    summary: dict[str, Any] = {"image": request.image_name, "model": str(request.model)}
-    summary.update(_counts(out.table, instances, semantic, fg, list(model.class_names)))
-    if request.gt_labels is not None:
-        scores = metrics.evaluate_instances(np.asarray(request.gt_labels), instances)
-        summary.update({f"gt_{key}": value for key, value in scores.items()})
-    elif request.gt_points is not None:
-        scores = metrics.points_vs_instances(request.gt_points, instances, request.gt_classes)
-        summary.update({f"clicks_{key}": value for key, value in scores.items()})
-    out.summary = summary
-    return out
-
-
-def _status_image(instances: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-    """1 on matched predicted objects, 2 on false ones (uint8)."""
-    lut = np.zeros(int(instances.max(initial=0)) + 1, np.uint8)
-    for status, value in STATUS_VALUES.items():
-        ids = table.loc[table["status"] == status, "label"].to_numpy(dtype=np.int64)
-        lut[ids] = value
-    return lut[instances]
-
-
-def size_column(table: pd.DataFrame) -> str:
-    """The physical size column (``area_um2``...) when there is one, else the pixel one."""
-    sizes = [c for c in table.columns if c.startswith(("area_", "volume_"))]
-    physical = [c for c in sizes if not c.endswith(("_px", "_vox"))]
-    return (physical or sizes or ["label"])[0]
-
-
-def size_unit(column: str) -> str:
-    """Readable unit of a size column: 'px', 'µm²', 'µm³', 'vox' or 'units²'."""
-    suffix = column.split("_", 1)[-1]
-    if suffix in ("px", "vox"):
-        return suffix
-    if suffix == "scaled":
-        return "units²" if column.startswith("area") else "units³"
-    power = {"2": "²", "3": "³"}.get(suffix[-1], "")
-    name = suffix[:-1] if power else suffix
-    return ("µm" if name == "um" else name) + power
-
-
-def _counts(table, instances, semantic, fg, class_names: list[str]) -> dict[str, Any]:
-    col = size_column(table)
-    sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
-    row: dict[str, Any] = {
-        "n_objects": len(table),
-        f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
-        f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
-        "foreground_fraction": float(np.count_nonzero(instances)) / max(1, instances.size),
-        "mean_foreground_probability": float(fg.mean()) if fg.size else float("nan"),
-    }
-    counts = np.bincount(semantic.ravel(), minlength=len(class_names))
-    for i, name in enumerate(class_names):
-        row[f"{name}_fraction"] = float(counts[i]) / max(1, semantic.size)
-    return row
 
 
 # ---------------------------------------------------------------------------
@@ -333,7 +175,8 @@ class PredictWidget(Container):
         if select:
             self.model_source.value = JUST_TRAINED
 
-    def _model_path(self) -> str:
+    def chosen_model(self) -> str:
+        """The model the dock would predict with: a file path or DEFAULT_MODEL."""
         source = self.model_source.value
         if source == MODEL_FILE:
             path = str(self.model_file.value or "")
@@ -362,7 +205,7 @@ class PredictWidget(Container):
         request = PredictRequest(
             image=np.asarray(data),
             image_name=image.name,
-            model=self._model_path(),
+            model=self.chosen_model(),
             scale=scale if scaled else None,
             units=units,
             translate=translate if scaled else None,
@@ -373,8 +216,8 @@ class PredictWidget(Container):
             request.gt_labels = np.asarray(gt.data[0] if gt.multiscale else gt.data)
         elif isinstance(gt, Points):
             request.gt_points = points_in_image(gt, image)
-            if "class" in gt.features:
-                request.gt_classes = gt.features["class"].astype(str).tolist()
+            classes = classes_of(gt.features)
+            request.gt_classes = None if classes is None else classes.tolist()
         return request
 
     def run(self):
@@ -608,48 +451,3 @@ def _unit_of(image: Image) -> str | None:
         return None
     name = names.pop()
     return None if name in ("pixel", "pixels", "px", "") else name
-
-
-def display_order(columns) -> list[str]:
-    """Table columns with the most telling ones first: label, status, IoU, size."""
-    first = ["label", "status", "best_iou", "matched_gt"]
-    sizes = [c for c in columns if str(c).startswith(("area_", "volume_"))]
-    lead = [c for c in first if c in columns] + sizes
-    return lead + [c for c in columns if c not in lead]
-
-
-def counts_text(summary: dict, table: pd.DataFrame) -> str:
-    """'132 objects · mean area 210 px · foreground 18%'."""
-    n = int(summary.get("n_objects", 0))
-    col = size_column(table)
-    mean = summary.get(f"mean_{col}", float("nan"))
-    what = "area" if col.startswith("area") else "volume"
-    text = f"{n} object{'s' if n != 1 else ''}"
-    if n:
-        value = f"{mean:,.0f}" if abs(mean) >= 100 else f"{mean:.3g}"
-        text += f" · mean {what} {value} {size_unit(col)}"
-    return text + f" · foreground {summary.get('foreground_fraction', 0.0):.0%}"
-
-
-def scores_text(summary: dict) -> str:
-    """Scores against ground truth labels or clicks, one line; '' without ground truth."""
-
-    def fmt(value) -> str:
-        return "n/a" if value is None or value != value else f"{value:.2f}"
-
-    if "gt_f1" in summary:
-        return (
-            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · precision "
-            f"{fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])} · "
-            f"AP {fmt(summary['gt_ap_dsb'])} · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
-            f"{summary['gt_tp']} matched · {summary['gt_fp']} false · {summary['gt_fn']} missed"
-            f" ({summary['gt_n_gt']} true objects)"
-        )
-    if "clicks_f1" in summary:
-        return (
-            f"vs clicks: count F1 {fmt(summary['clicks_f1'])} · precision "
-            f"{fmt(summary['clicks_precision'])} · recall {fmt(summary['clicks_recall'])}\n"
-            f"{summary['clicks_tp']} clicked objects found · {summary['clicks_fp']} without a "
-            f"click · {summary['clicks_fn']} clicks missed"
-        )
-    return ""

@@ -29,9 +29,10 @@ from napari.layers import Image, Labels, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
-from ._common import spatial_shape, to_image_pixels, user_errors
-from ._plots import TrainingPlot
-from ._session import SESSION
+from .._common import classes_of
+from .layers import LABELS_KIND_KEY, spatial_shape, to_image_pixels, user_errors
+from .plots import TrainingPlot
+from .session import SESSION
 
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
@@ -67,8 +68,8 @@ class TrainWidget(Container):
             label="Labels are", value="auto",
             choices=[("auto", "auto"), ("objects (instance masks)", "instances"),
                      ("classes (semantic)", "semantic"), ("sparse (from clicks)", "sparse")],
-            tooltip="auto: 'sparse' for layers made by 'Clicks -> sparse training labels', "
-                    "else one id per object",
+            tooltip="auto: 'sparse' for layers made by 'Clicks -> sparse training labels' "
+                    "(the Annotate dock marks them), else one id per object",
         )
         self.add_pair = PushButton(text="Add pair")
         self.clear_pairs = PushButton(text="Clear pairs")
@@ -181,17 +182,15 @@ class TrainWidget(Container):
                 coords = to_image_pixels(ann, image, ann.data)
                 if len(coords) == 0:
                     raise ValueError(f"{ann.name} has no points: click on the nuclei first")
-                classes = (ann.features["class"].astype(str).to_numpy()
-                           if "class" in ann.features else None)
                 labels.append(None)
-                points.append((coords, classes))
+                points.append((coords, classes_of(ann.features)))
         return {"images": images, "labels": labels, "points": points,
                 "labels_kind": self._labels_kind([a for _, a in pairs if isinstance(a, Labels)])}
 
     def _labels_kind(self, layers: list) -> str:
         if self.labels_kind.value != "auto":
             return self.labels_kind.value
-        sparse = [layer.name.endswith("sparse labels") for layer in layers]
+        sparse = [layer.metadata.get(LABELS_KIND_KEY) == "sparse" for layer in layers]
         if any(sparse) and not all(sparse):
             raise ValueError("mix of sparse and full labels: train them separately or set 'Labels are'")
         return "sparse" if sparse and all(sparse) else "instances"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_segkit._sample_data import fluo_256
-from napari_segkit._widgets import _common
+from napari_segkit._widgets import layers
 from napari_segkit._widgets.annotate import AnnotateWidget
 from napari_segkit.metrics import match_instances
 
@@ -23,7 +23,7 @@ def viewer_with_sample(make_napari_viewer):
 @pytest.fixture
 def errors(monkeypatch):
     messages: list[str] = []
-    monkeypatch.setattr(_common, "show_error", messages.append)
+    monkeypatch.setattr(layers, "show_error", messages.append)
     return messages
 
 

@@ -11,21 +11,10 @@ pytest.importorskip("napari")
 from napari_segkit import model_io  # noqa: E402
 from napari_segkit._sample_data import fluo_256  # noqa: E402
 from napari_segkit._widgets import predict as predict_module  # noqa: E402
-from napari_segkit._widgets._session import SESSION  # noqa: E402
 from napari_segkit._widgets.predict import MODEL_FILE, PredictWidget  # noqa: E402
-from napari_segkit.model import UNetConfig  # noqa: E402
+from napari_segkit._widgets.session import SESSION  # noqa: E402
 
 SCALE = (0.5, 0.5)
-
-
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    model_io.save_model(model_io.SegModel.new(UNetConfig(width=8, depth=2)), path)
-    return path
 
 
 @pytest.fixture
@@ -147,7 +136,7 @@ def test_just_trained_model_is_offered(dock, tiny_model_path, monkeypatch):
     monkeypatch.setattr(SESSION, "last_model_path", None)
     SESSION.publish_model(str(tiny_model_path))
     assert widget.model_source.value == "Just trained"
-    assert widget._model_path() == str(tiny_model_path)
+    assert widget.chosen_model() == str(tiny_model_path)
 
 
 def test_cancel_stops_the_prediction(dock, qtbot, monkeypatch):

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from napari_segkit._sample_data import fluo_256
-from napari_segkit._widgets import _common
-from napari_segkit._widgets._session import SESSION
+from napari_segkit._widgets import layers
+from napari_segkit._widgets.session import SESSION
 from napari_segkit._widgets.train import TrainWidget
 from napari_segkit.model_io import load_model
 
@@ -52,7 +52,7 @@ def test_train_from_clicks_then_stop_keeps_a_model(widget, qtbot):
 
 def test_labels_pair_with_wrong_shape_is_a_notification(widget, monkeypatch):
     errors = []
-    monkeypatch.setattr(_common, "show_error", errors.append)
+    monkeypatch.setattr(layers, "show_error", errors.append)
     viewer = widget.viewer
     viewer.add_labels(viewer.layers["fluo_256 ground truth"].data[:100], name="cropped")
     widget.annotation_layer.value = viewer.layers["cropped"]
@@ -109,3 +109,21 @@ def test_sparse_labels_from_the_annotate_dock_train_as_sparse(widget, qtbot):
     qtbot.waitUntil(lambda: widget.start_button.enabled, timeout=60_000)
     assert widget.last_event.kind == "done"
     assert load_model(widget.out.value).provenance["training"]["labels"] == "sparse"
+
+
+def test_sparse_labels_are_known_by_their_metadata_not_their_name(widget):
+    from napari_segkit._widgets.annotate import AnnotateWidget
+
+    viewer = widget.viewer
+    annotate = AnnotateWidget(viewer)
+    annotate.image.value = viewer.layers["fluo_256"]
+    annotate.annotation_layer.value = viewer.layers["fluo_256 clicks"]
+    annotate.mode.value = "sparse"
+    sparse = annotate.convert()
+    sparse.name = "my training labels"  # renamed by the user: still sparse
+    widget.annotation_layer.value = sparse
+    assert widget.collect_data()["labels_kind"] == "sparse"
+    lookalike = viewer.add_labels(viewer.layers["fluo_256 ground truth"].data,
+                                  name="fluo_256 sparse labels [1]")
+    widget.annotation_layer.value = lookalike  # a name is not a promise
+    assert widget.collect_data()["labels_kind"] == "instances"

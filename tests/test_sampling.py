@@ -1,46 +1,10 @@
+"""Training patches: padding, sampling bias, zoom augmentation, validation hold-out."""
+
 import numpy as np
 import pytest
 
-from napari_segkit.data import IGNORE_INDEX, PatchSampler, is_brightfield, prepare_input
+from napari_segkit.sampling import IGNORE_INDEX, PatchSampler, split_rows, split_validation
 from napari_segkit.targets import instance_targets
-
-
-def test_prepare_gray_percentiles():
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 1000, (40, 50)).astype(np.uint16)
-    x = prepare_input(img, 1)
-    assert x.shape == (1, 40, 50) and x.dtype == np.float32
-    assert np.percentile(x, 1) == pytest.approx(0, abs=1e-3)
-    assert np.percentile(x, 99.8) == pytest.approx(1, abs=1e-3)
-    assert prepare_input(img, 3).shape == (3, 40, 50)
-    assert np.array_equal(prepare_input(img, 1, {"method": "none"})[0], img.astype(np.float32))
-
-
-def test_prepare_rgb_brightfield_inverted():
-    img = np.full((30, 30, 3), 230, np.uint8)
-    img[10:20, 10:20] = (80, 40, 120)  # dark purple nucleus on bright background
-    assert is_brightfield(img)
-    x = prepare_input(img, 1)
-    assert x.shape == (1, 30, 30)
-    assert x[0, 15, 15] > x[0, 2, 2]  # nucleus bright after inversion
-    assert prepare_input(img, 3).shape == (3, 30, 30)
-    fluo = np.zeros((30, 30, 3), np.uint8)
-    fluo[10:20, 10:20, 2] = 200
-    assert not is_brightfield(fluo)
-    assert prepare_input(fluo, 1)[0, 15, 15] > 0.5
-
-
-def test_prepare_errors():
-    with pytest.raises(ValueError, match="NaN"):
-        prepare_input(np.array([[1.0, np.nan], [0.0, 2.0]]), 1)
-    with pytest.raises(ValueError, match="2-D"):
-        prepare_input(np.zeros((4, 5, 6, 7)), 1)
-    with pytest.raises(ValueError, match="2-D"):
-        prepare_input(np.zeros(5), 1)
-    with pytest.raises(ValueError, match="channels"):
-        prepare_input(np.zeros((10, 10, 3), np.uint8), 2)
-    with pytest.raises(ValueError, match="method"):
-        prepare_input(np.zeros((10, 10)), 1, {"method": "zscore?"})
 
 
 def test_sampler_pads_small_images_and_is_reproducible():
@@ -111,18 +75,18 @@ def test_sampler_rejects_bad_zoom_range():
             PatchSampler([img], [t], 32, scale_range=bad)
 
 
-def test_fixed_normalization_matches_prepare_input_on_one_plane():
-    from napari_segkit.prediction import fit_normalization
-
-    rng = np.random.default_rng(0)
-    gray = (rng.random((64, 80)) * 200).astype(np.uint8)
-    bright = np.full((64, 80, 3), 220, np.uint8)  # brightfield: dark nuclei on white
-    bright[20:40, 20:40] = (90, 40, 120)
-    bright = (bright + rng.integers(0, 20, bright.shape)).astype(np.uint8)
-    for plane, rgb in [(gray, False), (bright, True)]:
-        for norm in [None, {"method": "none"}]:
-            for ch in (1, 3):
-                fixed = fit_normalization(plane[None], ch, norm, rgb)
-                np.testing.assert_allclose(
-                    fixed.apply(plane), prepare_input(plane, ch, norm), rtol=1e-5, atol=1e-4
-                )
+def test_validation_holds_out_whole_images_or_a_bottom_strip():
+    images = [np.zeros((1, 50, 40), np.float32) for _ in range(5)]
+    labels = np.zeros((50, 40), np.uint16)
+    labels[30:40, 10:20] = 7
+    targets = [instance_targets(labels) for _ in images]
+    tr_x, tr_t, va_x, va_t, va_i = split_validation(images, targets, [labels] * 5, 0.2,
+                                                    np.random.default_rng(0))
+    assert (len(tr_x), len(tr_t), len(va_x), len(va_t), len(va_i)) == (4, 4, 1, 1, 1)
+    tr_x, tr_t, va_x, va_t, va_i = split_validation(images[:2], targets[:2], [labels] * 2, 0.2,
+                                                    np.random.default_rng(0))
+    row = split_rows(50, 0.2)
+    assert row == 40 and tr_x[0].shape == (1, 40, 40) and va_x[0].shape == (1, 10, 40)
+    assert va_t[0].classes.shape == (10, 40) and tr_t[0].classes.shape == (40, 40)
+    assert va_i[0].max() == 0  # the object lies in the training part; ids are renumbered
+    assert split_validation(images, targets, [labels] * 5, 0.0, None)[2] == []

@@ -1,5 +1,5 @@
-"""Small pieces every dock uses: output layers that follow their image, and errors as
-notifications instead of tracebacks."""
+"""Small pieces every dock uses: output layers that follow their image, coordinates from
+an annotation layer to its image's pixels, and bad input as notifications."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from napari.layers import Image, Layer
 from napari.utils.notifications import show_error
 
 log = logging.getLogger("napari_segkit")
+
+#: ``layer.metadata`` key that says what a Labels layer holds: "sparse" (training labels
+#: made from clicks, see annotations.clicks_to_sparse_labels) or "instances". The Annotate
+#: dock writes it, the Train dock reads it.
+LABELS_KIND_KEY = "segkit_labels_kind"
 
 
 def geometry_of(image: Layer | None) -> dict[str, Any]:
@@ -52,14 +57,15 @@ def set_output_layer(
 
 @contextlib.contextmanager
 def user_errors(what: str) -> Iterator[None]:
-    """Turn a bad-input ValueError (or any failure) into a napari notification.
+    """Turn bad input (ValueError, FileNotFoundError and our errors derived from them) into
+    a napari notification that says what to do.
 
-    napari never sees a traceback from our docks: the message says what went wrong and
-    what to do; unexpected errors are logged with their traceback too.
+    napari never sees a traceback from our docks: any other error is a bug, shown as a
+    notification too and logged with its traceback.
     """
     try:
         yield
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError) as err:
         show_error(f"{what}: {err}")
     except Exception as err:  # noqa: BLE001 - never let a dock crash napari
         log.exception("%s failed", what)

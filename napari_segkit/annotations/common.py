@@ -1,0 +1,65 @@
+"""Rules every annotation converter shares: output shapes, points inside the image, the
+warning for skipped points, and the gray image annotations are grown on."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._common import PERCENTILES, is_rgb, luminance
+
+__all__ = ["check_shape", "grayscale", "points_inside", "warn_outside"]
+
+
+def check_shape(shape: Sequence[int] | np.ndarray) -> tuple[int, ...]:
+    """Validate an output shape (a tuple of positive ints, or an array whose shape to use)."""
+    if isinstance(shape, np.ndarray):
+        shape = shape.shape
+    try:
+        out = tuple(int(s) for s in shape)
+    except TypeError as exc:
+        raise ValueError(f"shape must be a tuple of sizes like (512, 512); got {shape!r}") from exc
+    if len(out) not in (2, 3) or any(s <= 0 for s in out):
+        raise ValueError(
+            f"shape {out} must be (rows, cols) or (planes, rows, cols) with positive sizes; "
+            "pass image.shape[:2] for an RGB image"
+        )
+    return out
+
+
+def points_inside(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Points whose nearest pixel lies in the image."""
+    idx = np.round(points)
+    return np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+
+
+def warn_outside(n_out: int, what: str) -> None:
+    if n_out:
+        warnings.warn(
+            f"{n_out} {what} outside the image were skipped; check that the annotation layer "
+            "belongs to this image (same scale and translate)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def grayscale(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """2-D float image scaled to about [0, 1] (by :data:`PERCENTILES`, clipped);
+    RGB -> luminance."""
+    image = np.asarray(image)
+    if image.ndim == 3 and is_rgb(image.shape):
+        image = luminance(image)
+    elif image.ndim != 2:
+        raise ValueError(
+            f"{what} has shape {image.shape}; give a 2-D image (rows, cols) or RGB (rows, cols, 3). "
+            "For a 3-D stack, annotate and convert one slice at a time"
+        )
+    image = image.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(image)):
+        image = np.nan_to_num(image, nan=float(np.nanmedian(image)))
+    lo, hi = np.percentile(image, PERCENTILES)
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((image - lo) / (hi - lo), 0.0, 1.0)

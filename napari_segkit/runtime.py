@@ -1,0 +1,116 @@
+"""What running a network with torch needs: a device, a forward pass on numpy batches,
+the network on that device for a while, mixed precision, and a torch thread count.
+
+Process-wide state: torch keeps ONE CPU thread count for the whole process.
+:func:`torch_threads` changes it only inside a ``with`` block and restores it after, but
+while the block runs (e.g. while a training generator is suspended between two events)
+every other torch user of the process, in any thread, runs with that count too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["TorchForward", "autocast", "model_on_device", "select_device", "torch_threads"]
+
+
+def select_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or ``None``): CUDA, then Apple MPS, then CPU. Explicit names are checked."""
+    if isinstance(device, torch.device):
+        return device
+    device = "auto" if device is None else str(device).lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
+    if device == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ValueError("device 'mps' requested but Apple MPS is not available; use 'auto' or 'cpu'")
+    if not (device == "cpu" or device == "mps" or device.startswith("cuda")):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """float16 autocast on CUDA (when ``enabled``); nothing on other devices."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (None: leave the count alone), then restore
+    the previous count. Process-wide while the block runs (see the module notes)."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def model_on_device(net: torch.nn.Module, device: torch.device) -> Iterator[torch.nn.Module]:
+    """The network in eval mode on ``device`` for the block; its mode and device are
+    restored after."""
+    params = list(net.parameters())
+    old_device = params[0].device if params else None
+    was_training = net.training
+    net.to(device)
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+        if old_device is not None and old_device != device:
+            net.to(old_device)
+
+
+class TorchForward:
+    """numpy batch (N, C, h, w) -> numpy probabilities (N, K + extra, h, w).
+
+    Softmax over the ``n_classes`` class logits, sigmoid on the extra channels; fp16
+    autocast on CUDA (activations computed in float32). ``tta``: the mean over the image
+    and its 3 mirror images.
+    """
+
+    def __init__(self, net: Any, n_classes: int, device: torch.device, tta: bool = False) -> None:
+        self.net = net
+        self.n_classes = n_classes
+        self.device = device
+        self.tta = bool(tta)
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities of a batch tensor already on the device."""
+        with autocast(self.device):
+            logits = self.net(x)
+        logits = logits.float()
+        k = self.n_classes
+        return torch.cat([torch.softmax(logits[:, :k], dim=1), torch.sigmoid(logits[:, k:])], dim=1)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        with torch.inference_mode():
+            if not self.tta:
+                return self.probabilities(x).cpu().numpy()
+            # test-time augmentation: the mean over the 4 mirror images (none, x, y, both)
+            acc = None
+            for dims in ((), (-1,), (-2,), (-2, -1)):
+                p = self.probabilities(x.flip(dims) if dims else x)
+                p = p.flip(dims) if dims else p
+                acc = p if acc is None else acc.add_(p)
+            return acc.mul_(0.25).cpu().numpy()

@@ -1,0 +1,72 @@
+"""How good a network is while it trains: the loss training minimises and the validation
+scores its best weights are chosen by (torch)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._common import IGNORE_INDEX
+from .metrics import match_instances
+from .postprocess import instances_from_probabilities
+from .prediction import predict_prepared
+
+__all__ = ["segmentation_loss", "validate"]
+
+
+def segmentation_loss(
+    logits: torch.Tensor,
+    classes: torch.Tensor,
+    center: torch.Tensor,
+    center_mask: torch.Tensor,
+    n_classes: int,
+    weights: torch.Tensor | None = None,
+    dice_weight: float = 1.0,
+    center_weight: float = 1.0,
+) -> torch.Tensor:
+    """Weighted cross-entropy (ignoring ``IGNORE_INDEX``) + soft Dice on the foreground
+    (classes >= 1, labelled pixels only) + BCE on the centre channel where it is known."""
+    logits = logits.float()
+    cls_logits = logits[:, :n_classes]
+    loss = F.cross_entropy(cls_logits, classes, weight=weights, ignore_index=IGNORE_INDEX)
+    known = (classes != IGNORE_INDEX).float()
+    if dice_weight > 0:
+        prob = torch.softmax(cls_logits, dim=1)
+        fg_p = (1.0 - prob[:, 0]) * known
+        fg_t = (classes >= 1).float() * known
+        inter = (fg_p * fg_t).sum()
+        dice = 1.0 - (2 * inter + 1.0) / (fg_p.sum() + fg_t.sum() + 1.0)
+        loss = loss + dice_weight * dice
+    if center_weight > 0 and logits.shape[1] > n_classes:
+        m = center_mask.float()
+        bce = F.binary_cross_entropy_with_logits(logits[:, n_classes], center, reduction="none")
+        loss = loss + center_weight * (bce * m).sum() / m.sum().clamp_min(1.0)
+    return loss
+
+
+def validate(net, val_x, val_targets, val_instances, device, n_classes: int) -> dict:
+    """Foreground IoU over labelled pixels (pooled) and, when every validation image has
+    full instance labels, instance F1@0.5 (pooled)."""
+    was_training = net.training
+    net.eval()
+    inter = union = 0
+    tp = fp = fn = 0
+    f1_ok = True
+    try:
+        for x, t, inst in zip(val_x, val_targets, val_instances, strict=True):
+            probs = predict_prepared(net, x, device, n_classes)
+            known = t.classes >= 0
+            pred_fg = probs[0] < 0.5
+            gt_fg = t.classes >= 1
+            inter += int((pred_fg & gt_fg & known).sum())
+            union += int(((pred_fg | gt_fg) & known).sum())
+            if inst is None or not f1_ok:
+                f1_ok = False
+                continue
+            m = match_instances(inst, instances_from_probabilities(probs, n_classes=n_classes), 0.5)
+            tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+    finally:
+        net.train(was_training)
+    iou = inter / union if union else 0.0
+    f1 = (2 * tp / max(2 * tp + fp + fn, 1)) if f1_ok and val_instances else None
+    return {"val_iou": float(iou), "val_f1": None if f1 is None else float(f1)}

@@ -1,0 +1,376 @@
+"""Qt-free jobs shared by the docks, the CLI and the demo.
+
+* :func:`predict_and_measure` / :func:`run_prediction`: predict one image, measure its
+  objects and, with ground truth (labels or one click per object), score them. The
+  Predict dock runs it in a worker thread, the CLI and the demo call it directly.
+* :func:`predict_folder`: every TIFF of a folder -> label images and one objects table.
+* :func:`run_training`: run a :func:`napari_segkit.training.train` generator to the end
+  with an ``on_event`` callback; :class:`TrainingProgress` is such a callback (a tqdm
+  bar for terminals and logs).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import io, measure, metrics, model_io, postprocess, prediction
+from .training import TrainEvent, train
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PredictOutcome",
+    "PredictRequest",
+    "STATUS_VALUES",
+    "TrainingProgress",
+    "counts_text",
+    "display_order",
+    "open_model",
+    "predict_and_measure",
+    "predict_folder",
+    "run_prediction",
+    "run_training",
+    "scores_text",
+    "size_column",
+    "size_unit",
+    "status_image",
+]
+
+log = logging.getLogger("napari_segkit")
+
+#: How the docks name the shipped nuclei model (the CLI says "default").
+DEFAULT_MODEL = "Default nuclei model"
+#: Values of the match-status image: matched and false predicted objects.
+STATUS_VALUES = {"matched": 1, "false": 2}
+
+
+def open_model(source: Any) -> model_io.SegModel:
+    """A model from a :class:`~napari_segkit.model_io.SegModel`, ``"default"`` /
+    :data:`DEFAULT_MODEL` (the shipped model) or a model file path. Files are cached
+    while they stay unchanged (shared: predict with them, do not train them)."""
+    if isinstance(source, model_io.SegModel):
+        return source
+    if source in ("default", DEFAULT_MODEL):
+        return model_io.load_default_model_cached()
+    return model_io.load_model_cached(source)
+
+
+# --------------------------------------------------------------------------- one image
+@dataclass
+class PredictRequest:
+    """One image to predict and measure, with what the job needs (plain arrays, no layers)."""
+
+    image: np.ndarray
+    image_name: str
+    model: Any  # a SegModel, a model file path, "default" or DEFAULT_MODEL
+    scale: tuple[float, ...] | None = None  # only when the image is scaled or has units
+    units: str | None = None
+    translate: tuple[float, ...] | None = None
+    gt_labels: np.ndarray | None = None
+    gt_points: np.ndarray | None = None  # (N, D) in image data pixels
+    gt_classes: list | None = None
+    tta: bool = False  # test-time augmentation (4 mirror images)
+    tile_size: int = 256
+    device: Any = None
+
+
+@dataclass
+class PredictOutcome:
+    """Result of :func:`predict_and_measure`; ``error`` / ``cancelled`` when there is none."""
+
+    probability: np.ndarray | None = None  # foreground probability
+    semantic: np.ndarray | None = None
+    instances: np.ndarray | None = None
+    table: pd.DataFrame | None = None  # predicted objects (with status when GT labels)
+    missed_table: pd.DataFrame | None = None
+    missed: np.ndarray | None = None  # labels of the missed GT objects (GT ids)
+    status: np.ndarray | None = None  # 1 matched, 2 false, per predicted pixel
+    scores: dict | None = None  # metrics.evaluate_instances against gt_labels
+    click_scores: dict | None = None  # metrics.points_vs_instances against gt_points
+    summary: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    error: str | None = None
+    cancelled: bool = False
+
+
+def run_prediction(
+    request: PredictRequest, *, progress=None, stop=None, stage=None
+) -> PredictOutcome:
+    """:func:`predict_and_measure` that never raises for bad input, a bad model file or a
+    Stop: the outcome then carries ``error`` (a message for the user) or ``cancelled``.
+    Unexpected errors are logged with their traceback."""
+    try:
+        return predict_and_measure(request, progress=progress, stop=stop, stage=stage)
+    except prediction.PredictionCancelled:
+        return PredictOutcome(cancelled=True)
+    except (ValueError, FileNotFoundError) as err:
+        return PredictOutcome(error=f"Predicting {request.image_name!r}: {err}")
+    except Exception as err:  # noqa: BLE001 - a dock never crashes napari
+        log.exception("prediction failed")
+        return PredictOutcome(
+            error=f"Predicting {request.image_name!r} failed unexpectedly "
+            f"({type(err).__name__}: {err}). Details in the log."
+        )
+
+
+def predict_and_measure(
+    request: PredictRequest, *, progress=None, stop=None, stage=None
+) -> PredictOutcome:
+    """Predict, post-process, measure and (with ground truth) score one image.
+
+    ``progress(done, total)`` follows the tiles, ``stage(text)`` the steps; ``stop`` as in
+    :func:`napari_segkit.prediction.predict`. Raises ValueError for bad input.
+    """
+    say = stage or (lambda _text: None)
+    say("Loading model...")
+    model = open_model(request.model)
+    say("Predicting...")
+    result = prediction.predict(model, request.image, progress=progress, stop=stop,
+                                tta=request.tta, tile_size=request.tile_size,
+                                device=request.device)
+    k = result.n_classes
+    probs = np.asarray(result.probabilities)
+    instances = np.asarray(result.instances)
+    semantic = np.asarray(result.semantic)
+    fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
+
+    say("Measuring...")
+    out = PredictOutcome(
+        probability=fg, semantic=semantic, instances=instances, class_names=list(model.class_names)
+    )
+    geometry = {"scale": request.scale, "units": request.units, "translate": request.translate}
+    match = None
+    if request.gt_labels is not None:
+        gt = np.asarray(request.gt_labels)
+        if gt.shape != instances.shape:
+            raise ValueError(
+                f"ground truth shape {gt.shape} differs from the image's {instances.shape}; "
+                "choose the ground truth labels of this image"
+            )
+        match = metrics.match_instances(gt, instances)
+        out.missed_table = measure.missed_objects(
+            gt, instances, request.image, match=match, **geometry
+        )
+        out.missed = np.where(np.isin(gt, match.missed_gt), gt, 0)
+    out.table = measure.object_table(instances, request.image, match=match, **geometry)
+    if match is not None:
+        out.status = status_image(instances, out.table)
+
+    label = str(request.model) if isinstance(request.model, (str, Path)) else "in-memory model"
+    summary: dict[str, Any] = {"image": request.image_name, "model": label}
+    summary.update(_counts(out.table, instances, semantic, fg, list(model.class_names)))
+    if request.gt_labels is not None:
+        out.scores = metrics.evaluate_instances(np.asarray(request.gt_labels), instances)
+        summary.update({f"gt_{key}": value for key, value in out.scores.items()})
+    if request.gt_points is not None:
+        out.click_scores = metrics.points_vs_instances(request.gt_points, instances,
+                                                       request.gt_classes)
+        summary.update({f"clicks_{key}": value for key, value in out.click_scores.items()})
+    out.summary = summary
+    return out
+
+
+def status_image(instances: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    """1 on matched predicted objects, 2 on false ones (uint8)."""
+    lut = np.zeros(int(instances.max(initial=0)) + 1, np.uint8)
+    for status, value in STATUS_VALUES.items():
+        ids = table.loc[table["status"] == status, "label"].to_numpy(dtype=np.int64)
+        lut[ids] = value
+    return lut[instances]
+
+
+def size_column(table: pd.DataFrame) -> str:
+    """The physical size column (``area_um2``...) when there is one, else the pixel one."""
+    sizes = [c for c in table.columns if c.startswith(("area_", "volume_"))]
+    physical = [c for c in sizes if not c.endswith(("_px", "_vox"))]
+    return (physical or sizes or ["label"])[0]
+
+
+def size_unit(column: str) -> str:
+    """Readable unit of a size column: 'px', 'µm²', 'µm³', 'vox' or 'units²'."""
+    suffix = column.split("_", 1)[-1]
+    if suffix in ("px", "vox"):
+        return suffix
+    if suffix == "scaled":
+        return "units²" if column.startswith("area") else "units³"
+    power = {"2": "²", "3": "³"}.get(suffix[-1], "")
+    name = suffix[:-1] if power else suffix
+    return ("µm" if name == "um" else name) + power
+
+
+def _counts(table, instances, semantic, fg, class_names: list[str]) -> dict[str, Any]:
+    col = size_column(table)
+    sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
+    row: dict[str, Any] = {
+        "n_objects": len(table),
+        f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
+        f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
+        "foreground_fraction": float(np.count_nonzero(instances)) / max(1, instances.size),
+        "mean_foreground_probability": float(fg.mean()) if fg.size else float("nan"),
+    }
+    counts = np.bincount(semantic.ravel(), minlength=len(class_names))
+    for i, name in enumerate(class_names):
+        row[f"{name}_fraction"] = float(counts[i]) / max(1, semantic.size)
+    return row
+
+
+def display_order(columns) -> list[str]:
+    """Table columns with the most telling ones first: label, status, IoU, size."""
+    first = ["label", "status", "best_iou", "matched_gt"]
+    sizes = [c for c in columns if str(c).startswith(("area_", "volume_"))]
+    lead = [c for c in first if c in columns] + sizes
+    return lead + [c for c in columns if c not in lead]
+
+
+def counts_text(summary: dict, table: pd.DataFrame) -> str:
+    """'132 objects · mean area 210 px · foreground 18%'."""
+    n = int(summary.get("n_objects", 0))
+    col = size_column(table)
+    mean = summary.get(f"mean_{col}", float("nan"))
+    what = "area" if col.startswith("area") else "volume"
+    text = f"{n} object{'s' if n != 1 else ''}"
+    if n:
+        value = f"{mean:,.0f}" if abs(mean) >= 100 else f"{mean:.3g}"
+        text += f" · mean {what} {value} {size_unit(col)}"
+    return text + f" · foreground {summary.get('foreground_fraction', 0.0):.0%}"
+
+
+def scores_text(summary: dict) -> str:
+    """Scores against ground truth labels or clicks, one line; '' without ground truth."""
+
+    def fmt(value) -> str:
+        return "n/a" if value is None or value != value else f"{value:.2f}"
+
+    if "gt_f1" in summary:
+        return (
+            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · precision "
+            f"{fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])} · "
+            f"AP {fmt(summary['gt_ap_dsb'])} · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
+            f"{summary['gt_tp']} matched · {summary['gt_fp']} false · {summary['gt_fn']} missed"
+            f" ({summary['gt_n_gt']} true objects)"
+        )
+    if "clicks_f1" in summary:
+        return (
+            f"vs clicks: count F1 {fmt(summary['clicks_f1'])} · precision "
+            f"{fmt(summary['clicks_precision'])} · recall {fmt(summary['clicks_recall'])}\n"
+            f"{summary['clicks_tp']} clicked objects found · {summary['clicks_fp']} without a "
+            f"click · {summary['clicks_fn']} clicks missed"
+        )
+    return ""
+
+
+# --------------------------------------------------------------------------- folders
+def predict_folder(
+    model: Any, images: str | Path | list[Path], out: str | Path, *, tile_size: int = 256,
+    tta: bool = False, device: Any = None, log: Callable[[str], Any] = print,
+) -> pd.DataFrame:
+    """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
+    and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
+    column first), also written as ``out/objects.csv``. ``model`` as in :func:`open_model`."""
+    model = open_model(model)
+    files = images if isinstance(images, list) else io.image_files(images)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = []
+    for path in files:
+        image = io.read_image(path)
+        outcome = predict_and_measure(PredictRequest(image, path.stem, model, tta=tta,
+                                                     tile_size=tile_size, device=device))
+        io.write_labels(out / f"{path.stem}_instances.tif", outcome.instances)
+        io.write_labels(out / f"{path.stem}_semantic.tif", outcome.semantic)
+        table = outcome.table
+        table.insert(0, "image", path.stem)
+        tables.append(table)
+        log(f"{path.stem}: {len(table)} objects")
+    objects = pd.concat(tables, ignore_index=True)
+    objects.to_csv(out / "objects.csv", index=False)
+    return objects
+
+
+# --------------------------------------------------------------------------- training
+def run_training(*args: Any, on_event: Callable[[TrainEvent], Any] | None = None,
+                 **kwargs: Any) -> model_io.SegModel:
+    """Run :func:`napari_segkit.training.train` (same arguments) to the end and return the
+    final model; ``on_event`` receives every event. The generator is closed on an error
+    (e.g. Ctrl-C in ``on_event``), so its thread count and device memory are restored."""
+    events = train(*args, **kwargs)
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as finished:
+                return finished.value
+            if on_event is not None:
+                on_event(event)
+    finally:
+        events.close()
+
+
+class _LogLines:
+    """A stream for tqdm that writes each refresh as its own line (logs, pipes)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.strip("\r\n ")
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class TrainingProgress:
+    """An ``on_event`` callback that shows training as a tqdm bar.
+
+    With a time budget the bar counts seconds (elapsed / budget), otherwise steps; the
+    postfix shows the step, the loss, the best validation scores so far and the device.
+    On a terminal the bar updates in place; elsewhere a line every few seconds.
+    """
+
+    def __init__(self, time_budget_s: float | None = None, stream=None) -> None:
+        from tqdm import tqdm
+
+        stream = stream or sys.stderr
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        self.by_time = bool(time_budget_s)
+        unit = "s" if self.by_time else "step"
+        self.bar = tqdm(
+            total=float(time_budget_s) if self.by_time else None,
+            unit=unit, file=stream if tty else _LogLines(stream), mininterval=0.2 if tty else 5.0,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} " + unit + " [{elapsed}<{remaining}{postfix}]"
+            if self.by_time else None,
+            dynamic_ncols=tty,
+        )
+        self.last: TrainEvent | None = None
+        self.scores: dict[str, str] = {}  # the last validation scores
+
+    def __call__(self, event: TrainEvent) -> None:
+        self.last = event
+        bar = self.bar
+        if self.by_time:
+            done = bar.total if event.kind == "done" else min(event.elapsed_s, bar.total)
+        else:
+            if event.total_steps and bar.total != event.total_steps:
+                bar.total = event.total_steps
+            done = event.step
+        if event.kind == "validation":
+            self.scores = {name: f"{value:.3f}" for name, value
+                           in (("val F1", event.val_f1), ("val IoU", event.val_iou))
+                           if value is not None}
+        postfix = {"step": event.step}
+        if event.loss is not None:
+            postfix["loss"] = f"{event.loss:.3f}"
+        bar.set_postfix({**postfix, **self.scores, "device": event.device}, refresh=False)
+        bar.update(max(done - bar.n, 0))
+
+    def close(self) -> None:
+        self.bar.close()

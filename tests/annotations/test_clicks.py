@@ -1,0 +1,122 @@
+"""Clicks -> instance masks and sparse training labels (annotations.clicks)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from napari_segkit._sample import sample_path
+from napari_segkit.annotations import (
+    SPARSE_BACKGROUND,
+    SPARSE_IGNORE,
+    SPARSE_OBJECT,
+    clicks_to_labels,
+    clicks_to_sparse_labels,
+    estimate_object_radius,
+)
+from napari_segkit.io import read_image, read_labels, read_points_csv
+from napari_segkit.metrics import match_instances
+
+FAST = settings(max_examples=30, deadline=None)
+
+
+def _f1(gt: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> float:
+    return match_instances(gt, pred, iou_threshold=threshold).f1
+
+
+def _sample(name):
+    image = read_image(sample_path(f"{name}.tif"))
+    gt = read_labels(sample_path(f"{name}_labels.tif"))
+    coords, features = read_points_csv(sample_path(f"{name}_points.csv"))
+    return image, gt, coords, features
+
+
+# --------------------------------------------------------------------------- clicks
+@pytest.mark.parametrize("name", ["fluo_512", "fluo_256", "fluo_dense"])
+def test_clicks_to_labels_f1_on_samples(name):
+    image, gt, coords, features = _sample(name)
+    labels = clicks_to_labels(image, coords, classes=features["class"])
+    assert labels.shape == gt.shape and labels.dtype == np.uint16
+    assert labels.max() == (features["class"] == "nucleus").sum()
+    assert _f1(gt, labels) >= 0.80
+
+
+def test_clicks_to_labels_dark_nuclei_rgb():
+    image, gt, coords, features = _sample("he_rgb")
+    labels = clicks_to_labels(image, coords, classes=features["class"])
+    assert labels.shape == gt.shape
+    assert _f1(gt, labels) >= 0.75
+
+
+def test_background_clicks_stay_background():
+    image, gt, coords, features = _sample("fluo_512")
+    labels = clicks_to_labels(image, coords, classes=features["class"])
+    bg = np.round(coords[features["class"] == "background"]).astype(int)
+    assert np.all(labels[bg[:, 0], bg[:, 1]] == 0)
+    obj = np.round(coords[features["class"] == "nucleus"]).astype(int)
+    assert np.all(labels[obj[:, 0], obj[:, 1]] == np.arange(1, len(obj) + 1))
+
+
+def test_clicks_errors_and_outside():
+    image = np.zeros((20, 20))
+    with pytest.raises(ValueError, match="one slice at a time"):
+        clicks_to_labels(np.zeros((5, 20, 20)), np.array([[1.0, 2.0]]))
+    with pytest.raises(ValueError, match="one class per point"):
+        clicks_to_labels(image, np.array([[1.0, 2.0]]), classes=["nucleus", "background"])
+    with pytest.raises(ValueError, match="max_radius"):
+        clicks_to_labels(image, np.array([[1.0, 2.0]]), max_radius=-1)
+    with pytest.warns(UserWarning, match="1 clicks outside"):
+        labels = clicks_to_labels(image, np.array([[5.0, 5.0], [50.0, 5.0]]))
+    assert labels.shape == (20, 20)
+
+
+def test_estimate_object_radius():
+    clicks = np.array([[10, 10], [10, 30], [30, 10], [30, 30]], float)
+    assert estimate_object_radius(clicks, (200, 200)) == pytest.approx(14.0)
+    assert estimate_object_radius(clicks, (200, 200), scale=(0.5, 0.5)) == pytest.approx(7.0)
+    assert estimate_object_radius(clicks[:1], (160, 160)) == pytest.approx(10.0)
+
+
+@FAST
+@given(
+    st.lists(
+        st.tuples(st.floats(-3, 35), st.floats(-3, 35), st.booleans()), min_size=0, max_size=10
+    ),
+    st.integers(0, 3),
+)
+def test_random_clicks_property(raw, seed):
+    rng = np.random.default_rng(seed)
+    image = ndi.gaussian_filter(rng.random((32, 32)), 1.5)
+    points = np.array([(r, c) for r, c, _ in raw], float).reshape(-1, 2)
+    classes = ["background" if b else "nucleus" for _, _, b in raw]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = clicks_to_labels(image, points, classes=classes)
+        sparse = clicks_to_sparse_labels(image, points, classes=classes)
+    inside = np.all((np.round(points) >= 0) & (np.round(points) < 32), axis=1)
+    n_obj = int(np.sum(inside & ~np.array([b for *_, b in raw], bool))) if raw else 0
+    assert labels.shape == sparse.shape == (32, 32)
+    assert labels.dtype == np.uint16 and sparse.dtype == np.uint8
+    assert labels.max() <= n_obj
+    assert set(np.unique(sparse)) <= {SPARSE_IGNORE, SPARSE_BACKGROUND, SPARSE_OBJECT}
+
+
+def test_sparse_labels_on_sample():
+    image, gt, coords, features = _sample("fluo_512")
+    sparse = clicks_to_sparse_labels(image, coords, classes=features["class"])
+    assert sparse.dtype == np.uint8 and sparse.shape == gt.shape
+    is_bg = (features["class"] == "background").to_numpy()
+    idx = np.round(coords).astype(int)
+    assert np.all(sparse[idx[~is_bg, 0], idx[~is_bg, 1]] == SPARSE_OBJECT)
+    assert np.all(sparse[idx[is_bg, 0], idx[is_bg, 1]] == SPARSE_BACKGROUND)
+    assert (sparse == SPARSE_IGNORE).mean() > 0.05  # object borders are left out
+    assert (gt[sparse == SPARSE_OBJECT] > 0).mean() > 0.95
+    assert (gt[sparse == SPARSE_BACKGROUND] == 0).mean() > 0.95
+    # every clicked nucleus has a core larger than its click
+    cores = ndi.label(sparse == SPARSE_OBJECT)[0]
+    assert np.median(np.bincount(cores.ravel())[1:]) > 5

@@ -1,0 +1,52 @@
+"""One entry point from an annotation layer and a mode to labels (annotations.modes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_segkit._sample import sample_path
+from napari_segkit.annotations import (
+    MODES,
+    POINT_MODES,
+    SHAPE_MODES,
+    SPARSE_OBJECT,
+    clicks_to_labels,
+    convert_points,
+    convert_shapes,
+    polygons_to_labels,
+)
+from napari_segkit.io import read_image, read_points_csv, read_shapes_csv
+
+
+def test_every_mode_belongs_to_shapes_or_points():
+    assert set(SHAPE_MODES) | set(POINT_MODES) == set(MODES)
+    assert not set(SHAPE_MODES) & set(POINT_MODES)
+
+
+def test_modes_call_the_converters_with_the_class_column():
+    image = read_image(sample_path("fluo_256.tif"))
+    coords, features = read_points_csv(sample_path("fluo_256_points.csv"))
+    classes = features["class"].astype(str).to_numpy()
+    clicks = convert_points(coords, features, image.shape, "click", image=image)
+    np.testing.assert_array_equal(clicks, clicks_to_labels(image, coords, classes=classes))
+    sparse = convert_points(coords, features, image.shape, "sparse", image=image)
+    assert (sparse == SPARSE_OBJECT).any()
+    shapes = read_shapes_csv(sample_path("fluo_512_shapes.csv"))
+    fills = [s for s in shapes if s[0] in ("polygon", "rectangle", "ellipse")]
+    np.testing.assert_array_equal(convert_shapes(fills, (512, 512), "fill"),
+                                  polygons_to_labels(fills, (512, 512)))
+
+
+def test_modes_say_what_to_do():
+    with pytest.raises(ValueError, match="mode 'fill' or 'box-object'"):
+        convert_shapes([("polygon", np.zeros((3, 2)))], (8, 8), "click")
+    with pytest.raises(ValueError, match="draw a polygon"):
+        convert_shapes([], (8, 8), "fill")
+    with pytest.raises(ValueError, match="object_id"):
+        convert_points(np.ones((3, 2)), pd.DataFrame(), (8, 8), "outline")
+    with pytest.raises(ValueError, match="give the image"):
+        convert_points(np.ones((3, 2)), None, (8, 8), "click")
+    with pytest.raises(ValueError, match="click on the image"):
+        convert_points(np.zeros((0, 2)), None, (8, 8), "sparse")

@@ -1,0 +1,45 @@
+"""torch runtime: device choice, the thread count that is restored, the model on a device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segkit.runtime import TorchForward, model_on_device, select_device, torch_threads
+
+
+def test_select_device():
+    assert select_device("cpu").type == "cpu"
+    assert select_device(None).type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError):
+        select_device("tpu")
+
+
+def test_torch_threads_are_restored_even_after_an_error():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_model_on_device_restores_the_training_mode(tiny_model):
+    net = tiny_model.net
+    net.train()
+    with model_on_device(net, torch.device("cpu")) as on_device:
+        assert on_device is net and not net.training
+    assert net.training
+    net.eval()
+
+
+def test_forward_gives_probabilities(tiny_model):
+    forward = TorchForward(tiny_model.net.eval(), tiny_model.config.n_classes, torch.device("cpu"))
+    probs = forward(np.random.default_rng(0).random((2, 1, 32, 40), dtype=np.float32))
+    assert probs.shape == (2, 4, 32, 40) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs[:, :3].sum(1), 1.0, atol=1e-5)
+    assert ((probs[:, 3] > 0) & (probs[:, 3] < 1)).all()
