@@ -7,7 +7,9 @@ background click, which integer type a label image gets, how a Stop is asked for
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -158,3 +160,19 @@ def is_stopped(stop: StopFlag) -> bool:
     if isinstance(stop, threading.Event) or hasattr(stop, "is_set"):
         return bool(stop.is_set())
     return bool(stop())
+
+
+# --------------------------------------------------------------------------- moved names
+def moved_names(old_module: str, homes: dict[str, ModuleType]) -> Callable[[str], Any]:
+    """The ``__getattr__`` of a deprecated module: each name in ``homes`` is read from its
+    new home module, with a ``DeprecationWarning`` that says where to import it from."""
+
+    def __getattr__(name: str) -> Any:
+        home = homes.get(name)
+        if home is None:
+            raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+        warnings.warn(f"{old_module}.{name} is deprecated; import it from {home.__name__}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(home, name)
+
+    return __getattr__

@@ -6,28 +6,12 @@ Normalisation moved to :mod:`napari_segkit.normalization` (with ``luminance`` an
 ``DeprecationWarning``. Nothing inside napari-segkit imports this module.
 """
 
-from __future__ import annotations
-
-import warnings
-from typing import Any
-
 from . import normalization, sampling
+from ._common import moved_names
 
 _HOMES = {
     **{name: normalization for name in normalization.__all__},
     **{name: sampling for name in sampling.__all__},
 }
-
 __all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"napari_segkit.data.{name} is deprecated; import it from {home.__name__}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(home, name)
+__getattr__ = moved_names(__name__, _HOMES)

@@ -162,6 +162,13 @@ def _axis_columns(header: Sequence[str]) -> list[str]:
     )
 
 
+def _read_table(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """A napari CSV as text columns (names stripped), and its axis columns in order."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table.columns = [c.strip() for c in table.columns]
+    return table, _axis_columns(table.columns)
+
+
 def _to_str_column(values: np.ndarray) -> list[str]:
     return ["" if v is None else str(v) for v in values]
 
@@ -196,9 +203,7 @@ def read_points_csv(path: PathLike) -> tuple[np.ndarray, pd.DataFrame]:
             f"{str(path)!r} is not a napari points CSV: its columns {header} lack 'axis-0' and "
             "'axis-1'; save the Points layer from napari (File > Save Selected Layers, .csv)"
         )
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    table.columns = [c.strip() for c in table.columns]
-    axes = _axis_columns(table.columns)
+    table, axes = _read_table(path)
     try:
         coords = table[axes].to_numpy(dtype=float) if len(table) else np.zeros((0, len(axes)))
     except ValueError as exc:
@@ -283,9 +288,7 @@ def read_shapes_csv(path: PathLike) -> list[tuple[str, np.ndarray]]:
             f"{str(path)!r} is {what}; a shapes CSV has the columns "
             "index,shape-type,vertex-index,axis-0,axis-1 (save a Shapes layer from napari as .csv)"
         )
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    table.columns = [c.strip() for c in table.columns]
-    axes = _axis_columns(table.columns)
+    table, axes = _read_table(path)
     try:
         index = table["index"].astype(int).to_numpy()
         vertex_index = table["vertex-index"].astype(int).to_numpy()

@@ -21,6 +21,7 @@ from ..annotations import MODES, POINT_MODES, SHAPE_MODES, convert_points, conve
 from .layers import (
     LABELS_KIND_KEY,
     labels_count,
+    layers_of,
     set_output_layer,
     spatial_shape,
     to_image_pixels,
@@ -71,10 +72,10 @@ class AnnotateWidget(Container):
 
     # ---- choices -------------------------------------------------------------------
     def _images(self, _=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        return layers_of(self.viewer, Image)
 
     def _annotation_layers(self, _=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, (Points, Shapes))]
+        return layers_of(self.viewer, Points, Shapes)
 
     def _refresh_choices(self, _event=None) -> None:
         self.image.reset_choices()
@@ -97,41 +98,38 @@ class AnnotateWidget(Container):
         return image
 
     def add_clicks_layer(self) -> Points | None:
-        image = self._require_image()
-        if image is None:
-            return None
-        ndim = len(spatial_shape(image))
-        kwargs = points_layer_kwargs(pd.DataFrame({"class": []}), f"{image.name} clicks")
-        layer = self.viewer.add_points(
-            np.empty((0, ndim)), scale=image.scale, translate=image.translate, **kwargs
+        kwargs = points_layer_kwargs(pd.DataFrame({"class": []}), "clicks")
+        return self._add_points_layer(
+            "click", "Click once on each nucleus; set class 'background' for background.",
+            **kwargs,
         )
-        layer.mode = "add"
-        self.annotation_layer.value = layer
-        self.mode.value = "click"
-        self.status.value = "Click once on each nucleus; set class 'background' for background."
-        return layer
 
     def add_outline_layer(self) -> Points | None:
-        image = self._require_image()
-        if image is None:
-            return None
-        ndim = len(spatial_shape(image))
-        features = pd.DataFrame({"object_id": pd.Series([], dtype=int)})
-        layer = self.viewer.add_points(
-            np.empty((0, ndim)),
-            name=f"{image.name} outline keypoints",
-            features=features,
+        return self._add_points_layer(
+            "outline", "Click around object 1 in order; press 'Next outline object' for the next.",
+            name="outline keypoints",
+            features=pd.DataFrame({"object_id": pd.Series([], dtype=int)}),
             feature_defaults={"object_id": 1},
             face_color="object_id",
             face_color_cycle=["#ffd400", "#00e5ff", "#ff4fd8", "#7dff5c", "#ff8a00", "#a98bff"],
             size=5,
-            scale=image.scale,
-            translate=image.translate,
+        )
+
+    def _add_points_layer(self, mode: str, hint: str, name: str, **kwargs) -> Points | None:
+        """An empty Points layer ``"<image> <name>"`` on the image, in add mode, chosen for
+        conversion with ``mode``."""
+        image = self._require_image()
+        if image is None:
+            return None
+        ndim = len(spatial_shape(image))
+        layer = self.viewer.add_points(
+            np.empty((0, ndim)), name=f"{image.name} {name}", scale=image.scale,
+            translate=image.translate, **kwargs,
         )
         layer.mode = "add"
         self.annotation_layer.value = layer
-        self.mode.value = "outline"
-        self.status.value = "Click around object 1 in order; press 'Next outline object' for the next."
+        self.mode.value = mode
+        self.status.value = hint
         return layer
 
     def start_next_object(self) -> None:

@@ -72,6 +72,11 @@ def user_errors(what: str) -> Iterator[None]:
         show_error(f"{what} failed unexpectedly ({type(err).__name__}: {err}). Details in the log.")
 
 
+def layers_of(viewer: napari.Viewer, *kinds: type) -> list[Layer]:
+    """The viewer's layers of the given types, in layer-list order (a dock's choices)."""
+    return [layer for layer in viewer.layers if isinstance(layer, kinds)]
+
+
 def labels_count(labels: np.ndarray) -> int:
     return int(np.unique(labels[labels > 0]).size) if labels.size else 0
 

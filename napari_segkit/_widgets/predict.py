@@ -45,7 +45,7 @@ from ..workflows import (
     size_column,
     size_unit,
 )
-from .layers import set_output_layer, spatial_shape
+from .layers import layers_of, set_output_layer, spatial_shape
 from .plots import HistogramCanvas
 from .session import SESSION
 from .table import ObjectTable
@@ -143,7 +143,7 @@ class PredictWidget(Container):
 
     # ---- choices -------------------------------------------------------------------
     def _images(self, _=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        return layers_of(self.viewer, Image)
 
     def _gt_layers(self, _=None) -> list:
         produced = (
@@ -396,27 +396,27 @@ class PredictWidget(Container):
     def export_table(self, path: str | Path | None = None) -> Path | None:
         """Write the per-object table (with missed ground-truth objects) to a CSV file."""
         if self.rows is None or self.rows.empty and not len(self.rows.columns):
-            show_error("Nothing to export yet: run a prediction first.")
-            return None
-        path = path or _ask_path(self.native, "Save object table", "objects.csv")
-        if not path:
-            return None
-        path = Path(path)
-        self.rows.to_csv(path, index=False)
-        show_info(f"Saved {len(self.rows)} objects to {path}")
-        return path
+            return self._export(None, path, "Save object table", "objects.csv", "")
+        return self._export(self.rows, path, "Save object table", "objects.csv",
+                            f"{len(self.rows)} objects")
 
     def export_summary(self, path: str | Path | None = None) -> Path | None:
         """Write the counts and scores of the last run as a one-row CSV file."""
-        if not self.summary:
+        frame = pd.DataFrame([self.summary]) if self.summary else None
+        return self._export(frame, path, "Save summary", "summary.csv", "the summary")
+
+    def _export(self, frame: pd.DataFrame | None, path, title: str, default: str,
+                what: str) -> Path | None:
+        """Write ``frame`` to ``path`` (asked for when None); None when nothing was written."""
+        if frame is None:
             show_error("Nothing to export yet: run a prediction first.")
             return None
-        path = path or _ask_path(self.native, "Save summary", "summary.csv")
+        path = path or _ask_path(self.native, title, default)
         if not path:
             return None
         path = Path(path)
-        pd.DataFrame([self.summary]).to_csv(path, index=False)
-        show_info(f"Saved the summary to {path}")
+        frame.to_csv(path, index=False)
+        show_info(f"Saved {what} to {path}")
         return path
 
 

@@ -30,7 +30,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
 from .._common import classes_of
-from .layers import LABELS_KIND_KEY, spatial_shape, to_image_pixels, user_errors
+from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, to_image_pixels, user_errors
 from .plots import TrainingPlot
 from .session import SESSION
 
@@ -117,10 +117,10 @@ class TrainWidget(Container):
 
     # ---- choices -----------------------------------------------------------------------
     def _images(self, _=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        return layers_of(self.viewer, Image)
 
     def _annotations(self, _=None) -> list:
-        return [layer for layer in self.viewer.layers if isinstance(layer, (Labels, Points))]
+        return layers_of(self.viewer, Labels, Points)
 
     def _refresh_choices(self, _event=None) -> None:
         self.image.reset_choices()

@@ -23,9 +23,10 @@ __all__ = ["clicks_to_labels", "clicks_to_sparse_labels", "estimate_object_radiu
 
 
 def _split_clicks(
-    image: np.ndarray, points: np.ndarray, classes, scale
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Validate click input; return (gray image, object clicks, background clicks, spacing)."""
+    image: np.ndarray, points: np.ndarray, classes, scale, max_radius: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Validate click input; return (gray image, object clicks, background clicks, spacing,
+    object radius: ``max_radius`` or :func:`estimate_object_radius`)."""
     image = np.asarray(image)
     points = np.asarray(points, dtype=float)
     if points.ndim != 2 or (len(points) and points.shape[1] not in (2, 3)):
@@ -50,7 +51,11 @@ def _split_clicks(
     warn_outside(int(np.sum(~inside)), "clicks")
     obj = np.round(points[inside & ~is_bg]).astype(int).reshape(-1, 2)
     bg = np.round(points[inside & is_bg]).astype(int).reshape(-1, 2)
-    return gray, obj, bg, spacing
+    if max_radius is None:
+        max_radius = estimate_object_radius(obj, gray.shape, scale=spacing)
+    elif not (np.isfinite(max_radius) and max_radius > 0):
+        raise ValueError(f"max_radius must be a positive number, not {max_radius!r}")
+    return gray, obj, bg, spacing, float(max_radius)
 
 
 def estimate_object_radius(
@@ -228,12 +233,8 @@ def clicks_to_labels(
     ``max_radius``), so that textured or dim objects keep their own pixels; each object keeps the
     component holding its click, with holes filled.
     """
-    gray, obj, bg, spacing = _split_clicks(image, points, classes, scale)
-    if max_radius is None:
-        max_radius = estimate_object_radius(obj, gray.shape, scale=spacing)
-    elif not (np.isfinite(max_radius) and max_radius > 0):
-        raise ValueError(f"max_radius must be a positive number, not {max_radius!r}")
-    result = _click_segmentation(gray, obj, bg, spacing, float(max_radius))
+    gray, obj, bg, spacing, max_radius = _split_clicks(image, points, classes, scale, max_radius)
+    result = _click_segmentation(gray, obj, bg, spacing, max_radius)
     return as_label_dtype(result["labels"])
 
 
@@ -286,12 +287,7 @@ def clicks_to_sparse_labels(
     Object evidence wins over background evidence; clicked pixels always get their
     click's class.
     """
-    gray, obj, bg, spacing = _split_clicks(image, points, classes, scale)
-    if max_radius is None:
-        max_radius = estimate_object_radius(obj, gray.shape, scale=spacing)
-    elif not (np.isfinite(max_radius) and max_radius > 0):
-        raise ValueError(f"max_radius must be a positive number, not {max_radius!r}")
-    max_radius = float(max_radius)
+    gray, obj, bg, spacing, max_radius = _split_clicks(image, points, classes, scale, max_radius)
     shape = gray.shape
     res = _click_segmentation(gray, obj, bg, spacing, max_radius)
     labels, smooth, dist = res["labels"], res["smooth"], res["dist"]
