@@ -9,10 +9,11 @@ from __future__ import annotations
 import pandas as pd
 import tifffile
 
+from ._common import BACKGROUND_CLASS, is_rgb
 from ._sample import list_samples, sample_path
 from .io import read_points_csv
 
-POINT_COLORS = {"nucleus": "#ffd400", "background": "#00b4ff"}
+POINT_COLORS = {"nucleus": "#ffd400", BACKGROUND_CLASS: "#00b4ff"}
 
 
 def points_layer_kwargs(features: pd.DataFrame, name: str) -> dict:
@@ -42,9 +43,8 @@ def load_sample(name: str) -> list[tuple]:
     image = tifffile.imread(sample_path(row["image"]))
     labels = tifffile.imread(sample_path(row["labels"]))
     coords, features = read_points_csv(sample_path(row["points"]))
-    rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
     layers: list[tuple] = [
-        (image, {"name": name, "rgb": rgb}, "image"),
+        (image, {"name": name, "rgb": is_rgb(image.shape)}, "image"),
         (labels, {"name": f"{name} ground truth", "opacity": 0.4, "visible": False}, "labels"),
         (coords, points_layer_kwargs(features, f"{name} clicks"), "points"),
     ]

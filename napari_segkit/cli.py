@@ -158,9 +158,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     init = None if args.init == "none" else args.init
     args.out.parent.mkdir(parents=True, exist_ok=True)
     what = "labels" if args.labels else "clicks"
+    budget = [f"{args.epochs:g} epochs"] if args.epochs else []
+    if cfg.time_budget_s:
+        budget.append(f"{cfg.time_budget_s / 60:.1f} min")
     print(f"training on {len(images)} image(s) from {what}; init={args.init}; "
-          f"budget={'%.1f min' % (cfg.time_budget_s / 60) if cfg.time_budget_s else f'{cfg.steps} steps'}",
-          file=sys.stderr)
+          f"budget={' or '.join(budget)}", file=sys.stderr)
     t0 = time.perf_counter()
     # a bar of seconds when the time budget decides, of steps when --epochs does
     progress = TrainingProgress(None if args.epochs else cfg.time_budget_s)

@@ -337,30 +337,35 @@ class TrainingProgress:
     """
 
     def __init__(self, time_budget_s: float | None = None, stream=None) -> None:
-        from tqdm import tqdm
-
-        stream = stream or sys.stderr
-        tty = hasattr(stream, "isatty") and stream.isatty()
-        self.by_time = bool(time_budget_s)
-        unit = "s" if self.by_time else "step"
-        self.bar = tqdm(
-            total=float(time_budget_s) if self.by_time else None,
-            unit=unit, file=stream if tty else _LogLines(stream), mininterval=0.2 if tty else 5.0,
-            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} " + unit + " [{elapsed}<{remaining}{postfix}]"
-            if self.by_time else None,
-            dynamic_ncols=tty,
-        )
+        self.stream = stream or sys.stderr
+        self.time_budget_s = float(time_budget_s) if time_budget_s else None
+        self.bar = None  # made at the first event, when the number of steps is known
         self.last: TrainEvent | None = None
         self.scores: dict[str, str] = {}  # the last validation scores
 
+    def _make_bar(self, total_steps: int):
+        import shutil
+
+        from tqdm import tqdm
+
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        unit = "s" if self.time_budget_s else "step"
+        return tqdm(
+            total=self.time_budget_s or total_steps or None, unit=unit,
+            file=self.stream if tty else _LogLines(self.stream),
+            mininterval=0.2 if tty else 5.0, ncols=shutil.get_terminal_size((100, 24)).columns,
+            bar_format=("{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+                        if self.time_budget_s else None),
+        )
+
     def __call__(self, event: TrainEvent) -> None:
         self.last = event
+        if self.bar is None:
+            self.bar = self._make_bar(event.total_steps)
         bar = self.bar
-        if self.by_time:
+        if self.time_budget_s:
             done = bar.total if event.kind == "done" else min(event.elapsed_s, bar.total)
         else:
-            if event.total_steps and bar.total != event.total_steps:
-                bar.total = event.total_steps
             done = event.step
         if event.kind == "validation":
             self.scores = {name: f"{value:.3f}" for name, value
@@ -373,4 +378,5 @@ class TrainingProgress:
         bar.update(max(done - bar.n, 0))
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
