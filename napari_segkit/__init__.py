@@ -16,8 +16,9 @@ import importlib  # no "from __future__ import annotations" here: it would shado
 __version__ = "0.1.0"
 
 _MODULES = (
-    "annotations", "io", "measure", "metrics", "model", "model_io", "normalization",
-    "postprocess", "prediction", "runtime", "sampling", "scoring", "targets", "tiling",
+    "annotations", "click_targets", "corrections", "finetune", "holdout", "io", "measure",
+    "metrics", "model", "model_io", "normalization", "postprocess", "prediction", "runtime",
+    "sampling", "scoring", "suggestions", "targets", "tiling", "train_config", "train_data",
     "training", "workflows",
     "convert", "data",  # deprecated: forward to their new homes
 )
@@ -30,6 +31,9 @@ _FUNCTIONS = {
     "train": "training",
     "TrainConfig": "training",
     "run_training": "workflows",
+    "targets_from_clicks": "click_targets",
+    "suggest_clicks": "suggestions",
+    "retrain_with_corrections": "corrections",
     "predict": "prediction",
     "load_model": "model_io",
     "save_model": "model_io",

@@ -12,7 +12,7 @@ from skimage.segmentation import relabel_sequential
 
 from ._common import IGNORE_INDEX
 
-__all__ = ["IGNORE_INDEX", "PatchSampler", "split_rows", "split_validation"]
+__all__ = ["IGNORE_INDEX", "PatchSampler", "augment_intensity", "split_rows", "split_validation"]
 
 
 class PatchSampler:
@@ -143,7 +143,7 @@ class PatchSampler:
                     xi, ci, ti, mi = (a[..., ::-1] for a in (xi, ci, ti, mi))
             x[b], cls[b], ctr[b], cm[b] = xi, ci, ti, mi
             if self.augment:
-                _augment_intensity(x[b], rng)
+                augment_intensity(x[b], rng)
         return x, cls, ctr, cm
 
 
@@ -163,7 +163,7 @@ def _check_scale_range(scale_range) -> tuple[float, float] | None:
     return None if lo == hi == 1.0 else (lo, hi)
 
 
-def _augment_intensity(x: np.ndarray, rng: np.random.Generator) -> None:
+def augment_intensity(x: np.ndarray, rng: np.random.Generator) -> None:
     """In place: gamma (on the positive part), then scale and shift."""
     if rng.random() < 0.5:
         g = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))

@@ -46,7 +46,7 @@ def segmentation_loss(
 
 def validate(net, val_x, val_targets, val_instances, device, n_classes: int) -> dict:
     """Foreground IoU over labelled pixels (pooled) and, when every validation image has
-    full instance labels, instance F1@0.5 (pooled)."""
+    full instance labels, instance F1@0.5 (pooled) with its ``counts`` (TP, FP, FN)."""
     was_training = net.training
     net.eval()
     inter = union = 0
@@ -69,4 +69,5 @@ def validate(net, val_x, val_targets, val_instances, device, n_classes: int) -> 
         net.train(was_training)
     iou = inter / union if union else 0.0
     f1 = (2 * tp / max(2 * tp + fp + fn, 1)) if f1_ok and val_instances else None
-    return {"val_iou": float(iou), "val_f1": None if f1 is None else float(f1)}
+    return {"val_iou": float(iou), "val_f1": None if f1 is None else float(f1),
+            "counts": (tp, fp, fn) if f1 is not None else None}

@@ -15,16 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
 
-from ._common import IGNORE_INDEX, SPARSE_BACKGROUND, SPARSE_OBJECT, background_mask
-from .annotations import clicks_to_labels
-from .normalization import prepare_input
+from ._common import IGNORE_INDEX, SPARSE_BACKGROUND, SPARSE_OBJECT
 
 __all__ = [
     "BACKGROUND", "BOUNDARY", "IGNORE_INDEX", "INTERIOR", "Targets", "boundary_map",
-    "center_map", "class_weights", "click_guided_instances", "instance_targets",
-    "semantic_targets", "sparse_targets", "targets_from_clicks",
+    "center_map", "class_weights", "instance_targets", "semantic_targets", "sparse_targets",
 ]
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
@@ -127,145 +123,6 @@ def sparse_targets(sparse: np.ndarray) -> Targets:
     classes[sparse == SPARSE_BACKGROUND] = BACKGROUND
     classes[sparse == SPARSE_OBJECT] = INTERIOR
     return Targets(classes, np.zeros(sparse.shape, np.float32), sparse == SPARSE_BACKGROUND)
-
-
-def targets_from_clicks(
-    image: np.ndarray,
-    points: np.ndarray,
-    classes: np.ndarray | list | None = None,
-    *,
-    ring: int = 2,
-    background_radius: int | None = None,
-    boundary_width: int = 1,
-    guide: np.ndarray | None = None,
-) -> Targets:
-    """Training targets from one click per object (plus optional background clicks).
-
-    With ``guide`` (instance labels that a model predicted for this image, when an
-    existing model is fine-tuned) the clicks correct the model instead of replacing it;
-    see :func:`click_guided_instances`.
-
-    Clicks become pseudo instance masks with
-    :func:`napari_segkit.annotations.clicks_to_labels` (seeded watershed with per-click
-    thresholds); those masks give full instance targets, except where they are uncertain:
-
-    - a ring of ``ring`` px just outside each pseudo-mask is ignored (the true edge may lie
-      there);
-    - background far from every click (more than ``background_radius`` px, default 3x the
-      median pseudo-object radius) is kept as background only where the image is clearly
-      dark (below the Otsu threshold of the normalised image); elsewhere it is ignored,
-      since it may hold objects nobody clicked;
-    - a disk around each background click is background.
-
-    Parameters
-    ----------
-    image : ndarray
-        2-D gray or RGB image.
-    points : ndarray (N, 2)
-        Click coordinates (row, col).
-    classes : sequence of str, optional
-        Per click ``"nucleus"`` (object) or ``"background"``; default all objects.
-    """
-    from skimage.filters import threshold_otsu
-
-    points = np.asarray(points, dtype=float).reshape(-1, 2)
-    labels = np.asarray(clicks_to_labels(image, points, classes=classes))
-    is_bg = background_mask(classes, len(points))
-    obj_pts = points[~is_bg]
-    unclicked = None
-    if guide is not None:
-        labels, unclicked = click_guided_instances(np.asarray(guide), labels, obj_pts)
-    t = instance_targets(labels, boundary_width)
-    fg = labels > 0
-    if unclicked is not None:  # objects the model sees but nobody clicked: unknown
-        t.classes[unclicked] = IGNORE_INDEX
-        t.center_mask[unclicked] = False
-
-    # ring outside each pseudo-mask: unknown
-    if ring > 0:
-        near_edge = ndi.binary_dilation(fg, iterations=ring) & ~fg
-        t.classes[near_edge] = IGNORE_INDEX
-        t.center_mask[near_edge] = False
-
-    # far from clicks and not clearly dark: unknown
-    areas = np.bincount(labels.ravel())[1:]
-    areas = areas[areas > 0]
-    radius = np.sqrt(np.median(areas) / np.pi) if areas.size else 10.0
-    far_r = background_radius if background_radius is not None else max(3.0 * radius, 8.0)
-    gray = prepare_input(image, 1)[0]
-    try:
-        dark = gray < threshold_otsu(gray)
-    except ValueError:
-        dark = np.ones(gray.shape, bool)
-    if len(obj_pts):
-        seeds = np.ones(labels.shape, bool)
-        idx = np.clip(np.round(obj_pts).astype(int), 0, np.array(labels.shape) - 1)
-        seeds[idx[:, 0], idx[:, 1]] = False
-        far = ndi.distance_transform_edt(seeds) > far_r
-    else:
-        far = np.ones(labels.shape, bool)
-    unsure = far & ~fg & ~dark
-    t.classes[unsure] = IGNORE_INDEX
-    t.center_mask[unsure] = False
-
-    # disks around background clicks: background
-    if is_bg.any():
-        bg_seed = np.ones(labels.shape, bool)
-        idx = np.clip(np.round(points[is_bg]).astype(int), 0, np.array(labels.shape) - 1)
-        bg_seed[idx[:, 0], idx[:, 1]] = False
-        disk = (ndi.distance_transform_edt(bg_seed) <= max(radius, 3.0)) & ~fg
-        t.classes[disk] = BACKGROUND
-        t.center_mask[disk] = True
-    t.instances = labels
-    return t
-
-
-def click_guided_instances(
-    guide: np.ndarray, click_masks: np.ndarray, clicks: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Model instances corrected by one click per object.
-
-    - a predicted object holding exactly one click keeps the model's mask;
-    - a predicted object holding several clicks (touching nuclei the model merged) is
-      split between them by a watershed from the clicks on the distance to the object's
-      edge, so the cut follows the neck between the nuclei;
-    - a click on no predicted object (a nucleus the model missed) takes its mask from
-      ``click_masks`` (:func:`napari_segkit.annotations.clicks_to_labels`).
-
-    Returns the corrected instance labels (one id per click) and the mask of predicted
-    objects that hold no click (neither object nor background for training).
-    """
-    guide = guide.astype(np.int64, copy=False)
-    out = np.zeros(guide.shape, np.int32)
-    if len(clicks) == 0:
-        return out, guide > 0
-    idx = np.clip(np.round(clicks).astype(int), 0, np.array(guide.shape) - 1)
-    hit = guide[idx[:, 0], idx[:, 1]]
-    counts = np.bincount(hit, minlength=int(guide.max()) + 1)
-    counts[0] = 0
-    # one click in the object: the model's mask, labelled by the click
-    lut = np.zeros(counts.size, np.int32)
-    single = np.flatnonzero(counts[hit] == 1)
-    lut[hit[single]] = single + 1
-    out = lut[guide]
-    # several clicks in one object: split it along its necks
-    boxes = ndi.find_objects(guide)
-    for obj in np.flatnonzero(counts > 1):
-        ks = np.flatnonzero(hit == obj)
-        box = boxes[obj - 1]
-        mask = guide[box] == obj
-        markers = np.zeros(mask.shape, np.int32)
-        markers[idx[ks, 0] - box[0].start, idx[ks, 1] - box[1].start] = ks + 1
-        depth = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        split = watershed(-depth, markers, mask=mask)
-        out[box][mask] = split[mask]
-    # clicks on nothing: the click-grown mask, where the model has nothing either
-    for k in np.flatnonzero(hit == 0):
-        own = click_masks[idx[k, 0], idx[k, 1]]
-        if own:
-            out[(click_masks == own) & (out == 0) & (guide == 0)] = k + 1
-    unclicked = (guide > 0) & (counts[guide] == 0)
-    return out, unclicked
 
 
 def class_weights(class_maps: list[np.ndarray], n_classes: int, power: float = 0.5) -> np.ndarray:

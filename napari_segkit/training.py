@@ -16,6 +16,7 @@ back (a device sync) only every ``log_every`` steps on GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import math
@@ -23,147 +24,37 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._common import classes_of, is_stopped
-from .model import UNetConfig
+from ._common import is_stopped
+from .finetune import FineTuner
+from .holdout import HoldOutScore, prefer_start, score_holdout
 from .model_io import SegModel, load_default_model, load_model, save_model
-from .normalization import DEFAULT_NORMALIZATION, Normalization
-from .prediction import predict
+from .normalization import Normalization
+from .postprocess import instances_from_probabilities
+from .prediction import predict_prepared
 from .runtime import autocast, select_device, torch_threads
-from .sampling import PatchSampler, split_validation
+from .sampling import PatchSampler
 from .scoring import segmentation_loss, validate
-from .targets import (
-    Targets,
-    class_weights,
-    instance_targets,
-    semantic_targets,
-    sparse_targets,
-    targets_from_clicks,
+from .targets import Targets, class_weights
+from .train_config import (
+    FINE_TUNE_LR,
+    FINE_TUNE_RECIPE,
+    NEW_MODEL_LR,
+    TrainConfig,
+    TrainEvent,
+    fine_tune_settings,
 )
+from .train_data import as_image_list, prepare_training_data
 
-__all__ = ["FINE_TUNE_LR", "NEW_MODEL_LR", "TrainConfig", "TrainEvent", "Trainer", "train"]
+__all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
+           "Trainer", "train"]
 
-NEW_MODEL_LR = 3e-3
-FINE_TUNE_LR = 5e-4
-
-
-@dataclass
-class TrainConfig:
-    """Training settings.
-
-    ``steps`` bounds the number of optimiser steps (``epochs``, when given, overrides it:
-    one epoch = as many patch pixels as there are labelled pixels) and ``time_budget_s`` the wall time;
-    ``lr`` and ``freeze_norm`` default to what suits the start: a new model learns fast
-    (3e-3); a fine-tuned one slower (5e-4), with its BatchNorm statistics kept, so a few
-    minutes on a few images adapt it instead of overwriting what it knows;
-    training ends at whichever comes first, and the learning-rate schedule (linear warm-up,
-    then cosine decay) follows whichever is closer to its end, so a time-limited run still
-    anneals properly.
-    """
-
-    steps: int = 1000
-    epochs: float | None = None
-    time_budget_s: float | None = None
-    patch_size: int = 128
-    batch_size: int = 8
-    lr: float | None = None  # None: 3e-3 for a new model, 5e-4 when fine-tuning
-    freeze_norm: bool | None = None  # None: keep normalisation statistics when fine-tuning
-    click_guidance: bool = True  # fine-tuning from clicks: clicks correct the model's instances
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.03
-    val_every: int = 100
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    amp: str | bool = "auto"
-    num_threads: int | None = None
-    labels_kind: str = "instances"  # "instances" | "semantic" | "sparse"
-    boundary_width: int = 1
-    fg_prob: float = 0.6
-    augment: bool = True
-    scale_range: tuple[float, float] | None = None  # zoom augmentation, e.g. (0.5, 2.0)
-    dice_weight: float = 1.0
-    center_weight: float = 1.0
-    log_every: int | None = None
-    model: UNetConfig = field(default_factory=UNetConfig)
-    normalization: dict = field(default_factory=lambda: dict(DEFAULT_NORMALIZATION))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        return d
-
-
-@dataclass
-class TrainEvent:
-    """One progress report. ``kind``: start, step, validation, checkpoint, done, stopped."""
-
-    kind: str
-    step: int = 0
-    total_steps: int = 0
-    epoch: float = 0.0
-    loss: float | None = None
-    val_iou: float | None = None
-    val_f1: float | None = None
-    lr: float = 0.0
-    elapsed_s: float = 0.0
-    eta_s: float | None = None
-    device: str = "cpu"
-    images_per_s: float | None = None
-    model_path: str | None = None
-    message: str = ""
-    model: SegModel | None = field(default=None, repr=False)
-
-
-# --------------------------------------------------------------------------- devices
 # --------------------------------------------------------------------------- inputs
-def _as_list(x, n=None) -> list:
-    if x is None:
-        return [None] * (n or 0)
-    if isinstance(x, np.ndarray) and (n is None or x.ndim in (2, 3) and n == 1):
-        return [x]
-    return list(x)
-
-
-def _points_of(p):
-    """Accept (N,2) arrays, (coords, classes) tuples or (coords, DataFrame with 'class')."""
-    if p is None:
-        return None, None
-    if isinstance(p, tuple) and len(p) == 2:
-        coords, cls = p
-        if hasattr(cls, "columns"):
-            cls = classes_of(cls)
-        return np.asarray(coords, float)[:, -2:], cls
-    return np.asarray(p, float)[:, -2:], None
-
-
-def _targets_for(image, labels, points, cfg: TrainConfig, n_classes: int, guide_model=None) -> Targets:
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != np.asarray(image).shape[:2]:
-            raise ValueError(
-                f"labels shape {labels.shape} does not match image shape {np.shape(image)[:2]}"
-            )
-        if cfg.labels_kind == "instances":
-            return instance_targets(labels, cfg.boundary_width)
-        if cfg.labels_kind == "semantic":
-            return semantic_targets(labels, n_classes)
-        if cfg.labels_kind == "sparse":
-            return sparse_targets(labels)
-        raise ValueError(f"labels_kind must be instances, semantic or sparse, not {cfg.labels_kind!r}")
-    coords, cls = _points_of(points)
-    if coords is None or len(coords) == 0:
-        raise ValueError("each training image needs labels or points; this one has neither")
-    guide = None if guide_model is None else predict(guide_model, image).instances
-    return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width, guide=guide)
-
-
 def _resolve_init(init, cfg: TrainConfig) -> SegModel:
     if init is None:
         model = SegModel.new(copy.deepcopy(cfg.model))
@@ -212,38 +103,30 @@ class Trainer:
         self.loss: float | None = None  # the last loss read back from the device
         self.lr = 0.0
         self.best_score, self.best_state, self.best_metrics = (-2.0, -2.0), None, {}
+        self.start_state, self.start_score, self.start_metrics = None, None, {}
+        self.tuner: FineTuner | None = None
 
     # ---- named steps ---------------------------------------------------------------
     def prepare_data(self, images: list, labels: list, points: list,
-                     val_images: list | None = None, val_labels: list | None = None) -> None:
-        """Network inputs and targets of every image, the validation split, the sampler."""
+                     val_images: list | None = None, val_labels: list | None = None,
+                     regions: list | None = None, targets: list | None = None) -> None:
+        """Network inputs and targets of every image, the validation data, the sampler
+        (see :func:`napari_segkit.train_data.prepare_training_data`)."""
         cfg, mcfg = self.cfg, self.model.config
-        norm = Normalization.from_dict(self.model.normalization)
         self.n_images = len(images)
-        self.labels_source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
-        xs = [norm.prepare(im, mcfg.in_channels) for im in images]
         # clicks on a model being fine-tuned correct its own predictions (see
-        # targets.click_guided_instances) rather than replace them with click-grown masks
+        # click_targets.click_guided_instances) rather than replace them with click-grown masks
         guide_model = self.model if (self.fine_tuning and cfg.click_guidance) else None
-        tgs = [_targets_for(im, lb, pt, cfg, self.n_classes, guide_model)
-               for im, lb, pt in zip(images, labels, points, strict=True)]
-        # instance labels to score validation F1 with: the given ones, or for clicks the
-        # pseudo instances the targets were made from
-        full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances")
-                else t.instances for lb, t in zip(labels, tgs, strict=True)]
-        if val_images is not None:
-            tr_x, tr_t = xs, tgs
-            va_x = [norm.prepare(im, mcfg.in_channels) for im in val_images]
-            va_i = [np.asarray(lb) for lb in val_labels]
-            va_t = [instance_targets(lb) for lb in va_i]
-        else:
-            tr_x, tr_t, va_x, va_t, va_i = split_validation(xs, tgs, full, cfg.val_fraction,
-                                                            self.rng)
-        self.n_train, self.val_x, self.val_targets, self.val_instances = len(tr_x), va_x, va_t, va_i
-        self.sampler = PatchSampler(tr_x, tr_t, cfg.patch_size, fg_prob=cfg.fg_prob,
+        data = prepare_training_data(
+            images, labels, points, cfg, Normalization.from_dict(self.model.normalization),
+            mcfg.in_channels, self.n_classes, self.rng, guide_model=guide_model,
+            regions=regions, targets=targets, val_images=val_images, val_labels=val_labels)
+        self.data, self.labels_source = data, data.labels_source
+        self.n_train = len(data.x)
+        self.sampler = PatchSampler(data.x, data.targets, cfg.patch_size, fg_prob=cfg.fg_prob,
                                     augment=cfg.augment, scale_range=cfg.scale_range, rng=self.rng)
-        self.weights = torch.as_tensor(class_weights([t.classes for t in tr_t], self.n_classes),
-                                       device=self.device)
+        self.weights = torch.as_tensor(
+            class_weights([t.classes for t in data.targets], self.n_classes), device=self.device)
         self.pixels_per_epoch = max(self.sampler.labelled_pixels, 1)
         self.total = int(cfg.steps)
         if cfg.epochs is not None:
@@ -251,7 +134,8 @@ class Trainer:
             self.total = max(1, int(round(cfg.epochs * self.pixels_per_epoch / patch_pixels)))
 
     def build_optimiser(self) -> None:
-        """The network on the device, the learning rate, AdamW and the AMP gradient scaler."""
+        """The network on the device, the learning rate, AdamW, the AMP gradient scaler and,
+        when fine-tuning, the :class:`~napari_segkit.finetune.FineTuner` (replay, EMA, ...)."""
         cfg, device = self.cfg, self.device
         self.net = self.model.net.to(device)
         self.use_amp = device.type == "cuda" and cfg.amp in ("auto", True)
@@ -261,26 +145,34 @@ class Trainer:
             FINE_TUNE_LR if self.fine_tuning else NEW_MODEL_LR)
         self.lr = self.base_lr
         self.freeze_norm = self.fine_tuning if cfg.freeze_norm is None else bool(cfg.freeze_norm)
+        settings = fine_tune_settings(cfg) if self.fine_tuning else None
+        self.tuner = FineTuner(self.net, settings, self.rng, self.model.config.in_channels) \
+            if settings is not None else None
+        # a weight pull towards the start replaces the decay towards zero
+        decay = 0.0 if (settings is not None and settings.anchor_strength > 0) else cfg.weight_decay
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.base_lr,
-                                           weight_decay=cfg.weight_decay)
+                                           weight_decay=decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    def progress(self, elapsed: float) -> float:
+        """How far the run is (0..1): by steps, or by time when a time budget is closer."""
+        done = self.step / self.total
+        if self.cfg.time_budget_s:
+            done = max(done, elapsed / self.cfg.time_budget_s)
+        return done
 
     def train_step(self, elapsed: float) -> torch.Tensor:
         """One optimisation step (learning rate from how far the budget is spent); the loss."""
         cfg, device = self.cfg, self.device
-        progress = self.step / self.total
-        if cfg.time_budget_s:
-            progress = max(progress, elapsed / cfg.time_budget_s)
-        self.lr = self.base_lr * _lr_factor(progress, cfg.warmup_fraction)
+        self.lr = self.base_lr * _lr_factor(self.progress(elapsed), cfg.warmup_fraction)
         for g in self.optimizer.param_groups:
             g["lr"] = self.lr
-        xb, cb, tb, mb = self.sampler.sample(cfg.batch_size)
-        xb = torch.from_numpy(xb).to(device, non_blocking=True)
+        batch = self.sampler.sample(cfg.batch_size)
+        if self.tuner is not None:
+            batch = self.tuner.mix(batch, cfg.augment)
+        xb, cb, tb, mb = (torch.from_numpy(a).to(device, non_blocking=True) for a in batch)
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
-        cb = torch.from_numpy(cb).to(device, non_blocking=True)
-        tb = torch.from_numpy(tb).to(device, non_blocking=True)
-        mb = torch.from_numpy(mb).to(device, non_blocking=True)
         with autocast(device, self.use_amp):
             logits = self.net(xb)
         # the loss in float32: float16 logits under autocast would lose precision
@@ -291,34 +183,87 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
+        if self.tuner is not None:
+            self.tuner.after_step(self.lr, self.step,
+                                  self.progress(time.perf_counter() - self.t_start))
         return loss
 
+    def measure(self, state: dict | None = None) -> tuple[dict, HoldOutScore | None]:
+        """Validation metrics of ``state`` (default: the network's weights), and a
+        :class:`~napari_segkit.holdout.HoldOutScore` when the score has a noise estimate."""
+        data = self.data
+        with _weights_loaded(self.net, state):
+            was_training = self.net.training
+            self.net.eval()
+            try:
+                if data.holdout:
+                    hs = score_holdout(data.holdout, self._instances_of)
+                    return {"val_iou": None, "val_f1": hs.f1}, hs
+                m = validate(self.net, data.val_x, data.val_targets, data.val_instances,
+                             self.device, self.n_classes)
+            finally:
+                self.net.train(was_training)
+        counts = m.pop("counts", None)
+        hs = None if counts is None else HoldOutScore(m["val_f1"], *counts, "mask")
+        return m, hs
+
     def validate(self) -> Iterator[TrainEvent]:
-        """Score the validation data; keep (and checkpoint) the weights when they are the best."""
-        m = validate(self.net, self.val_x, self.val_targets, self.val_instances, self.device,
-                     self.n_classes)
-        score = (m["val_f1"] if m["val_f1"] is not None else -1.0, m["val_iou"])
+        """Score the validation data; keep (and checkpoint) the weights the rules choose.
+
+        A new model keeps its best-scoring weights. A fine-tuned one keeps its (EMA)
+        weights unless the starting model scores better by more than the noise of the
+        held-out score (:func:`napari_segkit.holdout.prefer_start`).
+        """
+        state = self.tuner.weights() if self.tuner is not None else _clone_state(self.net)
+        m, hs = self.measure(state if self.tuner is not None else None)
         yield self.event("validation", **m)
-        if score > self.best_score:
+        if self.start_score is not None and hs is not None:
+            if prefer_start(self.start_score, hs, self.cfg.keep_start_margin):
+                chosen = (self.start_state, {**self.start_metrics, "step": 0, "start_kept": True,
+                                             "candidate_f1": m["val_f1"]})
+            else:
+                chosen = (state, {**m, "step": self.step, "start_f1": self.start_score.f1,
+                                  "noise": round(max(self.start_score.noise, hs.noise), 4)})
+            self.best_state, self.best_metrics = chosen
+        else:
+            score = (m["val_f1"] if m["val_f1"] is not None else -1.0,
+                     m["val_iou"] if m["val_iou"] is not None else -1.0)
+            if score <= self.best_score:
+                self.set_train_mode()
+                return
             self.best_score, self.best_metrics = score, {**m, "step": self.step}
-            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-            path = self.checkpoint()
-            if path:
-                yield self.event("checkpoint", model_path=path, **m)
+            self.best_state = state
+        path = self.checkpoint(self.best_state)
+        if path:
+            yield self.event("checkpoint", model_path=path, **m)
         self.set_train_mode()
 
-    def checkpoint(self) -> str | None:
-        """Write the model as it is now to ``out_path`` (atomically); its path, or None."""
+    def validate_start(self) -> Iterator[TrainEvent]:
+        """Score the starting model: the reference a fine-tuning must not fall clearly below."""
+        self.start_state = _clone_state(self.net)
+        m, self.start_score = self.measure()
+        self.start_metrics = dict(m)
+        yield self.event("validation", **m)
+        self.best_state, self.best_metrics = self.start_state, {**m, "step": 0}
+        if self.start_score is None:
+            self.best_score = (m["val_f1"] if m["val_f1"] is not None else -1.0,
+                               m["val_iou"] if m["val_iou"] is not None else -1.0)
+
+    def checkpoint(self, state: dict | None = None) -> str | None:
+        """Write the model (with ``state`` when given, else as it is now) to ``out_path``
+        (atomically); its path, or None."""
         if self.out_path is None:
             return None
-        save_model(self.finished_model(), self.out_path)
+        with _weights_loaded(self.net, state):
+            save_model(self.finished_model(), self.out_path)
         return str(self.out_path)
 
     def finish(self) -> SegModel:
         """The best weights (the last ones without validation) in eval mode on the CPU,
         written to ``out_path``."""
-        if not self.val_x or self.best_state is None:
-            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        if not self.data.has_validation or self.best_state is None:
+            self.best_state = (self.tuner.weights() if self.tuner is not None
+                               else _clone_state(self.net))
             self.best_metrics = {"step": self.step}
         self.net.load_state_dict(self.best_state)
         self.best_state = None
@@ -333,6 +278,7 @@ class Trainer:
         """Drop every device tensor before emptying the allocator's cache (a finished
         generator keeps its locals until it is garbage-collected)."""
         self.optimizer = self.scaler = self.weights = self.best_state = None
+        self.start_state = self.tuner = None
         if self.device.type != "cpu":
             self.net.to(memory_format=torch.contiguous_format).to("cpu")
             if self.device.type == "cuda":
@@ -346,12 +292,15 @@ class Trainer:
         cfg = self.cfg
         log_every = cfg.log_every or (1 if self.device.type == "cpu" else 10)
         stopped = False
+        has_val = self.data.has_validation
         yield self.event("start", message=f"training on {self.device}, {self.n_train} images, "
-                                          f"{len(self.val_x)} validation images")
-        if self.fine_tuning and self.val_x:
-            # the starting model is a candidate too: fine-tuning never hands back
-            # something that validates worse than what it started from
-            yield from self.validate()
+                                          f"{self.data.n_validation}")
+        if self.fine_tuning and has_val:
+            # the starting model is the reference: fine-tuning hands it back when it
+            # validates clearly better than the fine-tuned weights
+            yield from self.validate_start()
+        if self.tuner is not None:
+            self.tuner.before_training(self.sampler, cfg.batch_size)
         self.set_train_mode()
         while self.step < self.total:
             if is_stopped(self.stop):
@@ -364,9 +313,9 @@ class Trainer:
             if self.step % log_every == 0 or self.step == self.total:
                 self.loss = float(loss.detach())
                 yield self.event("step")
-            if self.val_x and (self.step % cfg.val_every == 0 or self.step == self.total):
+            if has_val and (self.step % cfg.val_every == 0 or self.step == self.total):
                 yield from self.validate()
-        if self.val_x and not stopped and self.step % cfg.val_every and self.step < self.total:
+        if has_val and not stopped and self.step % cfg.val_every and self.step < self.total:
             # a time budget ended between two validations: the annealed end state counts too
             # (at step == total the loop has just validated)
             yield from self.validate()
@@ -403,6 +352,10 @@ class Trainer:
         }
         return model
 
+    def _instances_of(self, x: np.ndarray) -> np.ndarray:
+        probs = predict_prepared(self.net, x, self.device, self.n_classes)
+        return instances_from_probabilities(probs, n_classes=self.n_classes)
+
     def event(self, kind: str, **kw: Any) -> TrainEvent:
         cfg, step, total = self.cfg, self.step, self.total
         el = time.perf_counter() - self.t_start
@@ -413,8 +366,26 @@ class Trainer:
                 eta = min(eta, max(cfg.time_budget_s - el, 0.0))
         ep = step * cfg.batch_size * cfg.patch_size**2 / self.pixels_per_epoch
         return TrainEvent(kind, step, total, ep, self.loss, lr=self.lr, elapsed_s=el, eta_s=eta,
-                          device=str(self.device),
+                          budget_s=cfg.time_budget_s, device=str(self.device),
                           images_per_s=(step * cfg.batch_size / el) if step and el else None, **kw)
+
+
+def _clone_state(net: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+@contextlib.contextmanager
+def _weights_loaded(net: torch.nn.Module, state: dict | None):
+    """Temporarily load ``state`` into ``net`` (nothing to do for ``None``)."""
+    if state is None:
+        yield
+        return
+    saved = _clone_state(net)
+    net.load_state_dict(state)
+    try:
+        yield
+    finally:
+        net.load_state_dict(saved)
 
 
 # --------------------------------------------------------------------------- train
@@ -430,6 +401,8 @@ def train(
     val_images: Sequence[np.ndarray] | None = None,
     val_labels: Sequence[np.ndarray] | None = None,
     stop: threading.Event | Callable[[], bool] | None = None,
+    regions: Sequence | None = None,
+    targets: Sequence[Targets] | None = None,
 ) -> Generator[TrainEvent, None, SegModel]:
     """Train a new model or fine-tune one; yields :class:`TrainEvent` and returns the model.
 
@@ -443,24 +416,33 @@ def train(
     config : TrainConfig
     init : None (new model from ``config.model``), ``"default"`` (the shipped nuclei
         model), a model file path or a :class:`SegModel` (copied, not modified)
-    out_path : where the best weights are written (atomically) at each improvement, on
+    out_path : where the kept weights are written (atomically) when they change, on
         Stop and at the end
     val / val_images, val_labels : a separate validation set with full instance labels;
-        without it part of the training data is held out (``config.val_fraction``)
+        without it the bottom ``config.val_fraction`` of every image is held out
+        (:mod:`napari_segkit.holdout`) and scored by counting (clicks) or by masks
     stop : ``threading.Event`` or callable; checked before every step
+    regions : per image, where it is fully annotated (None: everywhere; a mask, a box
+        or a polygon, see :func:`napari_segkit.click_targets.region_mask`); with clicks,
+        objects there without a click are background, outside it nothing is known
+    targets : ready-made training targets per image (e.g. from
+        :func:`napari_segkit.corrections.correction_targets`), instead of labels / points
 
-    The best weights by validation score (F1@0.5 when available, else foreground IoU)
-    are loaded back at the end (also after Stop). On the CPU training runs with
+    A new model keeps the weights that validate best (F1@0.5 when available, else
+    foreground IoU), also after Stop. A fine-tuned model (``init`` given) adapts with the
+    :mod:`napari_segkit.finetune` helpers (replay, EMA, ...) and hands back its
+    fine-tuned weights unless the starting model validates better by more than the
+    noise of the held-out score (:func:`napari_segkit.holdout.prefer_start`). On the CPU training runs with
     ``config.num_threads`` torch threads (default: all cores but one, so a GUI keeps
     one); the count is process-wide while the generator runs and restored when it ends
     (see :func:`napari_segkit.runtime.torch_threads`).
     """
     cfg = config or TrainConfig()
-    images = _as_list(images)
+    images = as_image_list(images)
     n = len(images)
     if n == 0:
         raise ValueError("no training images given")
-    labels_l = _as_list(labels, n) if labels is not None else [None] * n
+    labels_l = as_image_list(labels, n) if labels is not None else [None] * n
     points_l = list(points) if points is not None else [None] * n
     if points is not None and n == 1 and not isinstance(points, list):
         points_l = [points]
@@ -469,10 +451,10 @@ def train(
     if val is not None:
         val_images, val_labels = val
     if val_images is not None:
-        val_images = _as_list(val_images)
-        val_labels = _as_list(val_labels, len(val_images))
+        val_images = as_image_list(val_images)
+        val_labels = as_image_list(val_labels, len(val_images))
     trainer = Trainer(cfg, init=init, out_path=out_path, stop=stop)
-    trainer.prepare_data(images, labels_l, points_l, val_images, val_labels)
+    trainer.prepare_data(images, labels_l, points_l, val_images, val_labels, regions, targets)
     threads = None
     if trainer.device.type == "cpu":
         threads = cfg.num_threads or max(1, (os.cpu_count() or 2) - 1)

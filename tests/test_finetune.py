@@ -1,11 +1,28 @@
-"""Fine-tuning the shipped model: gentle defaults, and never worse than the start."""
+"""Fine-tuning without forgetting: replay, weight pull, EMA, AdaBN, and the start rule."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
+from napari_segkit.finetune import (
+    FineTuner,
+    FineTuneSettings,
+    WeightAnchor,
+    WeightEMA,
+    adapt_batchnorm,
+    dequantise_input,
+    ema_decay_for,
+    load_replay_set,
+    mix_replay,
+    quantise_input,
+)
+from napari_segkit.model import UNet, UNetConfig
 from napari_segkit.model_io import load_default_model
 from napari_segkit.training import FINE_TUNE_LR, NEW_MODEL_LR, TrainConfig, train
+
+TINY = UNetConfig(width=4, depth=2)
 
 
 def _events(gen):
@@ -17,6 +34,11 @@ def _events(gen):
             return events, done.value
 
 
+def _distance(a: torch.nn.Module, b: dict) -> float:
+    return sum(float(((p - b[k]) ** 2).sum()) for k, p in a.state_dict().items()
+               if p.is_floating_point())
+
+
 def test_default_model_loads_and_says_where_it_came_from():
     model = load_default_model()
     prov = model.provenance
@@ -24,18 +46,140 @@ def test_default_model_loads_and_says_where_it_came_from():
     assert "train" in prov["data"] and prov["val_scores"]["n_images"] == 23
 
 
-def test_fine_tuning_starts_from_a_validated_baseline_and_keeps_the_best(fluo_256):
+def test_shipped_replay_set_holds_normalised_labelled_patches_without_val_or_rgb():
+    replay = load_replay_set()
+    assert len(replay) >= 100 and replay.patch_size == 128 and replay.image.shape[1] == 1
+    assert replay.image.dtype == np.float32 and -0.3 < replay.image.mean() < 1.0
+    assert set(np.unique(replay.classes)) <= {-1, 0, 1, 2} and (replay.classes >= 1).mean() > 0.1
+    assert 0.0 <= replay.center.min() and replay.center.max() <= 1.0
+    assert all(s.startswith(("train/", "sample_512/")) for s in replay.sources)
+    assert not any("00ae65c1" in s for s in replay.sources)  # no RGB image of train/
+    with pytest.raises(ValueError, match="replay_fraction=0"):
+        load_replay_set(in_channels=3)
+    x = np.linspace(-0.25, 1.75, 256, dtype=np.float32)
+    assert np.abs(dequantise_input(quantise_input(x)) - x).max() < 0.005
+
+
+@pytest.mark.parametrize("patch", [64, 128, 160])
+def test_replay_mixing_replaces_the_tail_of_each_batch(patch):
+    replay = load_replay_set()
+    rng = np.random.default_rng(0)
+    x = np.full((8, 1, patch, patch), 7.0, np.float32)
+    cls = np.full((8, patch, patch), 1, np.int64)
+    ctr = np.zeros((8, patch, patch), np.float32)
+    cm = np.ones((8, patch, patch), bool)
+    x, cls, ctr, cm = mix_replay((x, cls, ctr, cm), replay, 0.25, rng)
+    assert (x[:6] == 7.0).all() and (cls[:6] == 1).all()  # the user's patches stay
+    assert (x[6:] != 7.0).all()  # 2 of 8 are replay patches
+    assert (cls[6:] == 0).any() and (cls[6:] == 2).any()
+    if patch > replay.patch_size:  # padding beyond the stored patch is ignored
+        assert (cls[6:, replay.patch_size:, :] == -1).all()
+    # never the whole batch
+    out = mix_replay((x.copy(), cls.copy(), ctr.copy(), cm.copy()), replay, 1.0, rng)
+    assert (out[0][0] == 7.0).all()
+
+
+def test_weight_pull_draws_weights_back_to_the_start():
+    net = UNet(TINY)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    anchor = WeightAnchor(net, strength=100.0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    d0 = _distance(net, start)
+    anchor.pull(lr=0.005)  # lr * strength = 0.5: half way back
+    assert _distance(net, start) == pytest.approx(0.25 * d0, rel=1e-4)
+    assert anchor.distance() > 0
+    anchor.pull(lr=1.0)  # capped at all the way back
+    assert _distance(net, start) < 1e-10
+
+
+def test_ema_follows_the_weights_at_its_rate_and_copies_buffers():
+    net = UNet(TINY)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    ema = WeightEMA(net, 0.9)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+        bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        bn.running_mean.fill_(3.0)
+    for _ in range(10):
+        ema.update(net)
+    w = ema.state_dict()
+    name = next(k for k, _ in net.named_parameters())
+    expected = start[name] + (1 - 0.9**10)
+    assert torch.allclose(w[name], expected, atol=1e-5)
+    bn_key = next(k for k in w if k.endswith("running_mean"))
+    assert (w[bn_key] == 3.0).all()
+    with pytest.raises(ValueError):
+        WeightEMA(net, 1.0)
+    # a span of 20 % of a 500-step run: decay 1 - 1/100, whatever the step
+    assert ema_decay_for(0.2, 50, 0.1) == pytest.approx(0.99)
+    assert ema_decay_for(0.2, 500, 1.0) == pytest.approx(0.99)
+
+
+def test_adabn_reestimates_statistics_and_leaves_weights_alone():
+    torch.manual_seed(0)
+    net = UNet(TINY)
+    weights = {k: v.clone() for k, v in net.named_parameters()}
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    conv = net.down[0][0]
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(5.0, 2.0, (4, 1, 32, 32)).astype(np.float32) for _ in range(6)]
+    assert adapt_batchnorm(net, batches) == 6
+    with torch.no_grad():
+        feats = torch.cat([conv(torch.from_numpy(b)) for b in batches])
+    expected = feats.mean(dim=(0, 2, 3))
+    assert torch.allclose(first.running_mean, expected, atol=1e-3)
+    assert first.momentum == 0.1 and not net.training
+    assert all(torch.equal(v, weights[k]) for k, v in net.named_parameters())
+    assert adapt_batchnorm(UNet(UNetConfig(width=4, depth=2, norm="group")), batches) == 0
+
+
+def test_fine_tuner_bundles_the_hooks():
+    net = UNet(TINY)
+    rng = np.random.default_rng(0)
+    tuner = FineTuner(net, FineTuneSettings(replay_fraction=0.5, anchor_strength=10.0,
+                                            ema_span=0.2), rng)
+
+    class Sampler:
+        augment = True
+
+        def sample(self, b):
+            return (rng.normal(size=(b, 1, 64, 64)).astype(np.float32),
+                    np.ones((b, 64, 64), np.int64), np.zeros((b, 64, 64), np.float32),
+                    np.ones((b, 64, 64), bool))
+
+    tuner.before_training(Sampler(), 4)
+    batch = tuner.mix(Sampler().sample(4))
+    assert (batch[1][2:] != 1).any()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    # pulled 10 % back, then averaged half way (a span of 0.2 x 10 steps: decay 0.5)
+    tuner.after_step(lr=0.01, step=10, progress=1.0)
+    name = next(k for k, _ in net.named_parameters())
+    assert torch.allclose(tuner.weights()[name], tuner.anchor.start[0] + 0.45, atol=1e-5)
+
+
+def test_fine_tuning_validates_the_start_by_counting_held_out_clicks(fluo_256):
     image, labels, coords, features = fluo_256
-    cfg = TrainConfig(steps=6, patch_size=64, batch_size=2, val_every=3, num_threads=1, seed=0)
-    events, model = _events(train([image[:160]], [labels[:160]], config=cfg, init="default",
-                                  val_images=[image[160:]], val_labels=[labels[160:]]))
+    cfg = TrainConfig(steps=4, patch_size=64, batch_size=2, val_every=2, num_threads=1, seed=0)
+    events, model = _events(train([image], points=[(coords, features)], config=cfg, init="default"))
     validations = [e for e in events if e.kind == "validation"]
-    assert validations[0].step == 0  # the starting model is scored before any step
+    assert validations[0].step == 0 and validations[0].val_f1 > 0.8  # clicks in the strip
     assert events[1].lr <= FINE_TUNE_LR < NEW_MODEL_LR
-    best = max(validations, key=lambda e: (e.val_f1, e.val_iou))
-    assert events[-1].val_f1 == best.val_f1 >= validations[0].val_f1
-    # BatchNorm statistics of the shipped model are kept while fine-tuning
+    assert "strips" in events[0].message
+    best = model.provenance["training"]["best"]
+    assert best["step"] == 4 and "noise" in best  # fine-tuned weights handed back
+
+
+def test_fine_tuning_hands_back_the_start_when_it_is_clearly_better(fluo_256):
+    image, labels, _, _ = fluo_256
+    cfg = TrainConfig(steps=3, patch_size=64, batch_size=2, val_every=3, num_threads=1, seed=0,
+                      lr=0.5, ema_span=0.0, replay_fraction=0.0)  # a ruinous learning rate
+    events, model = _events(train([image], [labels], config=cfg, init="default"))
     start = load_default_model()
-    bn = [m for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
-    bn0 = [m for m in start.net.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
-    assert torch.equal(bn.running_mean, bn0.running_mean)
+    assert model.provenance["training"]["best"].get("start_kept")
+    assert all(torch.equal(v, start.net.state_dict()[k]) for k, v in model.net.state_dict().items())
+    assert events[-1].val_f1 == [e for e in events if e.kind == "validation"][0].val_f1

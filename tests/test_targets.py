@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from napari_segkit.click_targets import targets_from_clicks
 from napari_segkit.targets import (
     BOUNDARY,
     IGNORE_INDEX,
@@ -9,7 +10,6 @@ from napari_segkit.targets import (
     instance_targets,
     semantic_targets,
     sparse_targets,
-    targets_from_clicks,
 )
 
 
@@ -52,6 +52,7 @@ def test_class_weights_favour_rare_class():
 
 
 def test_targets_from_clicks_real_sample():
+    pytest.importorskip("napari_segkit.annotations")
     from napari_segkit._sample import sample_path
     from napari_segkit.io import read_image, read_points_csv
 
@@ -65,9 +66,7 @@ def test_targets_from_clicks_real_sample():
     assert (t.classes[obj[:, 0], obj[:, 1]] >= 1).mean() > 0.9
 
 
-def test_click_guided_instances_split_merges_add_misses_and_ignore_unclicked():
-    from napari_segkit.targets import click_guided_instances
-
+def _guide_case():
     guide = np.zeros((40, 60), np.int32)
     guide[5:15, 5:35] = 1   # two touching nuclei the model merged
     guide[25:35, 5:15] = 2  # a nucleus found and clicked
@@ -75,23 +74,94 @@ def test_click_guided_instances_split_merges_add_misses_and_ignore_unclicked():
     click_masks = np.zeros_like(guide)
     click_masks[25:31, 25:31] = 7  # a nucleus the model missed
     clicks = np.array([[10, 10], [10, 30], [30, 10], [28, 28]], float)
-    out, unclicked = click_guided_instances(guide, click_masks, clicks)
+    return guide, click_masks, clicks
+
+
+def test_click_guided_instances_split_merges_add_misses_and_drop_unclicked():
+    from napari_segkit.click_targets import click_guided_instances
+
+    guide, click_masks, clicks = _guide_case()
+    g = click_guided_instances(guide, click_masks, clicks)
+    out = g.labels
     assert out[10, 8] == 1 and out[10, 32] == 2  # the merge is split between its clicks
     assert (out[5:15, 5:35] > 0).all() and set(np.unique(out[5:15, 5:35])) == {1, 2}
     assert (out[guide == 2] == 3).all()  # the model's own mask kept
-    assert (out[25:31, 25:31] == 4).all()  # the missed one from the click-grown mask
-    assert unclicked[30, 50] and not unclicked[30, 10] and (out[guide == 3] == 0).all()
+    assert (out[25:31, 25:31] == 4).all() and g.grown[28, 28] and not g.grown[10, 10]
+    # fully annotated image: the object nobody clicked is background, not unknown
+    assert (out[guide == 3] == 0).all() and not g.unknown.any()
+
+
+def test_click_guided_instances_region_keep_and_background_clicks():
+    from napari_segkit.click_targets import click_guided_instances
+
+    guide, click_masks, clicks = _guide_case()
+    region = np.zeros(guide.shape, bool)
+    region[:, :40] = True  # object 3 lies outside the annotated region: unknown
+    g = click_guided_instances(guide, click_masks, clicks, region=region)
+    assert g.unknown[30, 50] and (g.labels[guide == 3] == 0).all()
+    assert g.unknown[2, 50] and not g.unknown[2, 20]  # background outside: unknown
+    # a background click makes its object background even outside the region
+    g = click_guided_instances(guide, click_masks, clicks, region=region,
+                               background=np.array([[30.0, 50.0]]))
+    assert not g.unknown[30, 50] and g.labels[30, 50] == 0
+    # corrections keep what nobody clicked
+    g = click_guided_instances(guide, click_masks, clicks, unclicked="keep")
+    assert (g.labels[guide == 3] == 5).all()
+    with pytest.raises(ValueError, match="unclicked"):
+        click_guided_instances(guide, click_masks, clicks, unclicked="maybe")
+
+
+def test_missed_nucleus_takes_the_models_faint_blob_when_plausible():
+    from napari_segkit.click_targets import click_guided_instances
+
+    guide, click_masks, clicks = _guide_case()
+    fg = np.zeros(guide.shape, np.float32)
+    fg[guide > 0] = 0.9
+    fg[24:34, 22:34] = 0.35  # the model half saw the missed nucleus, larger than the click mask
+    g = click_guided_instances(guide, click_masks, clicks, foreground=fg)
+    assert (g.labels[24:34, 22:34] == 4).all()
+    fg[:, :] = 0.35  # a blob of the whole image is implausible: the click mask instead
+    fg[guide > 0] = 0.9
+    g = click_guided_instances(guide, click_masks, clicks, foreground=fg)
+    assert (g.labels == 4).sum() == 36
+
+
+def test_region_mask_forms():
+    from napari_segkit.click_targets import region_mask
+
+    assert region_mask(None, (4, 5)).all()
+    box = region_mask((1, 1, 3, 4), (4, 5))
+    assert box.sum() == 6 and box[1, 1] and not box[3, 4]
+    poly = region_mask(np.array([[0, 0], [0, 4], [3, 4], [3, 0]]), (4, 5))
+    assert poly[1, 2] and poly.sum() >= 12
+    with pytest.raises(ValueError, match="region"):
+        region_mask(np.zeros((2, 2)), (4, 5))
+    with pytest.raises(ValueError, match="row1 > row0"):
+        region_mask((3, 1, 1, 4), (4, 5))
+
+
+def test_targets_from_clicks_with_guide_and_region():
+
+    guide, click_masks, clicks = _guide_case()
+    image = (guide > 0).astype(np.float32) * 100
+    image[25:31, 25:31] = 100
+    region = (0, 0, 40, 40)
+    t = targets_from_clicks(image, clicks, guide=guide, region=region)
+    assert t.classes[30, 50] == -1 and t.classes[2, 50] == -1  # outside the region
+    assert t.classes[2, 20] == 0 and t.classes[10, 10] >= 1
+    t = targets_from_clicks(image, clicks, guide=guide)
+    assert t.classes[30, 50] == 0  # unclicked object in the annotated image: background
 
 
 def test_click_guided_split_follows_the_neck_between_unequal_nuclei():
-    from napari_segkit.targets import click_guided_instances
+    from napari_segkit.click_targets import click_guided_instances
 
     yy, xx = np.mgrid[:60, :90]
     big = (yy - 30) ** 2 + (xx - 30) ** 2 <= 20**2  # radius 20, centre x=30
     small = (yy - 30) ** 2 + (xx - 60) ** 2 <= 12**2  # radius 12, centre x=60: neck x~48
     guide = (big | small).astype(np.int32)
     clicks = np.array([[30, 30], [30, 60]], float)
-    out, _ = click_guided_instances(guide, np.zeros_like(guide), clicks)
+    out = click_guided_instances(guide, np.zeros_like(guide), clicks).labels
     # nearest-click (Voronoi) would cut at x=45, inside the big nucleus; the cut is at
     # the neck, so each nucleus keeps (almost) all of its own pixels
     assert (out[big & ~small] == 1).mean() > 0.97

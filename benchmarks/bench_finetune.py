@@ -1,0 +1,389 @@
+"""Does fine-tuning pay off? Start model vs fine-tuned model on images it did not train on.
+
+Rows (``--rows``; default all):
+
+- ``rgb_clicks`` / ``rgb_masks``: the 7 RGB (H&E / brightfield) images of ``train/``, sorted
+  by name; the odd ones (3 images) annotated, the even ones (4 images) scored.
+  CAUTION: the shipped default model was trained on ``train/``, these 7 images included,
+  so this "new domain" is not new to it (``--start`` runs the rows from another model).
+- ``fluo_clicks`` / ``fluo_masks``: ``val/`` split 10 / 13 as ``bench_val.py`` splits it
+  (10 annotated, 13 scored).
+- ``scratch_clicks`` / ``scratch_masks``: the same fluorescence split, from a new model.
+- ``correction``: a simulated user corrects the start model's 10 largest errors per RGB
+  annotated image (a click on each missed nucleus, a background click on each false
+  object) and retrains for 1/3 of the budget, 3 rounds, each from the current model.
+- ``suggestions``: the simulated user answers the 10 top suggestions of
+  :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
+  nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
+- ``demo``: the headless demo (fine-tunes on the clicks of 2 samples): every sample
+  image's F1 fine-tuned vs default.
+
+Scores (on the scoring images only): F1 at IoU 0.5 pooled over objects, AP as in the 2018
+Data Science Bowl (mean over images) and the median absolute count error per image.
+Clicks are one per nucleus near its centroid (+-2 px), as in ``bench_val.py``.
+
+``--dev`` runs the rows on the development splits the recipe was chosen on (RGB: the
+other rotation, even annotated / odd scored; fluorescence: 5 / 5 of the 10 annotated
+val images), never on the scoring split.
+
+    python benchmarks/bench_finetune.py --minutes 3 --seeds 0 1 2
+    python benchmarks/bench_finetune.py --steps 450 --threads 1 --rows rgb_clicks fluo_masks
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_val import clicks_near_centroids, load_val  # noqa: E402
+
+ROWS = ("rgb_clicks", "rgb_masks", "fluo_clicks", "fluo_masks", "scratch_clicks",
+        "scratch_masks", "correction", "suggestions", "demo")
+
+
+def default_data() -> Path:
+    for base in (REPO.parent, REPO.parent.parent):
+        if (base / "shared" / "data" / "nuclei").is_dir():
+            return base / "shared" / "data" / "nuclei"
+    return REPO.parent / "shared" / "data" / "nuclei"
+
+
+def load_rgb(root: Path):
+    import tifffile
+
+    with open(root / "train" / "manifest.csv", newline="") as fh:
+        names = sorted(r["name"] for r in csv.DictReader(fh) if r["modality"].startswith("RGB"))
+    images = [tifffile.imread(root / "train" / "images" / f"{n}.tif") for n in names]
+    labels = [tifffile.imread(root / "train" / "labels" / f"{n}.tif") for n in names]
+    return names, images, labels
+
+
+def splits(root: Path, dev: bool) -> dict:
+    """(annotated images, labels), (scored images, labels) per domain."""
+    names, images, labels = load_rgb(root)
+    ann, sco = (list(range(0, 7, 2)), list(range(1, 7, 2))) if dev else \
+        (list(range(1, 7, 2)), list(range(0, 7, 2)))
+    _, vx, vy = load_val(root)
+    order = np.random.default_rng(0).permutation(len(vx))  # bench_val.py's split
+    tr, te = sorted(order[:10]), sorted(order[10:])
+    if dev:
+        tr, te = tr[:5], tr[5:]
+    return {
+        "rgb": ([images[i] for i in ann], [labels[i] for i in ann],
+                [images[i] for i in sco], [labels[i] for i in sco]),
+        "fluo": ([vx[i] for i in tr], [vy[i] for i in tr], [vx[i] for i in te], [vy[i] for i in te]),
+    }
+
+
+def score(model, images, labels) -> dict:
+    from napari_segkit.metrics import evaluate_instances, summarise
+    from napari_segkit.prediction import predict
+
+    rows = [evaluate_instances(gt, predict(model, im).instances) for im, gt in zip(images, labels)]
+    s = summarise(rows)
+    return {"f1": s["f1"], "ap": s["ap_dsb"], "count_err": s["median_abs_count_error"]}
+
+
+def budget(args, fraction: float = 1.0) -> dict:
+    """TrainConfig budget: a step budget (``--steps``) or a time budget (``--minutes``)."""
+    if args.steps:
+        return {"steps": max(1, int(round(args.steps * fraction)))}
+    return {"steps": 10**7, "time_budget_s": args.minutes * 60 * fraction}
+
+
+def run_train(args, seed, images, labels=None, points=None, init="default", fraction=1.0,
+              **kw):
+    from napari_segkit.training import TrainConfig, train
+
+    opts = {**args.overrides, **kw}
+    cfg = TrainConfig(seed=seed, device="cpu", num_threads=args.threads, **budget(args, fraction),
+                      **opts)
+    gen = train(images, labels=labels, points=points, config=cfg, init=init)
+    steps = 0
+    while True:
+        try:
+            steps = next(gen).step
+        except StopIteration as done:
+            model = done.value
+            best = model.provenance.get("training", {}).get("best", {})
+            return model, {"steps": steps, "kept_step": best.get("step")}
+
+
+def simulated_clicks(labels, seed):
+    rng = np.random.default_rng(seed)
+    return [(clicks_near_centroids(y, rng), None) for y in labels]
+
+
+# --------------------------------------------------------------------------- rows
+def row_finetune(args, seed, data, kind, init):
+    ax, ay, sx, sy = data
+    if kind == "clicks":
+        model, info = run_train(args, seed, ax, points=simulated_clicks(ay, seed), init=init)
+    else:
+        model, info = run_train(args, seed, ax, labels=ay, init=init)
+    return {**score(model, sx, sy), **info}
+
+
+def simulated_corrections(model, images, labels, n_errors: int):
+    """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
+    "nucleus" at their innermost pixel, false objects -> "background" at theirs)."""
+    from napari_segkit.prediction import predict
+
+    out = []
+    for im, gt in zip(images, labels):
+        pred = predict(model, im).instances
+        errors = []
+        gt_areas = np.bincount(gt.ravel())
+        pr_areas = np.bincount(pred.ravel())
+        missed, false = _unmatched(gt, pred)
+        for g in missed:
+            errors.append((gt_areas[g], _inner_point(gt == g), "nucleus"))
+        for p in false:
+            # a predicted object that covers no nucleus centre: false; one over nuclei the
+            # user sees as (merged / misshapen) nuclei is corrected by clicking them
+            if (gt[pred == p] > 0).mean() < 0.5:
+                errors.append((pr_areas[p], _inner_point(pred == p), "background"))
+        errors.sort(key=lambda e: -e[0])
+        out.append([(pt, cls) for _, pt, cls in errors[:n_errors]])
+    return out
+
+
+def _unmatched(gt, pred, iou: float = 0.5):
+    from napari_segkit.metrics import iou_matrix
+
+    m, gt_ids, pred_ids = iou_matrix(gt, pred)
+    gt_ok = (m >= iou).any(axis=1) if m.size else np.zeros(len(gt_ids), bool)
+    pr_ok = (m >= iou).any(axis=0) if m.size else np.zeros(len(pred_ids), bool)
+    return [int(g) for g, ok in zip(gt_ids, gt_ok) if not ok], \
+        [int(p) for p, ok in zip(pred_ids, pr_ok) if not ok]
+
+
+def _inner_point(mask: np.ndarray) -> tuple[float, float]:
+    from scipy import ndimage as ndi
+
+    d = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(np.argmax(d), d.shape)
+    return float(r), float(c)
+
+
+def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
+    from napari_segkit.corrections import Corrections, retrain_with_corrections
+    from napari_segkit.model_io import load_default_model, load_model
+
+    ax, ay, sx, sy = data
+    model = load_default_model() if init == "default" else load_model(init)
+    history = [score(model, sx, sy)]
+    corrections = [Corrections() for _ in ax]
+    for r in range(rounds):
+        new = simulated_corrections(model, ax, ay, n_errors)
+        for c, clicks in zip(corrections, new):
+            for pt, cls in clicks:
+                c.add(pt, cls)
+        model = retrain_with_corrections(model, ax, corrections, config=_config(args, seed + r, 1 / 3))
+        history.append(score(model, sx, sy))
+        print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f}", flush=True)
+    return {**history[-1], "rounds_f1": [h["f1"] for h in history],
+            "clicks": sum(len(c) for c in corrections)}
+
+
+def _config(args, seed, fraction):
+    from napari_segkit.training import TrainConfig
+
+    return TrainConfig(seed=seed, device="cpu", num_threads=args.threads,
+                       **budget(args, fraction), **args.overrides)
+
+
+def row_suggestions(args, seed, data, init, n: int = 10):
+    """F1 gain per click: top-``n`` suggestions per image vs ``n`` random nuclei per image."""
+    from napari_segkit.corrections import Corrections, retrain_with_corrections
+    from napari_segkit.model_io import load_default_model, load_model
+    from napari_segkit.suggestions import suggest_clicks
+
+    ax, ay, sx, sy = data
+    start = load_default_model() if init == "default" else load_model(init)
+    s0 = score(start, sx, sy)
+    rng = np.random.default_rng(seed)
+    sug, rnd = [], []
+    from napari_segkit.prediction import predict
+
+    for im, gt in zip(ax, ay):
+        coords, _, _ = suggest_clicks(start, im, n=n)
+        sug.append(_answer(coords, gt, predict(start, im, tta=True).instances))
+        ids = rng.choice(np.arange(1, gt.max() + 1), size=min(n, int(gt.max())), replace=False)
+        rnd.append(Corrections([_inner_point(gt == i) for i in ids], ["nucleus"] * len(ids)))
+    out = {"start_f1": s0["f1"]}
+    for name, corr in (("suggested", sug), ("random", rnd)):
+        model = retrain_with_corrections(start, ax, corr, config=_config(args, seed, 1 / 3))
+        s = score(model, sx, sy)
+        clicks = sum(len(c) for c in corr)
+        out[name] = {**s, "clicks": clicks, "gain_per_click": (s["f1"] - s0["f1"]) / max(clicks, 1)}
+        print(f"    {name}: {clicks} clicks, F1 {s['f1']:.3f}", flush=True)
+    g_s, g_r = out["suggested"]["gain_per_click"], out["random"]["gain_per_click"]
+    out["ratio"] = g_s / g_r if g_r > 0 else float("inf") if g_s > 0 else float("nan")
+    return {**out["suggested"], "random_f1": out["random"]["f1"], "ratio": out["ratio"],
+            "gain_per_click_suggested": g_s, "gain_per_click_random": g_r}
+
+
+def _answer(coords, gt, pred):
+    """What the simulated user does at each suggested point: looks at the predicted object
+    there and clicks every nucleus it holds most of (one click: confirmed; several: a
+    merge split) or a background click when it holds none; at a point without an object,
+    clicks the nucleus there, or background."""
+    from napari_segkit.corrections import Corrections
+
+    c = Corrections()
+    seen = set()
+    for r, col in np.asarray(coords, float).reshape(-1, 2):
+        r, col = int(round(r)), int(round(col))
+        p = int(pred[r, col])
+        if p:
+            inside = gt[pred == p]
+            ids = [g for g in np.unique(inside[inside > 0])
+                   if (inside == g).sum() >= 0.5 * (gt == g).sum()]
+        else:
+            ids = [int(gt[r, col])] if gt[r, col] else []
+        if not ids:
+            c.add((r, col), "background")
+        for g in ids:
+            if g not in seen:
+                seen.add(g)
+                c.add(_inner_point(gt == g), "nucleus")
+    return c
+
+
+def row_demo(args, seed):
+    import tempfile
+
+    from napari_segkit.demo import run_demo
+
+    minutes = args.minutes / 3 if not args.steps else None
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_demo(Path(tmp), minutes=minutes or 1.0, device="cpu", log=lambda *a: None,
+                           steps=(args.steps // 3) if args.steps else None, seed=seed,
+                           num_threads=args.threads)
+    per = summary["per_image"]
+    worst = min(per[name]["fine-tuned"] - per[name]["default"] for name in per)
+    return {"f1": summary["pooled"]["fine-tuned"]["f1"], "ap": summary["pooled"]["fine-tuned"]["ap_dsb"],
+            "count_err": summary["pooled"]["fine-tuned"]["median_abs_count_error"],
+            "per_image": per, "worst_delta": worst}
+
+
+# --------------------------------------------------------------------------- main
+def parse_overrides(items) -> dict:
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=default_data())
+    ap.add_argument("--minutes", type=float, default=3.0, help="time budget per fine-tuning")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="a step budget per 3-minute fine-tuning instead of --minutes (1/3 of it "
+                         "for the 1-minute trainings); for runs on a busy machine")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    ap.add_argument("--start", default="default", help="start model: 'default' or a model file")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dev", action="store_true", help="development splits (see above)")
+    ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TrainConfig settings for every training, e.g. replay_fraction=0")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    args.overrides = parse_overrides(args.overrides)
+
+    import torch
+
+    from napari_segkit.model_io import load_default_model, load_model
+
+    torch.set_num_threads(args.threads)
+    data = splits(args.data, args.dev)
+    start = load_default_model() if args.start == "default" else load_model(args.start)
+    what = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+    print(f"fine-tuning budget {what} on {args.threads} thread(s); seeds {args.seeds}; start "
+          f"{args.start}; {'DEVELOPMENT splits' if args.dev else 'scoring splits'}; "
+          f"settings {args.overrides or 'recipe defaults'}", flush=True)
+    starts = {d: score(start, v[2], v[3]) for d, v in data.items()}
+    for d, s in starts.items():
+        print(f"start model on the {d} scoring images: F1 {s['f1']:.3f} AP {s['ap']:.3f} "
+              f"count err {s['count_err']:.1f}", flush=True)
+    results: dict = {"settings": vars(args) | {"data": str(args.data), "json": None},
+                     "start": starts, "rows": {}}
+    for row in args.rows:
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            print(f"{row} seed {seed} ...", flush=True)
+            if row in ("rgb_clicks", "rgb_masks", "fluo_clicks", "fluo_masks"):
+                dom, kind = row.split("_")
+                r = row_finetune(args, seed, data[dom], kind, args.start)
+            elif row.startswith("scratch"):
+                r = row_finetune(args, seed, data["fluo"], row.split("_")[1], None)
+            elif row == "correction":
+                r = row_correction(args, seed, data["rgb"], args.start)
+            elif row == "suggestions":
+                r = row_suggestions(args, seed, data["rgb"], args.start)
+            else:
+                r = row_demo(args, seed)
+            r["seconds"] = round(time.perf_counter() - t0, 1)
+            results["rows"].setdefault(row, []).append(r)
+            print(f"  {row} seed {seed}: F1 {r['f1']:.3f} AP {r['ap']:.3f} count err "
+                  f"{r['count_err']:.1f} ({r['seconds']:.0f} s) "
+                  f"{ {k: v for k, v in r.items() if k not in ('f1', 'ap', 'count_err', 'seconds', 'per_image')} }",
+                  flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1, default=float))
+    print_table(results)
+
+
+def _ms(values) -> str:
+    v = np.asarray([x for x in values if x is not None], float)
+    if v.size == 0:
+        return "-"
+    return f"{v.mean():.3f} +- {v.std(ddof=1) if v.size > 1 else 0.0:.3f}"
+
+
+def print_table(results: dict) -> None:
+    starts = results["start"]
+    print(f"\n{'row':<16} {'start F1':>9} {'result F1 (mean +- sd)':>24} {'start AP':>9} "
+          f"{'result AP':>18} {'start |cnt err|':>15} {'result |cnt err|':>18}")
+    for row, runs in results["rows"].items():
+        dom = "fluo" if row.startswith(("fluo", "scratch")) else "rgb"
+        s = starts[dom]
+        if row == "demo":
+            s = {"f1": np.nan, "ap": np.nan, "count_err": np.nan}
+        print(f"{row:<16} {s['f1']:>9.3f} {_ms(r['f1'] for r in runs):>24} {s['ap']:>9.3f} "
+              f"{_ms(r['ap'] for r in runs):>18} {s['count_err']:>15.1f} "
+              f"{_ms(r['count_err'] for r in runs):>18}")
+        if row == "correction":
+            per_round = np.asarray([r["rounds_f1"] for r in runs])
+            print(f"{'':<16} F1 after rounds 0..3: {', '.join(_ms(c) for c in per_round.T)}")
+        if row == "suggestions":
+            print(f"{'':<16} random clicks F1 {_ms(r['random_f1'] for r in runs)}; gain per click "
+                  f"suggested {_ms(r['gain_per_click_suggested'] for r in runs)} vs random "
+                  f"{_ms(r['gain_per_click_random'] for r in runs)}; ratio {_ms(r['ratio'] for r in runs)}")
+        if row == "demo":
+            print(f"{'':<16} worst per-image F1 change (fine-tuned - default): "
+                  f"{_ms(r['worst_delta'] for r in runs)}")
+    print("targets: rgb clicks >= start + 0.05 F1, AP not lower; rgb masks >= start + 0.08; "
+          "fluo clicks >= start - 0.005; fluo masks >= start + 0.02; scratch clicks within 0.05 "
+          "of scratch masks; correction rises each round, >= start + 0.05; suggestions ratio "
+          ">= 1.5; demo worst change >= -0.01")
+
+
+if __name__ == "__main__":
+    main()

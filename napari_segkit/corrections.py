@@ -1,0 +1,129 @@
+"""The correction loop: the user fixes what the current model got wrong, the model retrains.
+
+After a prediction the user clicks the nuclei the model missed (class ``"nucleus"``),
+clicks the objects that are not nuclei (class ``"background"``), clicks each nucleus of
+an object that merged several, and may edit the instance labels directly. Those
+corrections, with the earlier ones, become training targets on top of the current
+model's own prediction (:func:`correction_targets`): what nobody corrected keeps the
+model's outline, a background click removes its object, a click on nothing adds a
+nucleus, several clicks in one object split it. :func:`retrain_with_corrections` then
+fine-tunes the *current* model on them (replay, EMA: see :mod:`napari_segkit.finetune`).
+
+There is no held-out validation here: corrections are by construction where the current
+model is wrong, so they cannot score it fairly against the retrained one. The fine-tuning
+recipe itself keeps the model close to where it started.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+CLASSES = ("nucleus", "background")
+
+
+@dataclass
+class Corrections:
+    """The user's corrections on one image (they accumulate over rounds).
+
+    points : (row, col) of each click
+    classes : ``"nucleus"`` or ``"background"`` per click
+    labels : optionally an edited instance label image, taken as the truth where it has
+        objects and as background elsewhere (instead of the model's prediction)
+    """
+
+    points: list = field(default_factory=list)
+    classes: list = field(default_factory=list)
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.points = [tuple(float(v) for v in p[-2:]) for p in self.points]
+        self.classes = [self._check(c) for c in self.classes]
+        if len(self.points) != len(self.classes):
+            raise ValueError(f"got {len(self.points)} points and {len(self.classes)} classes; "
+                             "give one class per point")
+
+    @staticmethod
+    def _check(cls) -> str:
+        c = str(cls).strip().lower()
+        if c not in CLASSES:
+            raise ValueError(f"a correction is 'nucleus' or 'background', not {cls!r}")
+        return c
+
+    def add(self, point, cls: str = "nucleus") -> None:
+        self.points.append(tuple(float(v) for v in tuple(point)[-2:]))
+        self.classes.append(self._check(cls))
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @property
+    def coords(self) -> np.ndarray:
+        return np.asarray(self.points, float).reshape(-1, 2)
+
+
+def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
+                       boundary_width: int = 1, prediction=None):
+    """Training targets for one image: the current model's prediction (or the edited
+    labels) corrected by the clicks (see module docstring).
+
+    ``prediction`` may pass a :class:`napari_segkit.prediction.Prediction` of ``model`` on
+    ``image`` already at hand; otherwise one is made (mirror-averaged).
+    """
+    from .click_targets import targets_from_clicks
+    from .prediction import predict
+    from .targets import instance_targets
+
+    if prediction is None:
+        prediction = predict(model, image, tta=True)
+    base = prediction.instances if corrections.labels is None else np.asarray(corrections.labels)
+    if base.shape != np.shape(image)[:2]:
+        raise ValueError(f"edited labels of shape {base.shape} do not match the image "
+                         f"{np.shape(image)[:2]}")
+    if len(corrections) == 0:
+        return replace(instance_targets(base, boundary_width), instances=base)
+    return targets_from_clicks(image, corrections.coords, list(corrections.classes),
+                               boundary_width=boundary_width, guide=base,
+                               guide_probabilities=prediction.probabilities,
+                               unclicked="keep")
+
+
+def correction_training(
+    model, images: Sequence[np.ndarray], corrections: Sequence[Corrections], *,
+    config=None, out_path: str | os.PathLike | None = None,
+    stop: threading.Event | Callable[[], bool] | None = None,
+) -> Generator:
+    """Fine-tune ``model`` (the current one: a SegModel or a model file) on its own
+    prediction corrected by the user; a :func:`napari_segkit.training.train` generator
+    (yields progress events, returns the retrained model; ``model`` is not modified)."""
+    from .model_io import load_model
+    from .training import TrainConfig, train
+
+    if len(images) != len(corrections):
+        raise ValueError(f"got {len(images)} images and {len(corrections)} corrections; "
+                         "give one Corrections (possibly empty) per image")
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    cfg = replace(config) if config is not None else TrainConfig(time_budget_s=60.0, steps=10**7)
+    cfg.val_fraction = 0.0
+    targets = [correction_targets(model, im, c, boundary_width=cfg.boundary_width)
+               for im, c in zip(images, corrections, strict=True)]
+    return (yield from train(list(images), targets=targets, config=cfg, init=model,
+                             out_path=out_path, stop=stop))
+
+
+def retrain_with_corrections(model, images, corrections, *, config=None, out_path=None,
+                             progress: Callable | None = None):
+    """Run :func:`correction_training` to the end and return the retrained model."""
+    gen = correction_training(model, images, corrections, config=config, out_path=out_path)
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(ev)

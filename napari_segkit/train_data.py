@@ -1,0 +1,187 @@
+"""What a training run learns from and is validated on, image by image.
+
+:func:`prepare_training_data` turns the user's images and annotations (instance, semantic
+or sparse labels, or clicks, each with an optional fully annotated region) into network
+inputs, training :class:`~napari_segkit.targets.Targets` and a validation set:
+
+- a separate validation set when one is given (full instance labels);
+- otherwise, for instance labels and for clicks, the bottom strip of *every* image is held
+  out (:mod:`napari_segkit.holdout`) and scored by masks or by counting;
+- otherwise (semantic / sparse labels, ready-made targets) whole images are held out and
+  scored by foreground IoU (:func:`napari_segkit.sampling.split_validation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._common import IGNORE_INDEX, background_mask, classes_of
+from .click_targets import region_mask, targets_from_clicks
+from .holdout import HeldOut, split_holdout
+from .normalization import Normalization
+from .sampling import split_validation
+from .targets import Targets, instance_targets, semantic_targets, sparse_targets
+
+__all__ = ["TrainingData", "as_image_list", "points_of", "prepare_training_data"]
+
+
+@dataclass
+class TrainingData:
+    """Network inputs and targets to train on, and what validation scores."""
+
+    x: list[np.ndarray]
+    targets: list[Targets]
+    val_x: list[np.ndarray] = field(default_factory=list)
+    val_targets: list[Targets] = field(default_factory=list)
+    val_instances: list = field(default_factory=list)
+    holdout: list[HeldOut] = field(default_factory=list)
+    labels_source: str = "instances"
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.holdout) or bool(self.val_x)
+
+    @property
+    def n_validation(self) -> str:
+        if self.holdout:
+            return f"{len(self.holdout)} held-out strips"
+        return f"{len(self.val_x)} validation images"
+
+
+def as_image_list(x, n=None) -> list:
+    """One array or a sequence of arrays -> a list (``None`` -> ``n`` Nones)."""
+    if x is None:
+        return [None] * (n or 0)
+    if isinstance(x, np.ndarray) and (n is None or x.ndim in (2, 3) and n == 1):
+        return [x]
+    return list(x)
+
+
+def points_of(p):
+    """Accept (N,2) arrays, (coords, classes) tuples or (coords, DataFrame with 'class')."""
+    if p is None:
+        return None, None
+    if isinstance(p, tuple) and len(p) == 2:
+        coords, cls = p
+        if hasattr(cls, "columns"):
+            cls = classes_of(cls)
+        return np.asarray(coords, float)[:, -2:], cls
+    return np.asarray(p, float)[:, -2:], None
+
+
+def _label_targets(labels, kind: str, n_classes: int, boundary_width: int) -> Targets:
+    if kind == "instances":
+        return instance_targets(labels, boundary_width)
+    if kind == "semantic":
+        return semantic_targets(labels, n_classes)
+    if kind == "sparse":
+        return sparse_targets(labels)
+    raise ValueError(f"labels_kind must be instances, semantic or sparse, not {kind!r}")
+
+
+def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
+                region=None) -> Targets:
+    """Training targets of one image from its labels or its clicks (``cfg``: TrainConfig).
+
+    With ``guide_model`` (fine-tuning from clicks) the clicks correct the model's own
+    mirror-averaged predictions (:func:`napari_segkit.click_targets.click_guided_instances`).
+    """
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != np.asarray(image).shape[:2]:
+            raise ValueError(
+                f"labels shape {labels.shape} does not match image shape {np.shape(image)[:2]}"
+            )
+        t = _label_targets(labels, cfg.labels_kind, n_classes, cfg.boundary_width)
+        if region is not None:  # outside the annotated region nothing is known
+            outside = ~region_mask(region, labels.shape)
+            t.classes[outside] = IGNORE_INDEX
+            t.center_mask[outside] = False
+        return t
+    coords, cls = points_of(points)
+    if coords is None or len(coords) == 0:
+        raise ValueError("each training image needs labels or points; this one has neither")
+    guide = fg = None
+    if guide_model is not None:
+        from .prediction import predict
+
+        guess = predict(guide_model, image, tta=True)
+        guide, fg = guess.instances, guess.probabilities
+    return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width,
+                               guide=guide, guide_probabilities=fg, region=region)
+
+
+def _evidence(labels, points, region, shape, cfg) -> dict | None:
+    """What the held-out strip of one image is scored against (masks or clicks)."""
+    if labels is not None:
+        if cfg.labels_kind != "instances":
+            return None
+        return {"instances": np.asarray(labels), "region": region_mask(region, shape)}
+    coords, cls = points_of(points)
+    if coords is None:
+        return None
+    is_bg = background_mask(cls, len(coords))
+    return {"clicks": coords[~is_bg], "background": coords[is_bg],
+            "region": region_mask(region, shape)}
+
+
+def prepare_training_data(
+    images: Sequence[np.ndarray],
+    labels: Sequence,
+    points: Sequence,
+    cfg,
+    norm: Normalization,
+    in_channels: int,
+    n_classes: int,
+    rng: np.random.Generator,
+    *,
+    guide_model=None,
+    regions: Sequence | None = None,
+    targets: Sequence[Targets] | None = None,
+    val_images: Sequence[np.ndarray] | None = None,
+    val_labels: Sequence[np.ndarray] | None = None,
+) -> TrainingData:
+    """Inputs, targets and validation of a training run (see the module docstring)."""
+    n = len(images)
+    regions = [None] * n if regions is None else list(regions)
+    if len(regions) != n:
+        raise ValueError(f"got {n} images but {len(regions)} regions; give one per image "
+                         f"(None for a fully annotated image)")
+    xs = [norm.prepare(im, in_channels) for im in images]
+    if targets is not None:
+        tgs = list(targets)
+        if len(tgs) != n:
+            raise ValueError(f"got {n} images but {len(tgs)} targets")
+        for x, t in zip(xs, tgs, strict=True):
+            if t.classes.shape != x.shape[1:]:
+                raise ValueError(f"targets of shape {t.classes.shape} do not match their image "
+                                 f"{x.shape[1:]}")
+        source, evidence = "targets", [None] * n
+    else:
+        tgs = [targets_for(im, lb, pt, cfg, n_classes, guide_model, rg)
+               for im, lb, pt, rg in zip(images, labels, points, regions, strict=True)]
+        source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
+        evidence = [_evidence(lb, pt, rg, x.shape[1:], cfg)
+                    for lb, pt, rg, x in zip(labels, points, regions, xs, strict=True)]
+    if val_images is not None:
+        va_i = [np.asarray(lb) for lb in val_labels]
+        return TrainingData(xs, tgs, [norm.prepare(im, in_channels) for im in val_images],
+                            [instance_targets(lb) for lb in va_i], va_i, labels_source=source)
+    if cfg.val_fraction > 0 and targets is None and all(e is not None for e in evidence):
+        trained, parts = [], []
+        for x, t, ev in zip(xs, tgs, evidence, strict=True):
+            t2, part = split_holdout(x, t, cfg.val_fraction, **ev)
+            trained.append(t2)
+            if part is not None:
+                parts.append(part)
+        return TrainingData(xs, trained, holdout=parts, labels_source=source)
+    if targets is not None:  # ready-made targets (corrections): all of them train
+        return TrainingData(xs, tgs, labels_source=source)
+    # semantic / sparse labels: foreground IoU on held-out images
+    full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances")
+            else t.instances for lb, t in zip(labels, tgs, strict=True)]
+    tr_x, tr_t, va_x, va_t, va_i = split_validation(xs, tgs, full, cfg.val_fraction, rng)
+    return TrainingData(tr_x, tr_t, va_x, va_t, va_i, labels_source=source)

@@ -1,0 +1,79 @@
+"""The correction loop: corrections -> training targets -> retraining from the current model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segkit.corrections import Corrections, correction_targets, retrain_with_corrections
+from napari_segkit.prediction import Prediction
+from napari_segkit.training import TrainConfig
+
+
+def _prediction(instances):
+    probs = np.zeros((4, *instances.shape), np.float32)
+    probs[0] = np.where(instances > 0, 0.1, 0.95)
+    probs[1] = 1 - probs[0]
+    return Prediction(probs, (instances > 0).astype(np.uint8), instances, 3)
+
+
+def test_corrections_collect_clicks_and_check_classes():
+    c = Corrections()
+    c.add((3, 4))
+    c.add(np.array([0, 5.0, 6.0]), "Background")
+    assert len(c) == 2 and c.classes == ["nucleus", "background"]
+    assert c.coords.tolist() == [[3.0, 4.0], [5.0, 6.0]]
+    with pytest.raises(ValueError, match="nucleus"):
+        c.add((1, 1), "cell")
+    with pytest.raises(ValueError, match="one class per point"):
+        Corrections([(1, 1)], [])
+
+
+def test_corrections_become_targets_on_top_of_the_model_prediction():
+    pred = np.zeros((48, 64), np.int32)
+    pred[4:14, 4:34] = 1    # two nuclei merged: the user clicks both
+    pred[24:34, 4:14] = 2   # right, nobody touches it: kept
+    pred[24:34, 44:54] = 3  # not a nucleus: background click
+    image = (pred > 0).astype(np.float32) * 200
+    image[38:46, 24:32] = 200  # a nucleus the model missed: a click on it
+    c = Corrections([(9, 9), (9, 29), (29, 49), (42, 28)],
+                    ["nucleus", "nucleus", "background", "nucleus"])
+    t = correction_targets(None, image, c, prediction=_prediction(pred))
+    inst = t.instances
+    assert inst[9, 8] != inst[9, 30] and inst[9, 8] > 0 and inst[9, 30] > 0  # split
+    assert (inst[pred == 2] > 0).all() and len(np.unique(inst[pred == 2])) == 1  # kept
+    assert (inst[pred == 3] == 0).all() and (t.classes[pred == 3] == 0).all()  # removed
+    assert inst[42, 28] > 0  # added
+    # no clicks: the model's own prediction, as full targets
+    t = correction_targets(None, image, Corrections(), prediction=_prediction(pred))
+    assert (t.classes >= 0).all() and (t.instances == pred).all()
+    # edited labels replace the prediction
+    edited = pred.copy()
+    edited[edited == 3] = 0
+    t = correction_targets(None, image, Corrections(labels=edited), prediction=_prediction(pred))
+    assert (t.classes[pred == 3] == 0).all()
+    with pytest.raises(ValueError, match="edited labels"):
+        correction_targets(None, image, Corrections(labels=edited[:10]), prediction=_prediction(pred))
+
+
+def test_retraining_starts_from_the_current_model_and_leaves_it_alone(fluo_256):
+    from napari_segkit.model_io import load_default_model
+
+    image, labels, coords, _ = fluo_256
+    current = load_default_model()
+    before = {k: v.clone() for k, v in current.net.state_dict().items()}
+    inside = coords[(coords[:, 0] < 128) & (coords[:, 1] < 128)]
+    c = Corrections([tuple(inside[0])], ["nucleus"])
+    cfg = TrainConfig(steps=3, patch_size=64, batch_size=2, num_threads=1, seed=0)
+    events = []
+    model = retrain_with_corrections(current, [image[:128, :128]], [c], config=cfg,
+                                     progress=events.append)
+    assert events[-1].kind == "done" and model.provenance["training"]["labels"] == "targets"
+    assert all(torch.equal(v, before[k]) for k, v in current.net.state_dict().items())
+    changed = [k for k, v in model.net.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert changed  # trained from the current weights
+    assert not [e for e in events if e.kind == "validation"]  # no hold-out on corrections
+    with pytest.raises(ValueError, match="one Corrections"):
+        retrain_with_corrections(current, [image], [], config=cfg)
