@@ -239,7 +239,7 @@ def guess_axes(shape: tuple[int, ...], path: str) -> str:
         return "zyxs"
     raise ValueError(
         f"{path!r} holds a {ndim}-D array of shape {shape} without axis metadata; "
-        "say what its axes are with axes= (CLI --axes), e.g. 'tczyx' or 'czyx'"
+        "say what its axes are with axes=, e.g. 'tczyx' or 'czyx'"
     )
 
 
@@ -319,7 +319,7 @@ def ngff_axes(axes_meta: Any, ndim: int, path: str) -> tuple[str, dict]:
         odd = [a for a in letters if len(a) != 1]
         raise ValueError(
             f"{path!r} has axes {odd} this reader does not know; give the axes as letters "
-            "with axes= (CLI --axes), e.g. 'czyx'"
+            "with axes=, e.g. 'czyx'"
         )
     return "".join(letters), units
 
@@ -386,7 +386,7 @@ def _select(src: _Source, level: int, channel, timepoint, max_pixels: int) -> La
         if a == "t" and n > 1:
             if timepoint is None:
                 raise ValueError(
-                    f"{path!r} has {n} time points; choose one with timepoint= (CLI --time), 0..{n - 1}"
+                    f"{path!r} has {n} time points; choose one with timepoint=, 0..{n - 1}"
                 )
             if not 0 <= int(timepoint) < n:
                 raise ValueError(f"time point {timepoint} does not exist: {path!r} has 0..{n - 1}")
@@ -398,7 +398,7 @@ def _select(src: _Source, level: int, channel, timepoint, max_pixels: int) -> La
                 names = f" ({', '.join(src.channel_names)})" if src.channel_names else ""
                 raise ValueError(
                     f"{path!r} has {n} channels{names}; choose one with channel=N "
-                    "(CLI --channel N) or, for a colour image, channel='rgb'"
+                    "or, for a colour image, channel='rgb'"
                 )
             elif channel == "rgb":
                 if n not in (3, 4):
@@ -411,7 +411,7 @@ def _select(src: _Source, level: int, channel, timepoint, max_pixels: int) -> La
         elif a not in "zyx":
             raise ValueError(
                 f"{path!r} has an axis {a!r} of length {n} that is neither time, channel nor "
-                "space; give the axes with axes= (CLI --axes), e.g. 'tczyx'"
+                "space; give the axes with axes=, e.g. 'tczyx'"
             )
     kept = [i for i in range(len(shape)) if index[i] is None and i != colour]
     kept_axes = "".join(src.axes[i] for i in kept)
