@@ -95,7 +95,8 @@ def unit_name(units) -> str | None:
     return "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
-def _axis_names(ndim: int) -> tuple[str, ...]:
+def axis_names(ndim: int) -> tuple[str, ...]:
+    """Names of the spatial axes in column names: ``z, y, x`` (last ``ndim``)."""
     return ("z", "y", "x")[-ndim:] if ndim <= 3 else tuple(f"axis{i}" for i in range(ndim))
 
 
@@ -111,12 +112,13 @@ def _prepare_image(image, shape: tuple[int, ...]) -> np.ndarray:
     )
 
 
-def _column_names(ndim: int, physical: str | None, with_image: bool, with_gt: bool) -> list[str]:
+def column_names(ndim: int, physical: str | None, with_image: bool, with_gt: bool) -> list[str]:
+    """The columns of an object table, in order (shared with block-wise tables)."""
     size = "area" if ndim == 2 else "volume"
     px = "px" if ndim == 2 else "vox"
     cols = ["label"] + [f"centroid-{i}" for i in range(ndim)]
     if physical is not None:
-        cols += [f"centroid_{a}_{physical}" for a in _axis_names(ndim)]
+        cols += [f"centroid_{a}_{physical}" for a in axis_names(ndim)]
     cols.append(f"{size}_{px}")
     if physical is not None:
         power = "" if physical == "scaled" else str(ndim)
@@ -131,14 +133,15 @@ def _column_names(ndim: int, physical: str | None, with_image: bool, with_gt: bo
     return cols
 
 
-def _equivalent_diameter(size: np.ndarray, ndim: int) -> np.ndarray:
+def equivalent_diameter(size: np.ndarray, ndim: int) -> np.ndarray:
+    """Diameter of the disc (2-D) or ball (3-D) of the same area / volume."""
     size = np.asarray(size, dtype=np.float64)
     if ndim == 2:
         return 2.0 * np.sqrt(size / math.pi)
     return np.cbrt(6.0 * size / math.pi)
 
 
-def _check_translate(translate: Sequence[float], ndim: int) -> tuple[float, ...]:
+def check_translate(translate: Sequence[float], ndim: int) -> tuple[float, ...]:
     """Last ``ndim`` entries of a napari ``translate`` (any finite values)."""
     values = tuple(float(t) for t in np.ravel(np.asarray(translate, dtype=float)))
     if len(values) < ndim or not all(math.isfinite(v) for v in values):
@@ -193,11 +196,11 @@ def object_table(
     if scale is not None or units is not None:
         physical = unit_name(units) or "scaled"
     spacing = np.asarray(check_scale(scale, ndim))
-    offset = np.zeros(ndim) if translate is None else np.asarray(_check_translate(translate, ndim))
+    offset = np.zeros(ndim) if translate is None else np.asarray(check_translate(translate, ndim))
     img = None if image is None else _prepare_image(image, labels.shape)
     if gt is not None and match is None:
         match = match_instances(gt, labels, iou_threshold)
-    cols = _column_names(ndim, physical, img is not None, match is not None)
+    cols = column_names(ndim, physical, img is not None, match is not None)
 
     props = ["label", "centroid", "area"] + (["intensity_mean"] if img is not None else [])
     table = regionprops_table(labels, intensity_image=img, properties=props)
@@ -206,7 +209,7 @@ def object_table(
     for i in range(ndim):
         data[f"centroid-{i}"] = np.asarray(table[f"centroid-{i}"], dtype=np.float64)
     if physical is not None:
-        for i, a in enumerate(_axis_names(ndim)):
+        for i, a in enumerate(axis_names(ndim)):
             data[f"centroid_{a}_{physical}"] = data[f"centroid-{i}"] * spacing[i] + offset[i]
     size_name = "area" if ndim == 2 else "volume"
     data[f"{size_name}_{'px' if ndim == 2 else 'vox'}"] = size_px.astype(np.int64)
@@ -214,9 +217,9 @@ def object_table(
     if physical is not None:
         power = "" if physical == "scaled" else str(ndim)
         data[f"{size_name}_{physical}{power}"] = size_phys
-    data["equivalent_diameter_px"] = _equivalent_diameter(size_px, ndim)
+    data["equivalent_diameter_px"] = equivalent_diameter(size_px, ndim)
     if physical is not None:
-        data[f"equivalent_diameter_{physical}"] = _equivalent_diameter(size_phys, ndim)
+        data[f"equivalent_diameter_{physical}"] = equivalent_diameter(size_phys, ndim)
     if img is not None:
         mean = np.asarray(table["intensity_mean"], dtype=np.float64)
         data["mean_intensity"] = mean
