@@ -76,6 +76,8 @@ def targets_from_clicks(
     guide_probabilities: np.ndarray | None = None,
     region=None,
     unclicked: str = "negative",
+    distill: bool = False,
+    confidence: float = 0.6,
 ) -> Targets:
     """Training targets from one click per object (plus optional background clicks).
 
@@ -113,6 +115,11 @@ def targets_from_clicks(
         ``guide``: outlines for clicked objects the model missed come from its foreground
         where it shows a blob of plausible size, and merged objects are split along its
         boundary class.
+    distill : with ``guide_probabilities``: where the clicks change nothing (an object
+        the model found, holding one click; background the model saw and nobody
+        contradicted), the targets are the model's own classes where it is confident
+        (max probability >= ``confidence``, else ignored) and its own centre map, so
+        training changes the model only where the clicks correct it (self-training).
     """
     from skimage.filters import threshold_otsu
 
@@ -174,8 +181,40 @@ def targets_from_clicks(
         disk = (ndi.distance_transform_edt(bg_seed) <= max(radius, 3.0)) & ~fg
         t.classes[disk] = BACKGROUND
         t.center_mask[disk] = True
+    if distill and guide is not None and guide_probabilities is not None:
+        _keep_model_where_uncorrected(t, np.asarray(guide), labels, guide_probabilities,
+                                      confidence)
     t.instances = labels
     return t
+
+
+def _changed_by_clicks(guide: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Pixels where the click-corrected ``labels`` differ from the model's ``guide``
+    (objects added, removed, split or merged), widened by 2 px for their outlines."""
+    guide = guide.astype(np.int64, copy=False)
+    labels = labels.astype(np.int64, copy=False)
+    changed = (labels > 0) != (guide > 0)
+    both = (labels > 0) & (guide > 0)
+    if both.any():
+        pairs = np.unique(np.stack([guide[both], labels[both]]), axis=1)
+        split = np.bincount(pairs[0], minlength=int(guide.max()) + 1) > 1  # one object -> several
+        merged = np.bincount(pairs[1], minlength=int(labels.max()) + 1) > 1  # several -> one
+        changed |= split[guide] & (guide > 0)
+        changed |= merged[labels] & (labels > 0)
+    return ndi.binary_dilation(changed, iterations=2) if changed.any() else changed
+
+
+def _keep_model_where_uncorrected(t: Targets, guide, labels, probabilities, confidence) -> None:
+    """Self-training targets (the model's own confident classes and centre map) wherever
+    the clicks did not change the model's instances; in place."""
+    probs = np.asarray(probabilities, np.float32)
+    n_classes = probs.shape[0] - 1
+    keep = ~_changed_by_clicks(guide, labels) & (t.classes != IGNORE_INDEX)
+    own = np.argmax(probs[:n_classes], axis=0).astype(t.classes.dtype)
+    sure = probs[:n_classes].max(axis=0) >= confidence
+    t.classes[keep] = np.where(sure[keep], own[keep], IGNORE_INDEX)
+    t.center[keep] = probs[n_classes][keep]
+    t.center_mask[keep] = True
 
 
 @dataclass

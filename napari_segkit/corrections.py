@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._common import is_background
+
 CLASSES = ("nucleus", "background")
 
 
@@ -49,6 +51,8 @@ class Corrections:
 
     @staticmethod
     def _check(cls) -> str:
+        if is_background(cls):
+            return "background"
         c = str(cls).strip().lower()
         if c not in CLASSES:
             raise ValueError(f"a correction is 'nucleus' or 'background', not {cls!r}")
@@ -127,3 +131,27 @@ def retrain_with_corrections(model, images, corrections, *, config=None, out_pat
             return done.value
         if progress is not None:
             progress(ev)
+
+
+def corrections_from_layers(coords, classes=None, edited_labels=None,
+                            predicted_labels=None) -> Corrections:
+    """The corrections of one image from what the user has on screen.
+
+    coords : (N, 2+) clicks in image pixels (the last two axes are row, col); classes:
+        ``"nucleus"`` / ``"background"`` per click (default all nuclei)
+    edited_labels : the instances as the user left them (brush / eraser edits); they
+        count as corrections only when they differ from ``predicted_labels``
+    """
+    coords = np.asarray(coords, float).reshape(-1, np.shape(coords)[-1] if np.size(coords) else 2)
+    if len(coords) and coords.shape[1] > 2 and np.ptp(coords[:, :-2], axis=0).any():
+        raise ValueError("corrections work on one 2-D image; the clicks lie on several planes")
+    classes = ["nucleus"] * len(coords) if classes is None else [str(c) for c in classes]
+    labels = None
+    if edited_labels is not None and predicted_labels is not None:
+        edited = np.asarray(edited_labels)
+        if edited.shape != np.shape(predicted_labels):
+            raise ValueError(f"the edited instances {edited.shape} do not match the prediction "
+                             f"{np.shape(predicted_labels)}; predict again before correcting")
+        if not np.array_equal(edited, predicted_labels):
+            labels = edited.copy()
+    return Corrections([tuple(p[-2:]) for p in coords], classes, labels)

@@ -41,6 +41,9 @@ class TrainConfig:
     lr: float | None = None  # None: 3e-3 for a new model, 5e-4 when fine-tuning
     freeze_norm: bool | None = None  # None: keep normalisation statistics when fine-tuning
     click_guidance: bool = True  # fine-tuning from clicks: clicks correct the model's instances
+    # fine-tuning from clicks: where the clicks change nothing, learn the model's own
+    # confident predictions (self-training) instead of its post-processed instances
+    click_distill: bool = False
     # fine-tuning without forgetting (napari_segkit.finetune); None: FINE_TUNE_RECIPE when
     # fine-tuning, off for a new model
     replay_fraction: float | None = None

@@ -111,7 +111,8 @@ def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
         guess = predict(guide_model, image, tta=True)
         guide, fg = guess.instances, guess.probabilities
     return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width,
-                               guide=guide, guide_probabilities=fg, region=region)
+                               guide=guide, guide_probabilities=fg, region=region,
+                               distill=bool(getattr(cfg, "click_distill", False)))
 
 
 def _evidence(labels, points, region, shape, cfg) -> dict | None:

@@ -45,6 +45,7 @@ from ..workflows import (
     size_column,
     size_unit,
 )
+from .corrections import CorrectionPanel
 from .layers import layers_of, set_output_layer, spatial_shape
 from .plots import HistogramCanvas
 from .session import SESSION
@@ -113,6 +114,9 @@ class PredictWidget(Container):
         self.histogram = HistogramCanvas()
         self.native.layout().addWidget(self.table)
         self.native.layout().addWidget(self.histogram)
+        self.predicted_image: Image | None = None  # the image of the last prediction shown
+        self.corrections = CorrectionPanel(self)
+        self.native.layout().addWidget(self.corrections.native)
 
         self.worker = None
         self.stop_event = threading.Event()
@@ -291,6 +295,7 @@ class PredictWidget(Container):
     def show_outcome(self, image: Image, outcome: PredictOutcome) -> None:
         """Add or update the output layers, the labels, the table and the histogram."""
         self.outcome = outcome
+        self.predicted_image = image
         self.summary = dict(outcome.summary)
         name = image.name
         viewer = self.viewer

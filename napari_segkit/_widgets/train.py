@@ -10,6 +10,7 @@ checks between steps; the best weights so far are already on disk (written atomi
 from __future__ import annotations
 
 import threading
+import warnings
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.layers import Image, Labels, Points
+from napari.layers import Image, Labels, Points, Shapes
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 
@@ -33,6 +34,8 @@ from .._common import classes_of
 from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, to_image_pixels, user_errors
 from .plots import TrainingPlot
 from .session import SESSION
+
+WHOLE_IMAGE = "whole image"
 
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
@@ -45,6 +48,23 @@ def default_model_path(name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "model"
     return Path.home() / "napari-segkit" / "models" / f"{safe}-{stamp}.safetensors"
+
+
+def region_of(shapes: Shapes, image: Image, shape: tuple[int, ...]) -> np.ndarray:
+    """The fully annotated region drawn as rectangles / polygons in ``shapes``, as a
+    bool mask of ``image``'s pixels."""
+    from ..annotations import polygons_to_labels
+
+    polygons = [to_image_pixels(shapes, image, np.asarray(d))[:, -2:] for d in shapes.data]
+    if not polygons:
+        raise ValueError(f"{shapes.name} has no shapes: draw the fully annotated rectangle, "
+                         "or choose 'whole image'")
+    with warnings.catch_warnings():  # shapes off the image: the error below says so
+        warnings.simplefilter("ignore", UserWarning)
+        mask = polygons_to_labels(polygons, shape) > 0
+    if not mask.any():
+        raise ValueError(f"the shapes of {shapes.name} do not overlap {image.name}")
+    return mask
 
 
 def _format_s(seconds: float | None) -> str:
@@ -71,6 +91,12 @@ class TrainWidget(Container):
             tooltip="auto: 'sparse' for layers made by 'Clicks -> sparse training labels' "
                     "(the Annotate dock marks them), else one id per object",
         )
+        self.region = ComboBox(
+            label="Fully annotated", choices=self._regions,
+            tooltip="Where every nucleus is annotated: the whole image, or the rectangles / "
+                    "polygons of a Shapes layer (with clicks, unclicked objects there are "
+                    "background; outside it nothing is assumed)",
+        )
         self.add_pair = PushButton(text="Add pair")
         self.clear_pairs = PushButton(text="Clear pairs")
         self.pairs_label = Label(value="Pairs: the image and annotations above")
@@ -91,12 +117,12 @@ class TrainWidget(Container):
         self.status = Label(value="")
         self.plot = TrainingPlot()
         super().__init__(widgets=[
-            self.image, self.annotation_layer, self.labels_kind, self.add_pair, self.clear_pairs, self.pairs_label,
+            self.image, self.annotation_layer, self.labels_kind, self.region, self.add_pair, self.clear_pairs, self.pairs_label,
             self.init, self.init_file, self.minutes, self.patch, self.lr, self.seed, self.out,
             self.start_button, self.stop_button, self.progress, self.status,
         ])  # fmt: skip
         self.native.layout().addWidget(self.plot)
-        self.pairs: list[tuple[Image, Labels | Points]] = []
+        self.pairs: list[tuple[Image, Labels | Points, Shapes | None]] = []
         self.worker = None
         self.stop_event = threading.Event()
         self.model_path: Path | None = None
@@ -122,10 +148,16 @@ class TrainWidget(Container):
     def _annotations(self, _=None) -> list:
         return layers_of(self.viewer, Labels, Points)
 
+    def _regions(self, _=None) -> list:
+        return [(WHOLE_IMAGE, None), *layers_of(self.viewer, Shapes)]
+
     def _refresh_choices(self, _event=None) -> None:
         self.image.reset_choices()
         self.annotation_layer.reset_choices()
-        self.pairs = [(i, a) for i, a in self.pairs if i in self.viewer.layers and a in self.viewer.layers]
+        self.region.reset_choices()
+        open_ = self.viewer.layers
+        self.pairs = [(i, a, r) for i, a, r in self.pairs
+                      if i in open_ and a in open_ and (r is None or r in open_)]
         self._show_pairs()
 
     def _suggest_out(self, image) -> None:
@@ -133,8 +165,8 @@ class TrainWidget(Container):
             self.out.value = default_model_path(image.name)
 
     def _add_pair(self) -> None:
-        pair = (self.image.value, self.annotation_layer.value)
-        if None in pair:
+        pair = (self.image.value, self.annotation_layer.value, self.region.value)
+        if None in pair[:2]:
             show_error("Choose an image and its annotations (Labels or Points) first.")
             return
         if pair not in self.pairs:
@@ -149,7 +181,9 @@ class TrainWidget(Container):
         if not self.pairs:
             self.pairs_label.value = "Pairs: the image and annotations above"
         else:
-            self.pairs_label.value = "Pairs: " + "; ".join(f"{i.name} + {a.name}" for i, a in self.pairs)
+            self.pairs_label.value = "Pairs: " + "; ".join(
+                f"{i.name} + {a.name}" + (f" in {r.name}" if r is not None else "")
+                for i, a, r in self.pairs)
 
     @property
     def running(self) -> bool:
@@ -158,11 +192,11 @@ class TrainWidget(Container):
     # ---- training --------------------------------------------------------------------
     def collect_data(self) -> dict:
         """Arrays for ``training.train`` from the chosen pairs; ValueError on bad input."""
-        pairs = self.pairs or [(self.image.value, self.annotation_layer.value)]
-        if any(p is None for pair in pairs for p in pair):
+        pairs = self.pairs or [(self.image.value, self.annotation_layer.value, self.region.value)]
+        if any(p is None for pair in pairs for p in pair[:2]):
             raise ValueError("choose an image and its annotations (Labels or Points) first")
-        images, labels, points = [], [], []
-        for image, ann in pairs:
+        images, labels, points, regions = [], [], [], []
+        for image, ann, region in pairs:
             shape = spatial_shape(image)
             if len(shape) != 2:
                 raise ValueError(f"{image.name}: training takes 2-D images (this one is {shape})")
@@ -184,8 +218,9 @@ class TrainWidget(Container):
                     raise ValueError(f"{ann.name} has no points: click on the nuclei first")
                 labels.append(None)
                 points.append((coords, classes_of(ann.features)))
-        return {"images": images, "labels": labels, "points": points,
-                "labels_kind": self._labels_kind([a for _, a in pairs if isinstance(a, Labels)])}
+            regions.append(None if region is None else region_of(region, image, shape))
+        return {"images": images, "labels": labels, "points": points, "regions": regions,
+                "labels_kind": self._labels_kind([a for _, a, _ in pairs if isinstance(a, Labels)])}
 
     def _labels_kind(self, layers: list) -> str:
         if self.labels_kind.value != "auto":
@@ -255,16 +290,16 @@ class TrainWidget(Container):
         if kind == "validation":
             self.plot.add_validation(event.step, event.val_iou, event.val_f1)
         total = event.total_steps or 0
-        if total:
-            self.progress.value = int(1000 * min(event.step / total, 1.0))
+        self.progress.value = int(1000 * event.fraction)
         val = ""
         if event.val_iou is not None:
             val = f" · val IoU {event.val_iou:.2f}"
-            if event.val_f1 is not None:
-                val += f" F1 {event.val_f1:.2f}"
+        if event.val_f1 is not None:
+            val += f" · val F1 {event.val_f1:.2f}"
         loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
+        steps = f"{event.step}" if event.budget_s else f"{event.step}/{total or '?'}"
         self.status.value = (
-            f"{kind} · step {event.step}/{total or '?'}{loss}{val} · {event.device} · "
+            f"{kind} · step {steps}{loss}{val} · {event.device} · "
             f"elapsed {_format_s(event.elapsed_s)} · ETA {_format_s(event.eta_s)}"
         )
         if kind in ("done", "stopped") and event.model_path:
@@ -298,6 +333,7 @@ def _training_worker(data: dict, config, init, out_path: str, stop_event: thread
         data["images"],
         labels=data["labels"],
         points=data["points"],
+        regions=data.get("regions"),
         config=config,
         init=init,
         out_path=out_path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from napari_segkit._sample_data import fluo_256
@@ -72,6 +73,24 @@ def test_pairs_can_be_added_and_train_on_masks(widget, qtbot):
     assert widget.last_event.kind == "done"
     assert widget.progress.value == 1000
     assert load_model(widget.out.value).provenance["training"]["labels"] == "instances"
+
+
+def test_fully_annotated_region_from_a_shapes_layer(widget):
+    viewer = widget.viewer
+    widget.annotation_layer.value = viewer.layers["fluo_256 clicks"]
+    data = widget.collect_data()
+    assert data["regions"] == [None]  # the whole image by default
+    shapes = viewer.add_shapes([np.array([[10, 20], [10, 120], [90, 120], [90, 20]])],
+                               shape_type="rectangle", name="annotated here")
+    widget.region.value = shapes
+    region = widget.collect_data()["regions"][0]
+    assert region.shape == (256, 256) and region[50, 60] and not region[200, 200]
+    assert 0.9 < region.sum() / (80 * 100) < 1.1
+    widget.add_pair.clicked()
+    assert "in annotated here" in widget.pairs_label.value
+    shapes.data = [np.array([[500, 500], [500, 600], [600, 600], [600, 500]])]
+    with pytest.raises(ValueError, match="do not overlap"):
+        widget.collect_data()
 
 
 def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, tmp_path):

@@ -1,0 +1,218 @@
+"""The Predict dock's correction loop: suggest where to click, correct, retrain, predict again.
+
+1. *Suggest where to click* adds a Points layer ``"<image> suggestions"``: the places where
+   the current model is least sure, ranked (1 = most useful click).
+2. *Add corrections layer* adds ``"<image> corrections"``: click each nucleus the model
+   missed (class ``nucleus``), each false object (class ``background``), each nucleus of a
+   merged object; or paint / erase on the ``"<image> instances"`` layer.
+3. *Retrain with corrections* fine-tunes the current model on the corrected prediction of
+   this image and of every image corrected before in this session (in a worker thread,
+   with a Stop button), publishes the new model as "Just trained" and predicts again.
+
+Thin: the targets and the training are :mod:`napari_segkit.corrections` and
+:mod:`napari_segkit.suggestions`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import Container, Label, ProgressBar, PushButton, SpinBox
+from napari.layers import Image, Points
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from .._common import classes_of, is_rgb
+from .._sample_data import points_layer_kwargs
+from ..corrections import Corrections, correction_training, corrections_from_layers
+from ..training import TrainConfig
+from ..workflows import open_model
+from .layers import spatial_shape, to_image_pixels, user_errors
+from .session import SESSION
+from .train import default_model_path
+
+SUGGESTION_COLOR = "#ff4fd8"
+
+
+class CorrectionPanel(Container):
+    """Correction loop controls; ``dock`` is the Predict dock it belongs to."""
+
+    def __init__(self, dock: Any) -> None:
+        self.dock = dock
+        self.viewer = dock.viewer
+        self.header = Label(value="Correct and retrain (after Predict):")
+        self.suggest_button = PushButton(text="Suggest where to click")
+        self.corrections_button = PushButton(text="Add corrections layer")
+        self.seconds = SpinBox(label="Retrain for (s)", value=60, min=5, max=3600, step=5)
+        self.retrain_button = PushButton(text="Retrain with corrections")
+        self.stop_button = PushButton(text="Stop retraining", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=1000, label="Retraining")
+        self.status = Label(value="")
+        super().__init__(widgets=[self.header, self.suggest_button, self.corrections_button,
+                                  self.seconds, self.retrain_button, self.stop_button,
+                                  self.progress, self.status])
+        #: every image corrected in this session: name -> (2-D image, its corrections)
+        self.history: dict[str, tuple[np.ndarray, Corrections]] = {}
+        self.worker = None
+        self.stop_event = threading.Event()
+        self.last_event = None
+        self.suggest_button.changed.connect(self.suggest)
+        self.corrections_button.changed.connect(self.add_corrections_layer)
+        self.retrain_button.changed.connect(self.retrain)
+        self.stop_button.changed.connect(self.stop_event.set)
+
+    # ---- what is corrected ---------------------------------------------------------
+    def _predicted_image(self) -> Image:
+        image = self.dock.predicted_image
+        if image is None or self.dock.outcome is None or self.dock.outcome.instances is None:
+            raise ValueError("press Predict first: corrections fix a prediction")
+        if image not in self.viewer.layers:
+            raise ValueError(f"the image {image.name!r} that was predicted is no longer open")
+        if len(spatial_shape(image)) != 2:
+            raise ValueError("the correction loop works on 2-D images (gray or RGB); "
+                             "for a stack, train on clicks in the Train dock")
+        return image
+
+    def _image_data(self, image: Image) -> np.ndarray:
+        data = np.asarray(image.data[0] if image.multiscale else image.data)
+        return data if (data.ndim == 2 or is_rgb(data.shape)) else data.squeeze()
+
+    def corrections_layer(self, image: Image) -> Points | None:
+        name = f"{image.name} corrections"
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def add_corrections_layer(self) -> Points | None:
+        """An empty Points layer ``"<image> corrections"`` in add mode (class nucleus)."""
+        with user_errors("Corrections"):
+            image = self._predicted_image()
+            layer = self.corrections_layer(image)
+            if layer is None:
+                kwargs = points_layer_kwargs(pd.DataFrame({"class": []}),
+                                             f"{image.name} corrections")
+                layer = self.viewer.add_points(np.empty((0, 2)), scale=image.scale[-2:],
+                                               translate=image.translate[-2:], **kwargs)
+            layer.mode = "add"
+            self.viewer.layers.selection.active = layer
+            self.status.value = ("Click missed nuclei (class nucleus) and false objects "
+                                 "(class background), then Retrain.")
+            return layer
+        return None
+
+    def current_corrections(self, image: Image) -> Corrections:
+        """The clicks of ``"<image> corrections"`` and the edits of the instances layer."""
+        layer = self.corrections_layer(image)
+        coords = np.zeros((0, 2))
+        classes = None
+        if layer is not None and len(layer.data):
+            coords = to_image_pixels(layer, image, np.asarray(layer.data))[:, -2:]
+            classes = classes_of(layer.features)
+        instances = self.dock.output.get("instances")
+        edited = None if instances is None else np.asarray(instances.data)
+        return corrections_from_layers(coords, classes, edited, self.dock.outcome.instances)
+
+    # ---- suggestions -----------------------------------------------------------------
+    def suggest(self):
+        """Rank where a click would teach the current model most (worker thread)."""
+        with user_errors("Suggestions"):
+            image = self._predicted_image()
+            model = self.dock.chosen_model()
+            data = self._image_data(image)
+            done = self.current_corrections(image)
+            worker = thread_worker(_suggest)(model, data, done.coords, list(done.classes))
+            worker.returned.connect(lambda result: self._show_suggestions(image, *result))
+            worker.errored.connect(lambda err: show_error(f"Suggestions failed: {err}"))
+            self.status.value = "Looking for the most useful clicks..."
+            worker.start()
+            return worker
+        return None
+
+    def _show_suggestions(self, image: Image, coords, scores, reasons) -> None:
+        name = f"{image.name} suggestions"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        features = pd.DataFrame({"rank": np.arange(1, len(coords) + 1), "score": scores,
+                                 "reason": reasons})
+        self.viewer.add_points(
+            np.asarray(coords, float).reshape(-1, 2), name=name, features=features,
+            scale=image.scale[-2:], translate=image.translate[-2:], symbol="ring", size=14,
+            face_color="transparent", border_color=SUGGESTION_COLOR, border_width=0.15,
+            text={"string": "{rank}", "color": SUGGESTION_COLOR, "anchor": "upper_left"},
+        )
+        self.viewer.layers.selection.active = self.viewer.layers[name]
+        self.status.value = (f"{len(coords)} suggestions (1 = most useful): click there in "
+                             f"the corrections layer where the model is wrong."
+                             if len(coords) else "No place looks uncertain to the model.")
+
+    # ---- retraining ------------------------------------------------------------------
+    def retrain(self):
+        """Fine-tune the current model on the corrections of every corrected image."""
+        if self.worker is not None:
+            show_info("Retraining is already running; Stop it or wait.")
+            return None
+        with user_errors("Retrain with corrections"):
+            image = self._predicted_image()
+            corrections = self.current_corrections(image)
+            if len(corrections) == 0 and corrections.labels is None:
+                raise ValueError("nothing to learn from yet: add a corrections layer and click "
+                                 "missed nuclei (class nucleus) or false objects (class "
+                                 "background), or paint on the instances layer")
+            self.history[image.name] = (self._image_data(image), corrections)
+            images = [im for im, _ in self.history.values()]
+            fixes = [c for _, c in self.history.values()]
+            model = open_model(self.dock.chosen_model())
+            config = TrainConfig(time_budget_s=float(self.seconds.value), steps=10**7)
+            out_path = default_model_path(f"{image.name}-corrected")
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            self.stop_event.clear()
+            worker = thread_worker(_retrain)(model, images, fixes, config, str(out_path),
+                                             self.stop_event)
+            worker.yielded.connect(self._on_event)
+            worker.errored.connect(lambda err: show_error(f"Retraining failed: {err}"))
+            worker.finished.connect(self._on_finished)
+            self.worker, self.last_event = worker, None
+            self.retrain_button.enabled, self.stop_button.enabled = False, True
+            self.progress.value = 0
+            n = sum(len(c) for c in fixes)
+            self.status.value = f"Retraining on {len(images)} image(s), {n} correction clicks..."
+            worker.start()
+            return worker
+        return None
+
+    def _on_event(self, event) -> None:
+        self.last_event = event
+        self.progress.value = int(1000 * event.fraction)
+        if event.kind == "step":
+            self.status.value = (f"Retraining: step {event.step}, {event.elapsed_s:.0f}/"
+                                 f"{event.budget_s or 0:.0f} s on {event.device}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        try:
+            self.retrain_button.enabled, self.stop_button.enabled = True, False
+        except RuntimeError:  # the dock was closed meanwhile
+            return
+        event = self.last_event
+        if event is None or event.kind not in ("done", "stopped") or not event.model_path:
+            self.status.value = "Retraining did not finish; the model is unchanged."
+            return
+        self.progress.value = 1000
+        self.status.value = f"Retrained ({event.step} steps): {event.model_path}. Predicting..."
+        SESSION.publish_model(str(event.model_path))  # the Predict dock selects it
+        if event.kind == "stopped":
+            show_warning("Retraining stopped early; the weights reached so far are used.")
+        self.dock.run()
+
+
+def _suggest(model, image, coords, classes):
+    from ..suggestions import suggest_clicks
+
+    return suggest_clicks(open_model(model), image, coords if len(coords) else None, n=10,
+                          classes=classes or None)
+
+
+def _retrain(model, images, corrections, config, out_path, stop_event):
+    yield from correction_training(model, images, corrections, config=config,
+                                   out_path=out_path, stop=stop_event)

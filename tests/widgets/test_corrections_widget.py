@@ -1,0 +1,93 @@
+"""The Predict dock's correction loop, driven as a user would: predict, ask for suggestions,
+click corrections, retrain, and see the dock predict again with the retrained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_segkit._sample_data import fluo_256  # noqa: E402
+from napari_segkit._widgets import corrections as corrections_module  # noqa: E402
+from napari_segkit._widgets import layers as layers_module  # noqa: E402
+from napari_segkit._widgets import predict as predict_module  # noqa: E402
+from napari_segkit._widgets.predict import JUST_TRAINED, MODEL_FILE, PredictWidget  # noqa: E402
+from napari_segkit._widgets.session import SESSION  # noqa: E402
+from napari_segkit.model_io import load_model  # noqa: E402
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tiny_model_path, monkeypatch, tmp_path):
+    errors: list[str] = []
+    for module in (predict_module, corrections_module, layers_module):
+        monkeypatch.setattr(module, "show_error", errors.append)
+    monkeypatch.setattr(corrections_module, "default_model_path",
+                        lambda name: tmp_path / f"{name}.safetensors")
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in fluo_256():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = viewer.layers["fluo_256"]
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tiny_model_path
+    return viewer, widget, errors
+
+
+def _predict(qtbot, widget):
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+
+
+def test_retrain_before_predict_says_what_to_do(dock):
+    viewer, widget, errors = dock
+    assert widget.corrections.retrain() is None
+    assert errors and "Predict first" in errors[0]
+
+
+def test_one_correction_round(dock, qtbot, tiny_model_path):
+    viewer, widget, errors = dock
+    _predict(qtbot, widget)
+    panel = widget.corrections
+    # nothing clicked yet: a message, no training
+    assert panel.retrain() is None and "nothing to learn from" in errors[-1]
+    errors.clear()
+
+    worker = panel.suggest()
+    assert worker is not None
+    qtbot.waitUntil(lambda: "fluo_256 suggestions" in viewer.layers, timeout=30_000)
+    suggestions = viewer.layers["fluo_256 suggestions"]
+    ranks = suggestions.features["rank"].to_numpy()
+    assert len(ranks) <= 10 and list(ranks) == list(range(1, len(ranks) + 1))
+    assert np.all(np.diff(suggestions.features["score"].to_numpy()) <= 0)  # best first
+
+    layer = panel.add_corrections_layer()
+    assert layer is viewer.layers["fluo_256 corrections"]
+    clicks = viewer.layers["fluo_256 clicks"]
+    nuclei = np.asarray(clicks.data)[np.asarray(clicks.features["class"]) == "nucleus"][:6]
+    layer.add(nuclei)
+    layer.feature_defaults = {"class": "background"}
+    layer.add(np.array([[5.0, 5.0]]))
+    assert list(layer.features["class"])[-1] == "background"
+
+    panel.seconds.value = 5
+    trained = []
+    SESSION.model_trained.connect(trained.append)
+    try:
+        assert panel.retrain() is not None
+        assert not panel.retrain_button.enabled and panel.stop_button.enabled
+        qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)  # predicts again
+    finally:
+        SESSION.model_trained.disconnect(trained.append)
+    assert errors == []
+    assert len(trained) == 1 and trained[0].endswith("fluo_256-corrected.safetensors")
+    model = load_model(trained[0])
+    assert model.provenance["training"]["labels"] == "targets"
+    assert widget.model_source.value == JUST_TRAINED
+    assert panel.progress.value == 1000 and "Retrained" in panel.status.value
+    # the corrected image is remembered for the next round
+    image, fixes = panel.history["fluo_256"]
+    assert image.shape == (256, 256) and len(fixes) == 7
+    assert fixes.classes.count("background") == 1
