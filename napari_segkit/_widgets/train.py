@@ -10,8 +10,8 @@ checks between steps; the best weights so far are already on disk (written atomi
 from __future__ import annotations
 
 import threading
-import warnings
 import time
+import warnings
 from pathlib import Path
 
 import napari
