@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .model import UNet, UNetConfig
+from .nets import build_network
 from .normalization import DEFAULT_NORMALIZATION
 
 FORMAT_NAME = "napari-segkit-model"
@@ -66,7 +67,7 @@ class SegModel:
                 if config.n_classes == 3
                 else ["background"] + [f"class {i}" for i in range(1, config.n_classes)]
             )
-        return cls(net=UNet(config), config=config, class_names=names, **kwargs)
+        return cls(net=build_network(config), config=config, class_names=names, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -168,7 +169,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         )
     try:
         config = UNetConfig.from_dict(meta["config"])
-        net = UNet(config)
+        net = build_network(config)
         ref = net.state_dict()
         tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
         net.load_state_dict(tensors, strict=True)

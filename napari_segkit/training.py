@@ -31,13 +31,14 @@ import numpy as np
 import torch
 
 from ._common import classes_of, is_stopped
+from .losses import check_loss, forward_for_training, training_loss
 from .model import UNetConfig
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import DEFAULT_NORMALIZATION, Normalization
 from .prediction import predict
 from .runtime import autocast, select_device, torch_threads
 from .sampling import PatchSampler, split_validation
-from .scoring import segmentation_loss, validate
+from .scoring import validate
 from .targets import (
     Targets,
     class_weights,
@@ -88,6 +89,7 @@ class TrainConfig:
     fg_prob: float = 0.6
     augment: bool = True
     scale_range: tuple[float, float] | None = None  # zoom augmentation, e.g. (0.5, 2.0)
+    loss: str = "ce_dice"  # see napari_segkit.losses.LOSSES
     dice_weight: float = 1.0
     center_weight: float = 1.0
     log_every: int | None = None
@@ -197,6 +199,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, init: Any = None, out_path: Any = None,
                  stop: threading.Event | Callable[[], bool] | None = None) -> None:
+        check_loss(config.loss)
         self.cfg = config
         self.init = init
         self.fine_tuning = init is not None
@@ -282,10 +285,11 @@ class Trainer:
         tb = torch.from_numpy(tb).to(device, non_blocking=True)
         mb = torch.from_numpy(mb).to(device, non_blocking=True)
         with autocast(device, self.use_amp):
-            logits = self.net(xb)
+            logits, aux = forward_for_training(self.net, xb)
         # the loss in float32: float16 logits under autocast would lose precision
-        loss = segmentation_loss(logits.float(), cb, tb, mb, self.n_classes, self.weights,
-                                 cfg.dice_weight, cfg.center_weight)
+        loss = training_loss(logits.float(), [a.float() for a in aux], cb, tb, mb,
+                             self.n_classes, self.weights, cfg.dice_weight, cfg.center_weight,
+                             kind=cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
