@@ -48,6 +48,10 @@ class SegModel:
         One per class logit (the extra "centre" channel is not a class).
     provenance : dict
         Free-form JSON: training data, steps, validation scores, date, version.
+    object_diameter : float or None
+        Median equivalent diameter (pixels) of the objects the model was trained on;
+        ``predict(..., diameter=...)`` zooms images so that their objects match it.
+        None for model files written before it was recorded.
     """
 
     net: UNet
@@ -55,6 +59,7 @@ class SegModel:
     normalization: dict = field(default_factory=lambda: dict(DEFAULT_NORMALIZATION))
     class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
     provenance: dict = field(default_factory=dict)
+    object_diameter: float | None = None
 
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs) -> SegModel:
@@ -89,6 +94,8 @@ def _metadata(model: SegModel) -> dict[str, str]:
         "class_names": list(model.class_names),
         "provenance": {"segkit_version": _version(), **model.provenance},
     }
+    if model.object_diameter is not None:
+        meta["object_diameter"] = float(model.object_diameter)
     return {"segkit": json.dumps(meta, default=_json_default)}
 
 
@@ -176,6 +183,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         normalization = dict(meta.get("normalization") or DEFAULT_NORMALIZATION)
         class_names = [str(c) for c in meta.get("class_names") or []]
         provenance = dict(meta.get("provenance") or {})
+        diameter = meta.get("object_diameter")
+        diameter = None if diameter is None else float(diameter)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -183,7 +192,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
     if len(class_names) != config.n_classes:
         class_names = SegModel.new(config).class_names
     net.to(device).eval()
-    return SegModel(net, config, normalization, class_names, provenance)
+    return SegModel(net, config, normalization, class_names, provenance, diameter)
 
 
 def load_default_model(device: str | torch.device = "cpu") -> SegModel:

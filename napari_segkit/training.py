@@ -31,10 +31,12 @@ import numpy as np
 import torch
 
 from ._common import classes_of, is_stopped
+from .color_augment import split_variants, with_color_variants
 from .losses import check_loss, forward_for_training, training_loss
 from .model import UNetConfig
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import DEFAULT_NORMALIZATION, Normalization
+from .object_size import median_object_diameter
 from .prediction import predict
 from .runtime import autocast, select_device, torch_threads
 from .sampling import PatchSampler, split_validation
@@ -89,6 +91,8 @@ class TrainConfig:
     fg_prob: float = 0.6
     augment: bool = True
     scale_range: tuple[float, float] | None = None  # zoom augmentation, e.g. (0.5, 2.0)
+    color_variants: int = 0  # colour / stain variants per image (napari_segkit.color_augment)
+    color_prob: float = 0.5  # probability that a patch comes from a colour variant
     loss: str = "ce_dice"  # see napari_segkit.losses.LOSSES
     dice_weight: float = 1.0
     center_weight: float = 1.0
@@ -172,8 +176,9 @@ def _resolve_init(init, cfg: TrainConfig) -> SegModel:
         model.normalization = dict(cfg.normalization)
         return model
     if isinstance(init, SegModel):
-        return SegModel(copy.deepcopy(init.net).cpu(), copy.deepcopy(init.config),
-                        dict(init.normalization), list(init.class_names), dict(init.provenance))
+        model = copy.deepcopy(init)  # every field, so the caller's model stays as it is
+        model.net = model.net.cpu()
+        return model
     if isinstance(init, str) and init == "default":
         return load_default_model()
     return load_model(init)
@@ -234,6 +239,9 @@ class Trainer:
         # pseudo instances the targets were made from
         full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances")
                 else t.instances for lb, t in zip(labels, tgs, strict=True)]
+        self.model.object_diameter = self.model.object_diameter or median_object_diameter(full)
+        xs = with_color_variants(images, xs, cfg.color_variants if cfg.augment else 0, cfg.seed,
+                                 lambda im: norm.prepare(im, mcfg.in_channels))
         if val_images is not None:
             tr_x, tr_t = xs, tgs
             va_x = [norm.prepare(im, mcfg.in_channels) for im in val_images]
@@ -242,9 +250,12 @@ class Trainer:
         else:
             tr_x, tr_t, va_x, va_t, va_i = split_validation(xs, tgs, full, cfg.val_fraction,
                                                             self.rng)
+            va_x = [x[: mcfg.in_channels] for x in va_x]
+        tr_x, tr_variants = split_variants(tr_x, mcfg.in_channels)
         self.n_train, self.val_x, self.val_targets, self.val_instances = len(tr_x), va_x, va_t, va_i
         self.sampler = PatchSampler(tr_x, tr_t, cfg.patch_size, fg_prob=cfg.fg_prob,
-                                    augment=cfg.augment, scale_range=cfg.scale_range, rng=self.rng)
+                                    augment=cfg.augment, scale_range=cfg.scale_range, rng=self.rng,
+                                    variants=tr_variants, variant_prob=cfg.color_prob)
         self.weights = torch.as_tensor(class_weights([t.classes for t in tr_t], self.n_classes),
                                        device=self.device)
         self.pixels_per_epoch = max(self.sampler.labelled_pixels, 1)
