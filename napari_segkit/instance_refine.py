@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
+from skimage.morphology import local_maxima, reconstruction
 
 
 def h_maxima_seeds(center: np.ndarray, foreground: np.ndarray, h: float = 0.1,
@@ -45,11 +45,13 @@ def h_maxima_seeds(center: np.ndarray, foreground: np.ndarray, h: float = 0.1,
     c = np.asarray(center, np.float32)
     if smooth > 0:
         c = ndi.gaussian_filter(c, smooth)
-    c = np.where(foreground, c, 0.0).astype(np.float32)
-    # h_maxima on floats: quantise so that plateaus are exact
-    q = np.round(c * 1000).astype(np.int32)
-    peaks = h_maxima(q, int(round(h * 1000))) > 0
-    return peaks & (c >= floor) & foreground
+    c = np.where(foreground, c, 0.0).astype(np.float64)
+    # every maximum is lowered to h below its top, but no lower than the saddle to a
+    # higher one (reconstruction by dilation): maxima with a dynamic below h melt into
+    # one plateau with their neighbours, and each remaining plateau is one seed
+    rec = reconstruction(c - h, c, method="dilation")
+    peaks = local_maxima(rec, allow_borders=True)
+    return peaks & (rec >= floor - h) & (c >= floor) & foreground
 
 
 def merge_small_fragments(labels: np.ndarray, fraction: float = 0.25,
