@@ -146,8 +146,9 @@ def predict_probabilities(
     total = per_plane * planes.shape[0]
     out = np.empty((n_out, planes.shape[0], h, w), np.float32)
     dev = select_device(device)
-    with model_on_device(model.net, dev) as net:
-        forward = TorchForward(net, cfg.n_classes, dev, tta=tta)
+    channels_last = dev.type == "cpu"  # faster oneDNN convolutions on the CPU
+    with model_on_device(model.net, dev, channels_last) as net:
+        forward = TorchForward(net, cfg.n_classes, dev, tta=tta, channels_last=channels_last)
         for z, plane in enumerate(planes):
             if normalization is None:
                 x = settings.prepare(plane, cfg.in_channels)

@@ -43,3 +43,16 @@ def test_forward_gives_probabilities(tiny_model):
     assert probs.shape == (2, 4, 32, 40) and probs.dtype == np.float32
     np.testing.assert_allclose(probs[:, :3].sum(1), 1.0, atol=1e-5)
     assert ((probs[:, 3] > 0) & (probs[:, 3] < 1)).all()
+
+
+def test_channels_last_prediction_matches_and_restores_the_weights(tiny_model):
+    net, k = tiny_model.net.eval(), tiny_model.config.n_classes
+    cpu = torch.device("cpu")
+    batch = np.random.default_rng(1).random((2, 1, 48, 40), dtype=np.float32)
+    plain = TorchForward(net, k, cpu)(batch)
+    weights = [p for p in net.parameters() if p.ndim == 4]
+    with model_on_device(net, cpu, channels_last=True) as on_device:
+        assert weights[0].is_contiguous(memory_format=torch.channels_last)
+        fast = TorchForward(on_device, k, cpu, channels_last=True)(batch)
+    assert all(p.is_contiguous() for p in weights)
+    np.testing.assert_allclose(fast, plain, atol=1e-5)
