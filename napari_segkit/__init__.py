@@ -19,6 +19,8 @@ _MODULES = (
     "annotations", "io", "measure", "metrics", "model", "model_io", "normalization",
     "postprocess", "prediction", "runtime", "sampling", "scoring", "targets", "tiling",
     "training", "workflows",
+    "color_augment", "instance_errors", "instance_refine", "losses", "nets", "object_size",
+    "pixel_classifier", "pixel_features", "test_time_zoom",
     "convert", "data",  # deprecated: forward to their new homes
 )
 _FUNCTIONS = {
@@ -37,6 +39,7 @@ _FUNCTIONS = {
     "evaluate_instances": "metrics",
     "match_instances": "metrics",
     "object_table": "measure",
+    "PixelClassifier": "pixel_classifier",
 }
 __all__ = ["__version__", *_MODULES, *_FUNCTIONS]
 
