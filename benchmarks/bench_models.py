@@ -133,7 +133,8 @@ def _mean_sd(values) -> str:
     return f"{statistics.mean(values):.3f}±{statistics.stdev(values):.3f}"
 
 
-def print_table(results: dict, steps: int, batch: int, patch: int, seeds) -> None:
+def print_table(results: dict, steps: int, batch: int, patch: int, seeds,
+                time_threads: int = 2) -> None:
     groups: dict[tuple[str, str], list[dict]] = {}
     for key, r in results.get("runs", {}).items():
         arch, loss, seed, st, bp = key.split("|")
@@ -159,7 +160,7 @@ def print_table(results: dict, steps: int, batch: int, patch: int, seeds) -> Non
     print("split: GT nuclei broken into >= 2 predicted objects; merged: GT nuclei inside a "
           "predicted object that holds >= 2 (instance_errors.split_merge_counts), mean over seeds")
     print("s/step: 1 thread on a shared 2-core machine (indicative); 1024² s: predict() of a "
-          "1024 x 1024 image incl. post-processing, 2 threads")
+          f"1024 x 1024 image incl. post-processing, {time_threads} threads (--time-threads)")
 
 
 def main() -> None:
@@ -230,7 +231,7 @@ def main() -> None:
                 model = load_model(args.results.parent / results["runs"][keys[0]]["model"])
                 results["time_1024"][arch] = time_1024(model, va_x[7], args.time_threads)
                 save()
-    print_table(results, args.steps, args.batch, args.patch, args.seeds)
+    print_table(results, args.steps, args.batch, args.patch, args.seeds, args.time_threads)
 
 
 if __name__ == "__main__":
