@@ -20,6 +20,8 @@ _MODULES = (
     "metrics", "model", "model_io", "normalization", "postprocess", "prediction", "runtime",
     "sampling", "scoring", "suggestions", "targets", "tiling", "train_config", "train_data",
     "training", "workflows",
+    "color_augment", "instance_errors", "instance_refine", "losses", "nets", "object_size",
+    "pixel_classifier", "pixel_features", "test_time_zoom",
     "convert", "data",  # deprecated: forward to their new homes
 )
 _FUNCTIONS = {
@@ -41,6 +43,7 @@ _FUNCTIONS = {
     "evaluate_instances": "metrics",
     "match_instances": "metrics",
     "object_table": "measure",
+    "PixelClassifier": "pixel_classifier",
 }
 __all__ = ["__version__", *_MODULES, *_FUNCTIONS]
 

@@ -117,9 +117,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- train
 def _train_config(args: argparse.Namespace):
+    from .losses import check_loss
+    from .model import UNetConfig
     from .training import TrainConfig
 
-    cfg = TrainConfig(seed=args.seed, device=args.device)
+    cfg = TrainConfig(seed=args.seed, device=args.device, loss=check_loss(args.loss),
+                      color_variants=max(int(args.color_variants), 0))
+    if args.arch is not None:
+        if args.init != "none":
+            raise ValueError("--arch chooses the network of a new model: use it with --init none "
+                             "(a fine-tuned model keeps its own architecture)")
+        cfg.model = UNetConfig(**{**cfg.model.to_dict(), "arch": args.arch})
     if args.patch_size:
         cfg.patch_size = args.patch_size
     if args.zoom:
@@ -187,10 +195,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = open_model(args.model)  # a bad model file is reported before anything else
     files = image_files(args.images)
     objects = predict_folder(model, files, args.out, tile_size=args.tile_size, tta=args.tta,
-                             device=None if args.device == "auto" else args.device)
+                             device=None if args.device == "auto" else args.device,
+                             diameter=_diameter_arg(args.diameter))
     print(f"wrote {len(files)} x (<stem>_instances.tif, <stem>_semantic.tif) and objects.csv "
           f"({len(objects)} rows) to {args.out}")
     return 0
+
+
+def _diameter_arg(text: str | None) -> str | float | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--diameter must be a number of pixels or 'auto', got {text!r}") from None
 
 
 # --------------------------------------------------------------------------- demo
@@ -241,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zoom augmentation range, e.g. 0.5 2 when the images to segment "
                         "later have nuclei of other sizes than the training images "
                         "(default: none)")
+    p.add_argument("--arch", default=None,
+                   help="network of a new model (--init none): unet (default), resunet, unetpp, "
+                        "aspp_unet or unext")
+    p.add_argument("--loss", default="ce_dice",
+                   help="ce_dice (default), bce_dice, jaccard (Lovász), soft_jaccard or focal")
+    p.add_argument("--color-variants", type=int, default=0, metavar="N",
+                   help="colour / stain variants per image (H&E jitter; fluorescence rendered as "
+                        "brightfield), drawn for half of the patches; default 0")
     p.add_argument("--val-images", type=Path, help="separate validation images (with --val-labels)")
     p.add_argument("--val-labels", type=Path)
     p.set_defaults(func=cmd_train)
@@ -254,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over the 4 mirror images "
                         "(4x slower, slightly more accurate)")
+    p.add_argument("--diameter", default=None,
+                   help="typical nucleus diameter in pixels, or 'auto' (estimated per image): "
+                        "images are zoomed so that nuclei match the model's training size")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="clicks -> training -> prediction -> counts and IoU on sample data")

@@ -58,7 +58,8 @@ def as_labels(labels, name: str = "labels") -> np.ndarray:
     return arr
 
 
-def _check_pair(gt, pred) -> tuple[np.ndarray, np.ndarray]:
+def check_label_pair(gt, pred) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth and prediction as label arrays of the same shape (else ValueError)."""
     gt = as_labels(gt, "ground truth")
     pred = as_labels(pred, "prediction")
     if gt.shape != pred.shape:
@@ -122,7 +123,7 @@ def iou_matrix(gt, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gt_ids, pred_ids : ndarray of int64
         The object id of each row / column, sorted.
     """
-    gt, pred = _check_pair(gt, pred)
+    gt, pred = check_label_pair(gt, pred)
     gt_ids, g = compact_labels(gt)
     pred_ids, p = compact_labels(pred)
     n_g, n_p = gt_ids.size, pred_ids.size
@@ -282,7 +283,7 @@ def count_objects(labels) -> int:
 
 def count_error(gt, pred) -> int:
     """Signed count error: number of predicted objects minus number of true objects."""
-    gt, pred = _check_pair(gt, pred)
+    gt, pred = check_label_pair(gt, pred)
     return count_objects(pred) - count_objects(gt)
 
 
@@ -312,7 +313,7 @@ def semantic_scores(
         is left out of the means (which are NaN if every class is absent).
         ``mean_foreground`` leaves out class 0 (background).
     """
-    gt, pred = _check_pair(gt, pred)
+    gt, pred = check_label_pair(gt, pred)
     hi = int(max(gt.max(initial=0), pred.max(initial=0)))
     if classes is None:
         classes = range(n_classes if n_classes is not None else hi + 1)

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("batch", "group", "none")
+#: the network architectures ``UNetConfig.arch`` may name (built by :mod:`napari_segkit.nets`)
+ARCHITECTURES = ("unet", "resunet", "unetpp", "aspp_unet", "unext")
 
 
 @dataclass
@@ -44,6 +46,14 @@ class UNetConfig:
         ``"batch"``, ``"group"`` or ``"none"``.
     dropout : float
         Dropout probability in the bottleneck block (0 disables it).
+    arch : str
+        Network architecture, one of :data:`ARCHITECTURES`: ``"unet"``
+        (this module's :class:`UNet`), ``"resunet"``, ``"unetpp"``, ``"aspp_unet"`` or
+        ``"unext"``. All share the input / output contract and the ``divisor``. Model
+        files written before this option existed load as ``"unet"``.
+    deep_supervision : bool
+        UNet++ only: during training, heads on every nested decoder output add their
+        losses (see :func:`napari_segkit.losses.forward_for_training`).
     """
 
     in_channels: int = 1
@@ -53,8 +63,14 @@ class UNetConfig:
     width: int = 16
     norm: str = "batch"
     dropout: float = 0.0
+    arch: str = "unet"
+    deep_supervision: bool = False
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"UNetConfig.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.deep_supervision and self.arch != "unetpp":
+            raise ValueError("UNetConfig.deep_supervision needs arch='unetpp'")
         for name in ("in_channels", "n_classes", "depth", "width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"UNetConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -94,7 +110,7 @@ class UNetConfig:
         return cls(**d)
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
@@ -110,14 +126,14 @@ class ConvBlock(nn.Sequential):
         bias = norm == "none"
         layers: list[nn.Module] = [
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias),
-            _norm(norm, c_out),
+            norm_layer(norm, c_out),
             nn.ReLU(inplace=True),
         ]
         if dropout > 0:
             layers.append(nn.Dropout2d(dropout))
         layers += [
             nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias),
-            _norm(norm, c_out),
+            norm_layer(norm, c_out),
             nn.ReLU(inplace=True),
         ]
         super().__init__(*layers)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .model import UNet, UNetConfig
+from .nets import build_network
 from .normalization import DEFAULT_NORMALIZATION
 
 FORMAT_NAME = "napari-segkit-model"
@@ -47,6 +48,10 @@ class SegModel:
         One per class logit (the extra "centre" channel is not a class).
     provenance : dict
         Free-form JSON: training data, steps, validation scores, date, version.
+    object_diameter : float or None
+        Median equivalent diameter (pixels) of the objects the model was trained on;
+        ``predict(..., diameter=...)`` zooms images so that their objects match it.
+        None for model files written before it was recorded.
     """
 
     net: UNet
@@ -54,6 +59,7 @@ class SegModel:
     normalization: dict = field(default_factory=lambda: dict(DEFAULT_NORMALIZATION))
     class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
     provenance: dict = field(default_factory=dict)
+    object_diameter: float | None = None
 
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs) -> SegModel:
@@ -66,7 +72,7 @@ class SegModel:
                 if config.n_classes == 3
                 else ["background"] + [f"class {i}" for i in range(1, config.n_classes)]
             )
-        return cls(net=UNet(config), config=config, class_names=names, **kwargs)
+        return cls(net=build_network(config), config=config, class_names=names, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -88,6 +94,8 @@ def _metadata(model: SegModel) -> dict[str, str]:
         "class_names": list(model.class_names),
         "provenance": {"segkit_version": _version(), **model.provenance},
     }
+    if model.object_diameter is not None:
+        meta["object_diameter"] = float(model.object_diameter)
     return {"segkit": json.dumps(meta, default=_json_default)}
 
 
@@ -168,13 +176,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         )
     try:
         config = UNetConfig.from_dict(meta["config"])
-        net = UNet(config)
+        net = build_network(config)
         ref = net.state_dict()
         tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
         net.load_state_dict(tensors, strict=True)
         normalization = dict(meta.get("normalization") or DEFAULT_NORMALIZATION)
         class_names = [str(c) for c in meta.get("class_names") or []]
         provenance = dict(meta.get("provenance") or {})
+        diameter = meta.get("object_diameter")
+        diameter = None if diameter is None else float(diameter)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -182,7 +192,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
     if len(class_names) != config.n_classes:
         class_names = SegModel.new(config).class_names
     net.to(device).eval()
-    return SegModel(net, config, normalization, class_names, provenance)
+    return SegModel(net, config, normalization, class_names, provenance, diameter)
 
 
 def load_default_model(device: str | torch.device = "cpu") -> SegModel:

@@ -31,7 +31,7 @@ from skimage.segmentation import relabel_sequential, watershed
 from ._common import as_label_dtype
 
 # Defaults per dimensionality: (min_size, min_seed_size, max_hole_size), in pixels / voxels.
-_DEFAULT_SIZES = {2: (12, 4, 64), 3: (40, 8, 256)}
+DEFAULT_SIZES = {2: (12, 4, 64), 3: (40, 8, 256)}
 
 
 # ---------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
 
 
 def _defaults(ndim: int, min_size, min_seed_size, max_hole_size) -> tuple[int, int, int]:
-    d_min, d_seed, d_hole = _DEFAULT_SIZES.get(ndim, _DEFAULT_SIZES[3])
+    d_min, d_seed, d_hole = DEFAULT_SIZES.get(ndim, DEFAULT_SIZES[3])
     return (
         d_min if min_size is None else int(min_size),
         d_seed if min_seed_size is None else int(min_seed_size),
@@ -200,6 +200,10 @@ def instances_from_probabilities(
     min_seed_size: int | None = None,
     min_size: int | None = None,
     max_hole_size: int | None = None,
+    seed_method: str = "threshold",
+    seed_h: float = 0.1,
+    seed_floor: float = 0.2,
+    merge_fraction: float = 0.0,
 ) -> np.ndarray:
     """Instance labels from class probabilities and an optional centre map.
 
@@ -232,6 +236,15 @@ def instances_from_probabilities(
     max_hole_size : int, optional
         Holes up to this many pixels inside one object are filled (default 64 in 2-D,
         256 in 3-D; 0 disables).
+    seed_method : str
+        With a centre map: ``"threshold"`` (seeds are regions of ``center >
+        seed_threshold``) or ``"h_maxima"`` (seeds are maxima of the centre map at least
+        ``seed_h`` above the saddle to a higher maximum and above ``seed_floor``, see
+        :func:`napari_segkit.instance_refine.h_maxima_seeds`).
+    merge_fraction : float
+        When > 0, objects smaller than this fraction of the median object area are
+        merged into the neighbour they share most border with
+        (:func:`napari_segkit.instance_refine.merge_small_fragments`).
 
     Returns
     -------
@@ -255,12 +268,24 @@ def instances_from_probabilities(
                 f"spatial shape {spatial}"
             )
         _check_finite(center, "centre map")
-        labels = _seeded_watershed(-center, center > seed_threshold, foreground, min_seed_size)
+        if seed_method == "h_maxima":
+            from .instance_refine import h_maxima_seeds
+
+            seeds = h_maxima_seeds(center, foreground, seed_h, seed_floor)
+            labels = _seeded_watershed(-center, seeds, foreground, 1)
+        elif seed_method == "threshold":
+            labels = _seeded_watershed(-center, center > seed_threshold, foreground, min_seed_size)
+        else:
+            raise ValueError(f"seed_method must be 'threshold' or 'h_maxima', got {seed_method!r}")
     elif arr.shape[0] >= 3 and 0 <= interior_class < arr.shape[0]:
         interior = arr[interior_class]
         labels = _seeded_watershed(-interior, interior > seed_threshold, foreground, min_seed_size)
     else:
         return instances_from_mask(foreground, min_size=min_size, max_hole_size=max_hole_size)
+    if merge_fraction > 0:
+        from .instance_refine import merge_small_fragments
+
+        labels = merge_small_fragments(labels, merge_fraction)
     return _finish(labels, min_size, max_hole_size)
 
 

@@ -36,8 +36,10 @@ import numpy as np
 from ._common import Cancelled, ProgressCallback, StopFlag, image_kind, label_dtype
 from .model_io import as_model, load_model_cached
 from .normalization import FittedNormalization, Normalization, check_image, subsample_planes
+from .object_size import resize_image, resize_probabilities
 from .postprocess import instances_from_probabilities, semantic_from_probabilities
 from .runtime import TorchForward, model_on_device, select_device
+from .test_time_zoom import check_zoomable, diameter_and_zoom, scaled_sizes
 from .tiling import Block, BlockGrid, as_pair, count_tiles, predict_tiled, round_up
 
 __all__ = [
@@ -144,8 +146,9 @@ def predict_probabilities(
     total = per_plane * planes.shape[0]
     out = np.empty((n_out, planes.shape[0], h, w), np.float32)
     dev = select_device(device)
-    with model_on_device(model.net, dev) as net:
-        forward = TorchForward(net, cfg.n_classes, dev, tta=tta)
+    channels_last = dev.type == "cpu"  # faster oneDNN convolutions on the CPU
+    with model_on_device(model.net, dev, channels_last) as net:
+        forward = TorchForward(net, cfg.n_classes, dev, tta=tta, channels_last=channels_last)
         for z, plane in enumerate(planes):
             if normalization is None:
                 x = settings.prepare(plane, cfg.in_channels)
@@ -191,6 +194,10 @@ class Prediction:
     semantic: Any
     instances: Any
     n_classes: int
+    #: test-time zoom applied (``predict(..., diameter=...)``), and the object diameter
+    #: it was computed from (given or estimated); 1.0 / None without ``diameter``
+    zoom: float = 1.0
+    diameter: float | None = None
 
     @property
     def center(self) -> Any:
@@ -214,9 +221,15 @@ def predict(
     dask_overlap: int | None = None,
     instance_block: int = INSTANCE_BLOCK,
     tta: bool = False,
+    diameter: None | str | float = None,
     **postprocess: Any,
 ) -> Prediction:
     """Probabilities, semantic labels and instance labels of one image.
+
+    ``diameter`` (2-D images): ``None`` predicts the image as it is; a number (the
+    typical object diameter in pixels) or ``"auto"`` (estimated from a first pass, see
+    :mod:`napari_segkit.test_time_zoom`) zooms the image so that its objects match the
+    size the model was trained on, and maps the result back to the image's pixels.
 
     ``image`` may be a numpy array (results are numpy) or a dask array (results are
     lazy dask arrays, see :func:`predict_dask`). ``postprocess`` keyword arguments
@@ -230,9 +243,18 @@ def predict(
     block rather than the image; labels are then renumbered 1..N.
     """
     if _is_dask(image):
+        if diameter is not None:
+            raise ValueError("diameter= (test-time zoom) works on numpy images; pass "
+                             "image.compute() or resize the dask array first")
         return predict_dask(
             model, image, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
             device=device, instances=instances, dask_overlap=dask_overlap, tta=tta, **postprocess,
+        )  # fmt: skip
+    if diameter is not None:
+        return _predict_at_diameter(
+            model, image, diameter, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+            device=device, progress=progress, stop=stop, instances=instances,
+            dask_overlap=dask_overlap, instance_block=instance_block, tta=tta, **postprocess,
         )  # fmt: skip
     model = as_model(model)
     probs = predict_probabilities(
@@ -243,12 +265,55 @@ def predict(
     semantic = semantic_from_probabilities(probs[:k])
     labels = None
     if instances:
-        if probs.shape[-2] * probs.shape[-1] > instance_block**2:
-            margin = _margin(tile_size, dask_overlap)
-            labels = blockwise_instances(probs, k, instance_block, margin, postprocess)
-        else:
-            labels = instances_from_probabilities(probs, n_classes=k, **postprocess)
+        labels = instances_of(probs, k, tile_size=tile_size, dask_overlap=dask_overlap,
+                              instance_block=instance_block, **postprocess)
     return Prediction(probs, semantic, labels, k)
+
+
+def instances_of(
+    probs: np.ndarray,
+    n_classes: int,
+    *,
+    tile_size: int | tuple[int, int] = 256,
+    dask_overlap: int | None = None,
+    instance_block: int = INSTANCE_BLOCK,
+    **postprocess: Any,
+) -> np.ndarray:
+    """Instance labels of numpy probabilities, block by block for planes larger than
+    ``instance_block`` squared (see :func:`predict`)."""
+    if probs.shape[-2] * probs.shape[-1] > instance_block**2:
+        margin = _margin(tile_size, dask_overlap)
+        return blockwise_instances(probs, n_classes, instance_block, margin, postprocess)
+    return instances_from_probabilities(probs, n_classes=n_classes, **postprocess)
+
+
+def _predict_at_diameter(model, image, diameter, *, instances: bool, tile_size,
+                         dask_overlap, instance_block: int, **kwargs: Any) -> Prediction:
+    """:func:`predict` with test-time zoom (see :mod:`napari_segkit.test_time_zoom`)."""
+    model = as_model(model)
+    image = np.asarray(image)
+    check_zoomable(image_kind(image.shape), model.object_diameter)
+    prob_keys = ("overlap", "batch_size", "device", "progress", "stop", "tta")
+    settings = {key: kwargs.pop(key) for key in prob_keys if key in kwargs}
+    postprocess, k = kwargs, model.config.n_classes
+    first = None
+    if isinstance(diameter, str):
+        first = predict_probabilities(model, image, tile_size=tile_size, **settings)
+    d, zoom = diameter_and_zoom(diameter, model.object_diameter, first, k,
+                                float(postprocess.get("fg_threshold", 0.5)))
+    if zoom == 1.0:
+        probs = first if first is not None else predict_probabilities(
+            model, image, tile_size=tile_size, **settings)
+    else:
+        zoomed = predict_probabilities(model, resize_image(image, zoom), tile_size=tile_size,
+                                       **settings)
+        probs = resize_probabilities(zoomed, image.shape[:2])
+        postprocess = scaled_sizes(postprocess, zoom)
+    labels = None
+    if instances:
+        labels = instances_of(probs, k, tile_size=tile_size, dask_overlap=dask_overlap,
+                              instance_block=instance_block, **postprocess)
+    return Prediction(probs, semantic_from_probabilities(probs[:k]), labels, k, zoom, d)
 
 
 def blockwise_instances(

@@ -38,11 +38,18 @@ class PatchSampler:
         ``None`` (default) keeps the pixel size: right when fine-tuning on the images the
         model will be used on.
     rng : numpy Generator
+    variants : list of lists of float32 (C, H, W), optional
+        Per image, alternative prepared versions of it (colour / stain variants, see
+        :func:`napari_segkit.color_augment.color_variants`), same shape as the image.
+    variant_prob : float
+        With ``augment``, probability that a patch is cut from one of the image's
+        variants (chosen uniformly) instead of the image itself.
     """
 
     def __init__(self, images, targets, patch_size: int = 128, *, fg_prob: float = 0.6,
                  augment: bool = True, scale_range: tuple[float, float] | None = None,
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, variants=None,
+                 variant_prob: float = 0.5) -> None:
         if len(images) == 0 or len(images) != len(targets):
             raise ValueError("need at least one image and one target per image")
         self.patch = int(patch_size)
@@ -70,6 +77,20 @@ class PatchSampler:
         w = np.asarray(weights, np.float64)
         self.image_p = w / w.sum()
         self.n_channels = images[0].shape[0]
+        self.variant_prob = float(variant_prob)
+        self.variants = [[] for _ in images] if variants is None else [
+            [_pad_to_patch(v, t.classes, t.center, t.center_mask, self.patch)[0] for v in vs]
+            for vs, t in zip(variants, targets, strict=True)]
+        for img, vs in zip(self.images, self.variants, strict=True):
+            if any(v.shape != img.shape for v in vs):
+                raise ValueError("every variant of an image must have the image's shape")
+
+    def _source(self, i: int) -> np.ndarray:
+        """Image ``i`` or, with probability ``variant_prob``, one of its variants."""
+        vs = self.variants[i]
+        if self.augment and vs and self.rng.random() < self.variant_prob:
+            return vs[int(self.rng.integers(len(vs)))]
+        return self.images[i]
 
     @property
     def labelled_pixels(self) -> int:
@@ -100,10 +121,11 @@ class PatchSampler:
     def _cut(self, i: int):
         """One patch of image ``i`` and its targets, zoomed when ``scale_range`` is set."""
         p, rng = self.patch, self.rng
+        source = self._source(i)
         if not (self.augment and self.scale_range):
             y0, x0 = self._corner(i)
             sl = (slice(y0, y0 + p), slice(x0, x0 + p))
-            return (self.images[i][(slice(None), *sl)], self.classes[i][sl],
+            return (source[(slice(None), *sl)], self.classes[i][sl],
                     self.center[i][sl], self.cmask[i][sl])
         lo, hi = self.scale_range
         zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
@@ -115,7 +137,7 @@ class PatchSampler:
         yy, xx = np.meshgrid(y0 + g, x0 + g, indexing="ij")
         coords = np.stack([yy, xx])
         xi = np.stack([ndi.map_coordinates(c, coords, order=1, mode="mirror")
-                       for c in self.images[i]])
+                       for c in source])
         ci = ndi.map_coordinates(self.classes[i], coords, order=0, mode="constant",
                                  cval=IGNORE_INDEX)
         ti = ndi.map_coordinates(self.center[i], coords, order=1, mode="constant", cval=0.0)

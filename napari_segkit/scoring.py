@@ -4,9 +4,8 @@ scores its best weights are chosen by (torch)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ._common import IGNORE_INDEX
+from . import losses
 from .metrics import match_instances
 from .postprocess import instances_from_probabilities
 from .prediction import predict_prepared
@@ -23,25 +22,14 @@ def segmentation_loss(
     weights: torch.Tensor | None = None,
     dice_weight: float = 1.0,
     center_weight: float = 1.0,
+    kind: str = "ce_dice",
 ) -> torch.Tensor:
-    """Weighted cross-entropy (ignoring ``IGNORE_INDEX``) + soft Dice on the foreground
-    (classes >= 1, labelled pixels only) + BCE on the centre channel where it is known."""
-    logits = logits.float()
-    cls_logits = logits[:, :n_classes]
-    loss = F.cross_entropy(cls_logits, classes, weight=weights, ignore_index=IGNORE_INDEX)
-    known = (classes != IGNORE_INDEX).float()
-    if dice_weight > 0:
-        prob = torch.softmax(cls_logits, dim=1)
-        fg_p = (1.0 - prob[:, 0]) * known
-        fg_t = (classes >= 1).float() * known
-        inter = (fg_p * fg_t).sum()
-        dice = 1.0 - (2 * inter + 1.0) / (fg_p.sum() + fg_t.sum() + 1.0)
-        loss = loss + dice_weight * dice
-    if center_weight > 0 and logits.shape[1] > n_classes:
-        m = center_mask.float()
-        bce = F.binary_cross_entropy_with_logits(logits[:, n_classes], center, reduction="none")
-        loss = loss + center_weight * (bce * m).sum() / m.sum().clamp_min(1.0)
-    return loss
+    """The training loss of one batch. The default ``"ce_dice"``: weighted cross-entropy
+    (ignoring ``IGNORE_INDEX``) + soft Dice on the foreground (classes >= 1, labelled pixels
+    only) + BCE on the centre channel where it is known; other kinds:
+    :mod:`napari_segkit.losses`."""
+    return losses.segmentation_loss(logits, classes, center, center_mask, n_classes, weights,
+                                    dice_weight, center_weight, kind=kind)
 
 
 def validate(net, val_x, val_targets, val_instances, device, n_classes: int) -> dict:

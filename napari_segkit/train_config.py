@@ -64,6 +64,9 @@ class TrainConfig:
     fg_prob: float = 0.6
     augment: bool = True
     scale_range: tuple[float, float] | None = None  # zoom augmentation, e.g. (0.5, 2.0)
+    color_variants: int = 0  # colour / stain variants per image (napari_segkit.color_augment)
+    color_prob: float = 0.5  # probability that a patch comes from a colour variant
+    loss: str = "ce_dice"  # see napari_segkit.losses.LOSSES
     dice_weight: float = 1.0
     center_weight: float = 1.0
     log_every: int | None = None

@@ -20,8 +20,10 @@ import numpy as np
 
 from ._common import IGNORE_INDEX, background_mask, classes_of
 from .click_targets import region_mask, targets_from_clicks
+from .color_augment import with_color_variants
 from .holdout import HeldOut, split_holdout
 from .normalization import Normalization
+from .object_size import median_object_diameter
 from .sampling import split_validation
 from .targets import Targets, instance_targets, semantic_targets, sparse_targets
 
@@ -39,6 +41,8 @@ class TrainingData:
     val_instances: list = field(default_factory=list)
     holdout: list[HeldOut] = field(default_factory=list)
     labels_source: str = "instances"
+    #: median diameter of the annotated objects (px), for test-time zoom
+    object_diameter: float | None = None
 
     @property
     def has_validation(self) -> bool:
@@ -145,7 +149,12 @@ def prepare_training_data(
     val_images: Sequence[np.ndarray] | None = None,
     val_labels: Sequence[np.ndarray] | None = None,
 ) -> TrainingData:
-    """Inputs, targets and validation of a training run (see the module docstring)."""
+    """Inputs, targets and validation of a training run (see the module docstring).
+
+    With ``cfg.color_variants`` (and augmentation on), every training input carries its
+    colour variants stacked after its channels (split again by
+    :func:`napari_segkit.color_augment.split_variants`); validation inputs do not.
+    """
     n = len(images)
     regions = [None] * n if regions is None else list(regions)
     if len(regions) != n:
@@ -167,22 +176,26 @@ def prepare_training_data(
         source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
         evidence = [_evidence(lb, pt, rg, x.shape[1:], cfg)
                     for lb, pt, rg, x in zip(labels, points, regions, xs, strict=True)]
+    full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances")
+            else t.instances for lb, t in zip(labels, tgs, strict=True)]
+    meta = {"labels_source": source, "object_diameter": median_object_diameter(full)}
+    n_variants = getattr(cfg, "color_variants", 0) if cfg.augment else 0
+    xs = with_color_variants(images, xs, n_variants, cfg.seed,
+                             lambda im: norm.prepare(im, in_channels))
     if val_images is not None:
         va_i = [np.asarray(lb) for lb in val_labels]
         return TrainingData(xs, tgs, [norm.prepare(im, in_channels) for im in val_images],
-                            [instance_targets(lb) for lb in va_i], va_i, labels_source=source)
+                            [instance_targets(lb) for lb in va_i], va_i, **meta)
     if cfg.val_fraction > 0 and targets is None and all(e is not None for e in evidence):
         trained, parts = [], []
         for x, t, ev in zip(xs, tgs, evidence, strict=True):
-            t2, part = split_holdout(x, t, cfg.val_fraction, **ev)
+            t2, part = split_holdout(x[:in_channels], t, cfg.val_fraction, **ev)
             trained.append(t2)
             if part is not None:
                 parts.append(part)
-        return TrainingData(xs, trained, holdout=parts, labels_source=source)
+        return TrainingData(xs, trained, holdout=parts, **meta)
     if targets is not None:  # ready-made targets (corrections): all of them train
-        return TrainingData(xs, tgs, labels_source=source)
+        return TrainingData(xs, tgs, **meta)
     # semantic / sparse labels: foreground IoU on held-out images
-    full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances")
-            else t.instances for lb, t in zip(labels, tgs, strict=True)]
     tr_x, tr_t, va_x, va_t, va_i = split_validation(xs, tgs, full, cfg.val_fraction, rng)
-    return TrainingData(tr_x, tr_t, va_x, va_t, va_i, labels_source=source)
+    return TrainingData(tr_x, tr_t, [x[:in_channels] for x in va_x], va_t, va_i, **meta)

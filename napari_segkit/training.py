@@ -31,15 +31,17 @@ import numpy as np
 import torch
 
 from ._common import is_stopped
+from .color_augment import split_variants
 from .finetune import FineTuner
 from .holdout import HoldOutScore, prefer_start, score_holdout
+from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
 from .postprocess import instances_from_probabilities
 from .prediction import predict_prepared
 from .runtime import autocast, select_device, torch_threads
 from .sampling import PatchSampler
-from .scoring import segmentation_loss, validate
+from .scoring import validate
 from .targets import Targets, class_weights
 from .train_config import (
     FINE_TUNE_LR,
@@ -61,8 +63,9 @@ def _resolve_init(init, cfg: TrainConfig) -> SegModel:
         model.normalization = dict(cfg.normalization)
         return model
     if isinstance(init, SegModel):
-        return SegModel(copy.deepcopy(init.net).cpu(), copy.deepcopy(init.config),
-                        dict(init.normalization), list(init.class_names), dict(init.provenance))
+        model = copy.deepcopy(init)  # every field, so the caller's model stays as it is
+        model.net = model.net.cpu()
+        return model
     if isinstance(init, str) and init == "default":
         return load_default_model()
     return load_model(init)
@@ -88,6 +91,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, init: Any = None, out_path: Any = None,
                  stop: threading.Event | Callable[[], bool] | None = None) -> None:
+        check_loss(config.loss)
         self.cfg = config
         self.init = init
         self.fine_tuning = init is not None
@@ -122,9 +126,12 @@ class Trainer:
             mcfg.in_channels, self.n_classes, self.rng, guide_model=guide_model,
             regions=regions, targets=targets, val_images=val_images, val_labels=val_labels)
         self.data, self.labels_source = data, data.labels_source
+        self.model.object_diameter = self.model.object_diameter or data.object_diameter
         self.n_train = len(data.x)
-        self.sampler = PatchSampler(data.x, data.targets, cfg.patch_size, fg_prob=cfg.fg_prob,
-                                    augment=cfg.augment, scale_range=cfg.scale_range, rng=self.rng)
+        tr_x, variants = split_variants(data.x, mcfg.in_channels)
+        self.sampler = PatchSampler(tr_x, data.targets, cfg.patch_size, fg_prob=cfg.fg_prob,
+                                    augment=cfg.augment, scale_range=cfg.scale_range, rng=self.rng,
+                                    variants=variants, variant_prob=cfg.color_prob)
         self.weights = torch.as_tensor(
             class_weights([t.classes for t in data.targets], self.n_classes), device=self.device)
         self.pixels_per_epoch = max(self.sampler.labelled_pixels, 1)
@@ -174,10 +181,11 @@ class Trainer:
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(device, self.use_amp):
-            logits = self.net(xb)
+            logits, aux = forward_for_training(self.net, xb)
         # the loss in float32: float16 logits under autocast would lose precision
-        loss = segmentation_loss(logits.float(), cb, tb, mb, self.n_classes, self.weights,
-                                 cfg.dice_weight, cfg.center_weight)
+        loss = training_loss(logits.float(), [a.float() for a in aux], cb, tb, mb,
+                             self.n_classes, self.weights, cfg.dice_weight, cfg.center_weight,
+                             kind=cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -79,6 +79,7 @@ class PredictRequest:
     tta: bool = False  # test-time augmentation (4 mirror images)
     tile_size: int = 256
     device: Any = None
+    diameter: Any = None  # test-time zoom: None, "auto" or pixels (see prediction.predict)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def predict_and_measure(
     say("Predicting...")
     result = prediction.predict(model, request.image, progress=progress, stop=stop,
                                 tta=request.tta, tile_size=request.tile_size,
-                                device=request.device)
+                                device=request.device, diameter=request.diameter)
     k = result.n_classes
     probs = np.asarray(result.probabilities)
     instances = np.asarray(result.instances)
@@ -270,10 +271,12 @@ def scores_text(summary: dict) -> str:
 def predict_folder(
     model: Any, images: str | Path | list[Path], out: str | Path, *, tile_size: int = 256,
     tta: bool = False, device: Any = None, log: Callable[[str], Any] = print,
+    diameter: Any = None,
 ) -> pd.DataFrame:
     """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
     and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
-    column first), also written as ``out/objects.csv``. ``model`` as in :func:`open_model`."""
+    column first), also written as ``out/objects.csv``. ``model`` as in :func:`open_model`;
+    ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`)."""
     model = open_model(model)
     files = images if isinstance(images, list) else io.image_files(images)
     out = Path(out)
@@ -282,7 +285,8 @@ def predict_folder(
     for path in files:
         image = io.read_image(path)
         outcome = predict_and_measure(PredictRequest(image, path.stem, model, tta=tta,
-                                                     tile_size=tile_size, device=device))
+                                                     tile_size=tile_size, device=device,
+                                                     diameter=diameter))
         io.write_labels(out / f"{path.stem}_instances.tif", outcome.instances)
         io.write_labels(out / f"{path.stem}_semantic.tif", outcome.semantic)
         table = outcome.table

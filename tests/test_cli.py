@@ -118,3 +118,35 @@ def test_predict_with_a_corrupt_model_says_so(tmp_path, capsys):
     assert main(["predict", "--model", str(bad), "--images", str(tmp_path), "--out",
                  str(tmp_path / "o")]) == 2
     assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_train_with_arch_loss_colour_and_predict_with_diameter(tmp_path, capsys):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    shutil.copy(sample_path("he_rgb.tif"), images / "a.tif")
+    shutil.copy(sample_path("he_rgb_labels.tif"), labels / "a.tif")
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(model),
+                 "--init", "none", "--epochs", "0.3", "--patch-size", "64", "--arch", "unext",
+                 "--loss", "focal", "--color-variants", "2"]) == 0
+    from napari_segkit.model_io import load_model
+
+    m = load_model(model)
+    cfg = m.provenance["training"]["config"]
+    assert m.config.arch == "unext" and cfg["loss"] == "focal" and cfg["color_variants"] == 2
+    assert m.object_diameter is not None
+    capsys.readouterr()
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), "--images", str(images), "--out", str(out),
+                 "--diameter", "auto"]) == 0
+    assert (out / "a_instances.tif").is_file()
+    assert main(["predict", "--model", str(model), "--images", str(images), "--out", str(out),
+                 "--diameter", "big"]) == 2
+    assert "--diameter" in capsys.readouterr().err
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(model),
+                 "--arch", "unetpp"]) == 2
+    assert "--init none" in capsys.readouterr().err
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(model),
+                 "--init", "none", "--loss", "hinge"]) == 2
+    assert "unknown loss" in capsys.readouterr().err

@@ -77,3 +77,21 @@ def test_retraining_starts_from_the_current_model_and_leaves_it_alone(fluo_256):
     assert not [e for e in events if e.kind == "validation"]  # no hold-out on corrections
     with pytest.raises(ValueError, match="one Corrections"):
         retrain_with_corrections(current, [image], [], config=cfg)
+
+
+def test_corrections_from_layers_keep_edits_only_when_they_change_the_prediction():
+    from napari_segkit.corrections import corrections_from_layers
+
+    predicted = np.zeros((20, 20), np.int32)
+    predicted[2:8, 2:8] = 1
+    c = corrections_from_layers(np.array([[5.0, 5.0], [15.0, 15.0]]), ["nucleus", "Background"],
+                                predicted.copy(), predicted)
+    assert c.classes == ["nucleus", "background"] and c.labels is None
+    edited = predicted.copy()
+    edited[12:18, 12:18] = 2  # painted a missed nucleus
+    c = corrections_from_layers(np.zeros((0, 2)), None, edited, predicted)
+    assert len(c) == 0 and c.labels is not None and (c.labels == 2).sum() == 36
+    with pytest.raises(ValueError, match="predict again"):
+        corrections_from_layers(np.zeros((0, 2)), None, edited[:10], predicted)
+    with pytest.raises(ValueError, match="several planes"):
+        corrections_from_layers(np.array([[0, 5.0, 5.0], [1, 6.0, 6.0]]))

@@ -43,3 +43,43 @@ def test_forward_gives_probabilities(tiny_model):
     assert probs.shape == (2, 4, 32, 40) and probs.dtype == np.float32
     np.testing.assert_allclose(probs[:, :3].sum(1), 1.0, atol=1e-5)
     assert ((probs[:, 3] > 0) & (probs[:, 3] < 1)).all()
+
+
+def test_channels_last_prediction_matches_and_restores_the_weights(tiny_model):
+    net, k = tiny_model.net.eval(), tiny_model.config.n_classes
+    cpu = torch.device("cpu")
+    batch = np.random.default_rng(1).random((2, 1, 48, 40), dtype=np.float32)
+    plain = TorchForward(net, k, cpu)(batch)
+    weights = [p for p in net.parameters() if p.ndim == 4]
+    with model_on_device(net, cpu, channels_last=True) as on_device:
+        assert weights[0].is_contiguous(memory_format=torch.channels_last)
+        fast = TorchForward(on_device, k, cpu, channels_last=True)(batch)
+    assert all(p.is_contiguous() for p in weights)
+    np.testing.assert_allclose(fast, plain, atol=1e-5)
+
+
+def test_concurrent_predictions_on_one_network_do_not_disturb_each_other(tiny_config, fluo_256):
+    """dask runs blocks in threads on one shared model: a block that ends and puts the
+    network back in train mode must not do so while another block runs it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from napari_segkit.model_io import SegModel
+    from napari_segkit.prediction import predict_probabilities
+
+    torch.manual_seed(1)
+    model = SegModel.new(tiny_config)
+    model.net.train()  # a network left in train mode: BatchNorm would use batch statistics
+    stats = {k: v.clone() for k, v in model.net.state_dict().items() if "running" in k}
+    image = fluo_256[0][:128, :128]
+    alone = predict_probabilities(model, image, tile_size=64, device="cpu")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: predict_probabilities(model, image, tile_size=64,
+                                                                device="cpu"), range(8)))
+    for r in results:
+        np.testing.assert_allclose(r, alone, atol=1e-5)
+    for k, v in model.net.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, stats[k]), k
+    assert model.net.training

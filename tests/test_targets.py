@@ -167,3 +167,27 @@ def test_click_guided_split_follows_the_neck_between_unequal_nuclei():
     assert (out[big & ~small] == 1).mean() > 0.97
     assert (out[small & ~big] == 2).mean() > 0.97
     assert (out[guide > 0] > 0).all()
+
+
+def test_self_training_targets_keep_the_model_where_the_clicks_change_nothing():
+    from napari_segkit.click_targets import targets_from_clicks
+
+    guide, click_masks, clicks = _guide_case()
+    probs = np.zeros((4, *guide.shape), np.float32)
+    probs[0] = 0.9
+    probs[1][guide > 0] = 0.8
+    probs[0][guide > 0] = 0.1
+    probs[2][guide > 0] = 0.1
+    probs[3] = 0.25  # the model's own centre map
+    probs[:3, 0:3, 40:60] = 0.4  # an unsure corner: max probability below the confidence
+    image = np.zeros(guide.shape, np.float32)
+    plain = targets_from_clicks(image, clicks, guide=guide, guide_probabilities=probs)
+    own = targets_from_clicks(image, clicks, guide=guide, guide_probabilities=probs, distill=True)
+    # the clicked, unchanged nucleus (guide 2): the model's own classes and centre map
+    inner = (slice(27, 33), slice(7, 13))
+    assert (own.classes[inner] == 1).all() and np.allclose(own.center[inner], 0.25)
+    assert plain.center[30, 10] > 0.5  # the distance-based centre instead
+    # where the clicks change the model (the split merge, the unclicked object) both agree
+    assert own.classes[10, 20] == plain.classes[10, 20]
+    assert (own.classes[guide == 3] == plain.classes[guide == 3]).all()
+    assert (own.classes[0:3, 40:60] == IGNORE_INDEX).all()  # unsure: not trained
