@@ -3,33 +3,12 @@ scores its best weights are chosen by (torch)."""
 
 from __future__ import annotations
 
-import torch
-
-from . import losses
+from .losses import segmentation_loss
 from .metrics import match_instances
 from .postprocess import instances_from_probabilities
 from .prediction import predict_prepared
 
 __all__ = ["segmentation_loss", "validate"]
-
-
-def segmentation_loss(
-    logits: torch.Tensor,
-    classes: torch.Tensor,
-    center: torch.Tensor,
-    center_mask: torch.Tensor,
-    n_classes: int,
-    weights: torch.Tensor | None = None,
-    dice_weight: float = 1.0,
-    center_weight: float = 1.0,
-    kind: str = "ce_dice",
-) -> torch.Tensor:
-    """The training loss of one batch. The default ``"ce_dice"``: weighted cross-entropy
-    (ignoring ``IGNORE_INDEX``) + soft Dice on the foreground (classes >= 1, labelled pixels
-    only) + BCE on the centre channel where it is known; other kinds:
-    :mod:`napari_segkit.losses`."""
-    return losses.segmentation_loss(logits, classes, center, center_mask, n_classes, weights,
-                                    dice_weight, center_weight, kind=kind)
 
 
 def validate(net, val_x, val_targets, val_instances, device, n_classes: int) -> dict:
