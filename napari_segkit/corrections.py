@@ -101,16 +101,18 @@ def correction_training(
     config=None, out_path: str | os.PathLike | None = None,
     stop: threading.Event | Callable[[], bool] | None = None,
 ) -> Generator:
-    """Fine-tune ``model`` (the current one: a SegModel or a model file) on its own
+    """Fine-tune ``model`` (the current one: a SegModel, a model file or ``"default"``) on its own
     prediction corrected by the user; a :func:`napari_segkit.training.train` generator
     (yields progress events, returns the retrained model; ``model`` is not modified)."""
-    from .model_io import load_model
+    from .model_io import load_default_model, load_model
     from .training import TrainConfig, train
 
     if len(images) != len(corrections):
         raise ValueError(f"got {len(images)} images and {len(corrections)} corrections; "
                          "give one Corrections (possibly empty) per image")
-    if isinstance(model, (str, os.PathLike)):
+    if isinstance(model, str) and model == "default":
+        model = load_default_model()
+    elif isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     cfg = replace(config) if config is not None else TrainConfig(time_budget_s=60.0, steps=10**7)
     cfg.val_fraction = 0.0

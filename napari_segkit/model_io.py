@@ -235,7 +235,10 @@ def _load_model_version(path: str, mtime_ns: int, size: int) -> SegModel:
 
 
 def as_model(model: Any) -> Any:
-    """A :class:`SegModel` as it is, or a model file path loaded through the cache."""
+    """A :class:`SegModel` as it is, ``"default"`` (the shipped nuclei model) or a model
+    file path loaded through the cache."""
+    if isinstance(model, str) and model == "default":
+        return load_default_model_cached()
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         return load_model_cached(model)
     return model

@@ -79,7 +79,7 @@ def suggest_clicks(
 
     Parameters
     ----------
-    model : SegModel or model file
+    model : SegModel, model file or ``"default"``
     image : 2-D gray or RGB image
     clicks : (N, 2) clicks already made on this image (optional), with ``classes``
         (``"nucleus"`` / ``"background"`` per click; default all nuclei)

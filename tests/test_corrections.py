@@ -95,3 +95,15 @@ def test_corrections_from_layers_keep_edits_only_when_they_change_the_prediction
         corrections_from_layers(np.zeros((0, 2)), None, edited[:10], predicted)
     with pytest.raises(ValueError, match="several planes"):
         corrections_from_layers(np.array([[0, 5.0, 5.0], [1, 6.0, 6.0]]))
+
+
+def test_retraining_and_suggestions_take_default_for_the_shipped_model(fluo_256):
+    from napari_segkit.suggestions import suggest_clicks
+
+    image = fluo_256[0][:128, :128]
+    coords, scores, reasons = suggest_clicks("default", image, n=3)
+    assert len(coords) == len(scores) == len(reasons) <= 3
+    cfg = TrainConfig(steps=1, patch_size=64, batch_size=1, num_threads=1, seed=0)
+    model = retrain_with_corrections("default", [image], [Corrections([(5, 5)], ["background"])],
+                                     config=cfg)
+    assert model.provenance["training"]["init"] != "none"

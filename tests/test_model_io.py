@@ -81,3 +81,11 @@ def test_saved_model_file_is_readable_by_others(tmp_path):
 
     path = save_model(SegModel.new(UNetConfig(width=4, depth=2)), tmp_path / "m.safetensors")
     assert path.stat().st_mode & stat.S_IRGRP  # not the 0600 of a temporary file
+
+
+def test_default_names_the_shipped_model_everywhere_a_model_is_taken():
+    from napari_segkit.model_io import as_model, load_default_model_cached
+
+    assert as_model("default") is load_default_model_cached()
+    with pytest.raises(ModelFileError, match="does not exist"):
+        as_model("no_such_model.safetensors")
