@@ -18,6 +18,7 @@ import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import Qt
 
 from .._common import BACKGROUND_CLASS, background_mask, classes_of
 from .._sample_data import POINT_COLORS, points_layer_kwargs
@@ -78,6 +79,7 @@ class AnnotateWidget(Container):
         self.convert_button = PushButton(text="Convert to labels")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        self.status.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.last_output_name: str | None = None
         self._syncing_class = False
         self.preview = ClickPreview(napari_viewer, on_message=self._show_preview_message)
@@ -109,6 +111,7 @@ class AnnotateWidget(Container):
         for choice in (self.image, self.annotation_layer, self.mode, self.preview_box):
             choice.changed.connect(self._choice_changed)
         self._sync_click_class()
+        self.status.value = self._describe_choice()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_choices)
 
@@ -208,7 +211,8 @@ class AnnotateWidget(Container):
     def add_clicks_layer(self) -> Points | None:
         kwargs = points_layer_kwargs(pd.DataFrame({"class": []}), "clicks")
         return self._add_points_layer(
-            "click", "Click once on each nucleus; set class 'background' for background.",
+            "click", "Click once on each nucleus; to mark background, set Click class to "
+            "'background' and click where there is no nucleus.",
             **kwargs,
         )
 
@@ -289,7 +293,11 @@ class AnnotateWidget(Container):
             name = output_name(layer.name, mode)
             if mode == "click":
                 self.preview.clear()  # the result replaces the preview
+            is_new = name not in self.viewer.layers
             out = set_output_layer(self.viewer, name, labels, "labels", like=image)
+            if is_new and layer in self.viewer.layers:  # keep the annotations visible on top
+                layers = self.viewer.layers
+                layers.move(layers.index(out), layers.index(layer))
             self.last_output_name = out.name
             kind = "sparse" if mode == "sparse" else "instances"
             out.metadata = {**out.metadata, LABELS_KIND_KEY: kind}

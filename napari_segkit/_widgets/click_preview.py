@@ -47,8 +47,10 @@ def _click_masks(
     except ValueError as err:
         return None, f"No preview: {err}"
     n = int(np.unique(labels[labels > 0]).size)
+    n_background = len(coords) - n_objects
     note = f" ({caught[0].message})" if caught else ""
-    return labels, f"Preview: {n} masks from {n_objects} nucleus clicks{note}."
+    return labels, (f"Preview: {n} masks from {n_objects} nucleus clicks"
+                    f" ({n_background} background clicks){note}.")
 
 
 class ClickPreview:
@@ -79,6 +81,7 @@ class ClickPreview:
         self.points, self.image = (points, image) if points is not None and image is not None else (None, None)
         if self.points is not None:
             self.points.events.data.connect(self._on_data)
+            self._layer(self.points, self.image)  # now, not at the first click: adding is slow
             if len(self.points.data):
                 self.update()
 
@@ -135,20 +138,25 @@ class ClickPreview:
         self.on_message(message)
         if points is not self.points or labels is None:
             return
+        self._layer(points, image).data = labels
+
+    def _layer(self, points: Points, image: Image) -> Labels:
+        """The preview layer of ``points``, added (empty) below it when missing; the clicks
+        stay the active layer, in their mode, so the user goes on clicking."""
         name = preview_name(points)
         layers = self.viewer.layers
         if name in layers and isinstance(layers[name], Labels):
-            layers[name].data = labels
-            return
-        # a new layer becomes the active one: give the clicks back to the user, on top
+            return layers[name]
         active, mode = layers.selection.active, points.mode
         preview = self.viewer.add_labels(
-            labels, name=name, opacity=PREVIEW_OPACITY, **geometry_of(image)
+            np.zeros(spatial_shape(image), np.uint16), name=name, opacity=PREVIEW_OPACITY,
+            **geometry_of(image),
         )
         preview.metadata = {**preview.metadata, "segkit_preview_of": points.name}
         layers.move(layers.index(preview), layers.index(points))
         layers.selection.active = active if active in layers else points
         points.mode = mode
+        return preview
 
     def wait(self, timeout_ms: int = 10_000) -> bool:
         """Process Qt events until no preview is being computed; whether it finished."""
