@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", nargs="?", default="/tmp/segkit_shots")
     parser.add_argument("--sample", default="fluo_512")
     parser.add_argument("--train-minutes", type=float, default=0.5)
+    parser.add_argument("--annotate-only", action="store_true", help="skip Train and Predict")
     args = parser.parse_args(argv)
     out = Path(args.folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,13 +57,13 @@ def main(argv: list[str] | None = None) -> None:
         display.start()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        run(out, args.sample, args.train_minutes)
+        run(out, args.sample, args.train_minutes, args.annotate_only)
     finally:
         if display is not None:
             display.stop()
 
 
-def run(folder: Path, sample: str, train_minutes: float) -> None:
+def run(folder: Path, sample: str, train_minutes: float, annotate_only: bool = False) -> None:
     import numpy as np
     import torch
     from qtpy.QtWidgets import QApplication, QDockWidget
@@ -131,6 +132,10 @@ def run(folder: Path, sample: str, train_minutes: float) -> None:
               f"{max(ms[1:]):.0f} ms, median {np.median(ms[1:]):.0f} ms ({len(ms)} calls)")
     print(f"click -> its mask shown: median {np.median(waits):.0f} ms, max {max(waits):.0f} ms "
           f"({len(waits)} clicks)")
+
+    if annotate_only:
+        viewer.close()
+        return
 
     # ---- Predict: default model on the sample, against its ground truth (before any training)
     predict.image.value = viewer.layers[sample]

@@ -19,6 +19,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QSizePolicy
 
 from .._common import BACKGROUND_CLASS, background_mask, classes_of
 from .._sample_data import POINT_COLORS, points_layer_kwargs
@@ -80,6 +81,7 @@ class AnnotateWidget(Container):
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
         self.status.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.last_output_name: str | None = None
         self._syncing_class = False
         self.preview = ClickPreview(napari_viewer, on_message=self._show_preview_message)

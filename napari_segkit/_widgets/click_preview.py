@@ -138,7 +138,14 @@ class ClickPreview:
         self.on_message(message)
         if points is not self.points or labels is None:
             return
-        self._layer(points, image).data = labels
+        layer = self._layer(points, image)
+        current = layer.data
+        if isinstance(current, np.ndarray) and current.shape == labels.shape and current.dtype == labels.dtype:
+            if not np.array_equal(current, labels):  # in place: cheaper than a new array
+                current[...] = labels
+                layer.refresh()
+        else:
+            layer.data = labels
 
     def _layer(self, points: Points, image: Image) -> Labels:
         """The preview layer of ``points``, added (empty) below it when missing; the clicks
