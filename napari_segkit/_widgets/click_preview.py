@@ -136,7 +136,7 @@ class ClickPreview:
 
     def _show(self, points: Points, image: Image, labels: np.ndarray | None, message: str) -> None:
         self.on_message(message)
-        if points is not self.points or labels is None:
+        if points is not self.points or labels is None or points not in self.viewer.layers:
             return
         layer = self._layer(points, image)
         current = layer.data
