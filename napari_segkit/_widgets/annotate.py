@@ -1,8 +1,11 @@
-"""'Annotate & convert' dock: ready-made annotation layers and their conversion to labels.
+"""'Annotate and convert' dock: ready-made annotation layers and their conversion to labels.
 
 Thin: every conversion is a call into ``napari_segkit.annotations``. The Labels layer a
 'sparse' conversion makes is marked as sparse training labels in its ``metadata``, so the
-Train dock trains it as such whatever it is named.
+Train dock trains it as such whatever it is named. Each annotation layer gets its own
+output layer (``"<annotation layer> masks"``, ...): converting another layer never
+replaces the first one's result. In 'click' mode the masks are previewed live
+(:mod:`.click_preview`); a class selector marks new clicks as nucleus or background.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ import warnings
 import napari
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QSizePolicy
 
-from .._sample_data import points_layer_kwargs
+from .._common import BACKGROUND_CLASS, background_mask, classes_of
+from .._sample_data import POINT_COLORS, points_layer_kwargs
 from ..annotations import MODES, POINT_MODES, SHAPE_MODES, convert_points, convert_shapes
+from .click_preview import ClickPreview
 from .layers import (
     LABELS_KIND_KEY,
     labels_count,
@@ -27,6 +34,23 @@ from .layers import (
     to_image_pixels,
     user_errors,
 )
+
+#: Classes a click can have (the class selector's choices); see ``_common.is_background``.
+CLICK_CLASSES = ("nucleus", BACKGROUND_CLASS)
+
+
+def output_name(annotation_name: str, mode: str) -> str:
+    """Name of the Labels layer that converting ``annotation_name`` with ``mode`` makes.
+
+    ``"<annotation layer> <suffix of the mode>"``, without repeating the mode's first word
+    when the layer's name already says it ("fluo clicks" + "click masks" -> "fluo clicks
+    masks"), so that each annotation layer keeps its own result.
+    """
+    suffix = MODES[mode][1]
+    first, _, rest = suffix.partition(" ")
+    if rest and any(word.startswith(first) for word in annotation_name.lower().split()):
+        suffix = rest
+    return f"{annotation_name} {suffix}"
 
 
 class AnnotateWidget(Container):
@@ -44,8 +68,23 @@ class AnnotateWidget(Container):
         self.mode = ComboBox(
             label="Convert", choices=[(text, key) for key, (text, _) in MODES.items()]
         )
+        self.click_class = ComboBox(
+            label="Click class", choices=list(CLICK_CLASSES), value=CLICK_CLASSES[0],
+            tooltip="Class of the next clicks: 'background' marks a spot with no nucleus. "
+                    "Clicks selected in select mode take the class you pick.",
+        )
+        self.preview_box = CheckBox(
+            text="Preview masks as I click", value=True,
+            tooltip="In 'One click per object' mode, show the masks of the clicks as you place them",
+        )
         self.convert_button = PushButton(text="Convert to labels")
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        self.status.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.last_output_name: str | None = None
+        self._syncing_class = False
+        self.preview = ClickPreview(napari_viewer, on_message=self._show_preview_message)
         super().__init__(
             widgets=[
                 self.image,
@@ -55,7 +94,9 @@ class AnnotateWidget(Container):
                 self.new_polygons,
                 self.new_boxes,
                 self.annotation_layer,
+                self.click_class,
                 self.mode,
+                self.preview_box,
                 self.convert_button,
                 self.status,
             ]
@@ -67,6 +108,12 @@ class AnnotateWidget(Container):
         self.new_boxes.changed.connect(lambda: self.add_shapes_layer("rectangle"))
         self.convert_button.changed.connect(self.convert)
         self.annotation_layer.changed.connect(self._suggest_mode)
+        self.annotation_layer.changed.connect(self._sync_click_class)
+        self.click_class.changed.connect(self.set_click_class)
+        for choice in (self.image, self.annotation_layer, self.mode, self.preview_box):
+            choice.changed.connect(self._choice_changed)
+        self._sync_click_class()
+        self.status.value = self._describe_choice()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_choices)
 
@@ -90,6 +137,72 @@ class AnnotateWidget(Container):
             if self.mode.value not in POINT_MODES or wanted == "outline":
                 self.mode.value = wanted
 
+    # ---- click class, preview and status -----------------------------------------------
+    def _clicks_layer(self) -> Points | None:
+        """The chosen annotation layer when it holds clicks (Points without object ids)."""
+        layer = self.annotation_layer.value
+        if isinstance(layer, Points) and "object_id" not in layer.features:
+            return layer
+        return None
+
+    def _sync_click_class(self, _=None) -> None:
+        """Show the chosen clicks layer's class for new clicks (disabled for other layers)."""
+        layer = self._clicks_layer()
+        self.click_class.enabled = layer is not None
+        current = CLICK_CLASSES[0]
+        if layer is not None and "class" in layer.feature_defaults:
+            value = str(layer.feature_defaults["class"].iloc[0])
+            current = BACKGROUND_CLASS if background_mask([value], 1)[0] else CLICK_CLASSES[0]
+        self._syncing_class = True
+        try:
+            self.click_class.value = current
+        finally:
+            self._syncing_class = False
+
+    def set_click_class(self, value: str) -> None:
+        """New clicks of the chosen layer get class ``value``; so do its selected clicks,
+        unless the layer is in add mode (there the selection is the click just placed)."""
+        layer = self._clicks_layer()
+        if self._syncing_class or layer is None:
+            return
+        _ensure_class_column(layer)
+        selected = sorted(layer.selected_data) if layer.mode != "add" else []
+        if selected:
+            features = layer.features.copy()
+            features.loc[features.index[selected], "class"] = value
+            layer.features = features
+            self.preview.update()
+        layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(), "class": value}
+        what = "background (no nucleus there)" if value == BACKGROUND_CLASS else "a nucleus each"
+        relabelled = f" {len(selected)} selected clicks are now {value}." if selected else ""
+        self.status.value = f"New clicks on {layer.name} mark {what}.{relabelled}"
+
+    def _choice_changed(self, _=None) -> None:
+        """Follow the chosen clicks with the preview, and say what a conversion would do."""
+        layer, image = self._clicks_layer(), self.image.value
+        live = self.preview_box.value and self.mode.value == "click" and image is not None
+        self.preview.follow(layer if live else None, image if live else None)
+        self.status.value = self._describe_choice()
+
+    def _describe_choice(self) -> str:
+        layer, mode = self.annotation_layer.value, self.mode.value
+        if layer is None or mode is None:
+            return "Create or choose an annotation layer."
+        if isinstance(layer, Points):
+            n = len(layer.data)
+            if "object_id" in layer.features:
+                what = f"{n} keypoints on {layer.features['object_id'].nunique()} objects"
+            else:
+                n_bg = int(background_mask(classes_of(layer.features), n).sum())
+                what = f"{n - n_bg} nucleus and {n_bg} background clicks"
+        else:
+            what = f"{len(layer.data)} shapes"
+        return f"{layer.name}: {what}. Convert makes '{output_name(layer.name, mode)}'."
+
+    def _show_preview_message(self, message: str) -> None:
+        layer = self._clicks_layer()
+        self.status.value = f"{layer.name}: {message}" if layer is not None else message
+
     # ---- new annotation layers -------------------------------------------------------
     def _require_image(self) -> Image | None:
         image = self.image.value
@@ -100,7 +213,8 @@ class AnnotateWidget(Container):
     def add_clicks_layer(self) -> Points | None:
         kwargs = points_layer_kwargs(pd.DataFrame({"class": []}), "clicks")
         return self._add_points_layer(
-            "click", "Click once on each nucleus; set class 'background' for background.",
+            "click", "Click once on each nucleus; to mark background, set Click class to "
+            "'background' and click where there is no nucleus.",
             **kwargs,
         )
 
@@ -160,6 +274,10 @@ class AnnotateWidget(Container):
         layer.mode = "add_polygon" if shape_type == "polygon" else "add_rectangle"
         self.annotation_layer.value = layer
         self.mode.value = "fill" if shape_type == "polygon" else "box-object"
+        self.status.value = (
+            "Click around each nucleus; double-click closes the polygon."
+            if shape_type == "polygon" else "Drag a box around each nucleus."
+        )
         return layer
 
     # ---- conversion ------------------------------------------------------------------
@@ -174,8 +292,15 @@ class AnnotateWidget(Container):
                 labels = convert_layer(image, layer, mode)
             for w in caught:
                 show_warning(str(w.message))
-            name = f"{image.name} {MODES[mode][1]}"
+            name = output_name(layer.name, mode)
+            if mode == "click":
+                self.preview.clear()  # the result replaces the preview
+            is_new = name not in self.viewer.layers
             out = set_output_layer(self.viewer, name, labels, "labels", like=image)
+            if is_new and layer in self.viewer.layers:  # keep the annotations visible on top
+                layers = self.viewer.layers
+                layers.move(layers.index(out), layers.index(layer))
+            self.last_output_name = out.name
             kind = "sparse" if mode == "sparse" else "instances"
             out.metadata = {**out.metadata, LABELS_KIND_KEY: kind}
             n = labels_count(labels) if mode != "sparse" else int(np.count_nonzero(labels))
@@ -183,7 +308,20 @@ class AnnotateWidget(Container):
             self.status.value = f"{name}: {n} {what}"
             show_info(f"{name}: {n} {what}")
             return out
+        self.status.value = f"Converting {layer.name} failed: see the message."
         return None
+
+
+def _ensure_class_column(layer: Points) -> None:
+    """Give a Points layer without a 'class' feature one (every click a nucleus), coloured
+    as the sample clicks are."""
+    if "class" in layer.features:
+        return
+    features = layer.features.copy()
+    features["class"] = pd.Categorical([CLICK_CLASSES[0]] * len(layer.data), categories=list(POINT_COLORS))
+    layer.features = features
+    layer.face_color_cycle = list(POINT_COLORS.values())
+    layer.face_color = "class"
 
 
 def convert_layer(image: Image, layer, mode: str) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DOCKS = ("Annotate & convert", "Train", "Predict & measure")
+DOCKS = ("Annotate and convert", "Train", "Predict and measure")
 
 
 def open_viewer(sample: str = "fluo_512", show: bool = True):

@@ -44,7 +44,7 @@ def set_output_layer(
     """
     geometry = geometry_of(like)
     existing = viewer.layers[name] if name in viewer.layers else None
-    if existing is not None and existing._type_string == kind:
+    if existing is not None and isinstance(existing, getattr(napari.layers, kind.capitalize())):
         existing.data = data
         for key, value in {**geometry, **kwargs}.items():
             with contextlib.suppress(AttributeError, ValueError, TypeError):

@@ -108,6 +108,7 @@ class TrainWidget(Container):
             label="Learning rate", value=0.0, min=0.0, max=1.0, step=1e-4,
             tooltip="0 = automatic: 3e-3 for a new model, 5e-4 when fine-tuning",
         )
+        self.lr.native.setSpecialValueText("auto")  # 0 shows as "auto", not "0.0000"
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.out = FileEdit(label="Save model as", mode="w", filter="*.safetensors",
                             value=default_model_path("model"))

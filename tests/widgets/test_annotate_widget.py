@@ -1,4 +1,4 @@
-"""Drive the 'Annotate & convert' dock as a user would."""
+"""Drive the 'Annotate and convert' dock as a user would."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_clicks_layer_to_instance_masks(viewer_with_sample):
     widget.annotation_layer.value = clicks
     widget.mode.value = "click"
     out = widget.convert()
-    assert out is not None and out.name == "fluo_256 click masks"
+    assert out is not None and out.name == f"{clicks.name} masks"  # named after its annotation layer
     assert out.data.shape == viewer.layers["fluo_256"].data.shape
     assert tuple(out.scale) == (0.5, 0.5)
     gt = viewer.layers["fluo_256 ground truth"].data
@@ -72,7 +72,7 @@ def test_polygons_and_boxes(viewer_with_sample):
     assert out.data[70, 70] == 2 and out.data[10, 10] == 1
     widget.mode.value = "box-object"
     boxes = widget.convert()
-    assert boxes.name == "fluo_256 box objects"
+    assert boxes.name == "fluo_256 polygons box objects"
 
 
 def test_outline_keypoints(viewer_with_sample):
@@ -87,7 +87,7 @@ def test_outline_keypoints(viewer_with_sample):
     layer.add(np.array([150, 150]) + 20 * circle)
     assert sorted(set(layer.features["object_id"])) == [1, 2]
     out = widget.convert()
-    assert out.name == "fluo_256 outline masks"
+    assert out.name == "fluo_256 outline keypoints masks"
     assert out.data[50, 50] == 1 and out.data[150, 150] == 2
     assert 500 < (out.data == 1).sum() < 900  # ~ pi * 15^2 = 707
 

@@ -12,6 +12,6 @@ def test_open_viewer_docks_everything_with_sample_data(qtbot):
         assert [layer.name for layer in viewer.layers] == [
             "fluo_256", "fluo_256 ground truth", "fluo_256 clicks"]
         assert docks["Train"].image.value is viewer.layers["fluo_256"]
-        assert docks["Annotate & convert"].image.value is viewer.layers["fluo_256"]
+        assert docks["Annotate and convert"].image.value is viewer.layers["fluo_256"]
     finally:
         viewer.close()
