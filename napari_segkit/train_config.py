@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from .finetune import FineTuneSettings
@@ -10,7 +11,7 @@ from .model_io import SegModel
 from .normalization import DEFAULT_NORMALIZATION
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
-           "fine_tune_settings"]
+           "check_train_config", "fine_tune_settings"]
 
 NEW_MODEL_LR = 3e-3
 FINE_TUNE_LR = 5e-4
@@ -114,3 +115,40 @@ def fine_tune_settings(cfg: TrainConfig) -> FineTuneSettings:
     """The fine-tuning helpers a config asks for (``None`` fields: :data:`FINE_TUNE_RECIPE`)."""
     return FineTuneSettings(**{k: (FINE_TUNE_RECIPE[k] if getattr(cfg, k) is None
                                    else getattr(cfg, k)) for k in FINE_TUNE_RECIPE})
+
+
+def _positive(value, name: str, *, allow_none: bool = True, hint: str = "") -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"TrainConfig.{name} must be a positive finite number{hint}, "
+                         f"got {value!r}")
+
+
+def _whole(value, name: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) and not (
+            isinstance(value, float) and value.is_integer()) or value < low:
+        raise ValueError(f"TrainConfig.{name} must be a whole number >= {low}, got {value!r}")
+
+
+def check_train_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` when its values make sense, else a ValueError naming the field: zero,
+    negative, NaN and infinite budgets, sizes and rates are refused (``steps=0`` is
+    allowed: an untrained model)."""
+    _whole(cfg.steps, "steps", 0)
+    _positive(cfg.epochs, "epochs", hint=" (passes over the data; None: use steps)")
+    _positive(cfg.time_budget_s, "time_budget_s", hint=" of seconds (None: no time limit)")
+    _whole(cfg.patch_size, "patch_size", 8)
+    _whole(cfg.batch_size, "batch_size", 1)
+    _positive(cfg.lr, "lr")
+    _whole(cfg.val_every, "val_every", 1)
+    _whole(cfg.color_variants, "color_variants", 0)
+    if not 0.0 <= float(cfg.val_fraction) < 1.0:
+        raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {cfg.val_fraction!r}")
+    if cfg.scale_range is not None:
+        low, high = (float(v) for v in cfg.scale_range)
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+            raise ValueError(f"TrainConfig.scale_range must be (low, high) with 0 < low <= "
+                             f"high, got {tuple(cfg.scale_range)!r}")
+    return cfg

@@ -49,12 +49,13 @@ from .train_config import (
     NEW_MODEL_LR,
     TrainConfig,
     TrainEvent,
+    check_train_config,
     fine_tune_settings,
 )
 from .train_data import as_image_list, prepare_training_data
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
-           "Trainer", "train"]
+           "Trainer", "TrainingInterrupted", "check_patch_size", "train"]
 
 # --------------------------------------------------------------------------- inputs
 def _resolve_init(init, cfg: TrainConfig) -> SegModel:
@@ -79,6 +80,50 @@ def _lr_factor(progress: float, warmup: float) -> float:
     return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training. ``model_path``: where the weights so far were written
+    (None: nothing was written); ``step``: the steps done."""
+
+    def __init__(self, model_path: str | None, step: int) -> None:
+        super().__init__(model_path, step)
+        self.model_path, self.step = model_path, step
+
+
+#: Rough bytes of activations and gradients per patch pixel and network width (UNet, float32).
+TRAINING_BYTES_PER_PIXEL_WIDTH = 80
+
+
+def _device_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_patch_size(cfg: TrainConfig, images: Sequence, width: int,
+                     device: torch.device) -> None:
+    """ValueError when the training patch is far larger than every image, or when a batch
+    of patches would not fit in the device's memory (the message says what to use)."""
+    sides = [int(max(np.shape(im)[:2])) for im in images]
+    largest = max(sides, default=0)
+    fits = max(-(-largest // 32) * 32, TrainConfig.patch_size)
+    if cfg.patch_size > fits:
+        shapes = " x ".join(str(s) for s in np.shape(images[sides.index(largest)])[:2])
+        raise ValueError(f"patch size {cfg.patch_size} (--patch-size) is larger than the largest "
+                         f"training image ({shapes} pixels); use at most {fits}")
+    need = cfg.batch_size * cfg.patch_size**2 * width * TRAINING_BYTES_PER_PIXEL_WIDTH
+    have = _device_memory(device)
+    if have is not None and need > 0.8 * have:
+        smaller = max(16, int(math.sqrt(0.4 * have / (cfg.batch_size * width
+                                                       * TRAINING_BYTES_PER_PIXEL_WIDTH))) // 16 * 16)
+        raise ValueError(f"patch size {cfg.patch_size} (--patch-size) with batch size "
+                         f"{cfg.batch_size} needs about {need / 2**30:.0f} GiB to train, more than "
+                         f"the {have / 2**30:.0f} GiB of {device.type} memory; use a patch size of "
+                         f"at most {smaller}")
+
+
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """One training run, in named steps; :func:`train` drives it and yields its events.
@@ -92,7 +137,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, init: Any = None, out_path: Any = None,
                  stop: threading.Event | Callable[[], bool] | None = None) -> None:
         check_loss(config.loss)
-        self.cfg = config
+        self.cfg = check_train_config(config)
         self.init = init
         self.fine_tuning = init is not None
         self.out_path = Path(out_path) if out_path is not None else None
@@ -117,6 +162,7 @@ class Trainer:
         """Network inputs and targets of every image, the validation data, the sampler
         (see :func:`napari_segkit.train_data.prepare_training_data`)."""
         cfg, mcfg = self.cfg, self.model.config
+        check_patch_size(cfg, images, mcfg.width, self.device)
         self.n_images = len(images)
         # clicks on a model being fine-tuned correct its own predictions (see
         # click_targets.click_guided_instances) rather than replace them with click-grown masks
@@ -310,29 +356,41 @@ class Trainer:
         if self.tuner is not None:
             self.tuner.before_training(self.sampler, cfg.batch_size)
         self.set_train_mode()
-        while self.step < self.total:
-            if is_stopped(self.stop):
-                stopped = True
-                break
-            elapsed = time.perf_counter() - self.t_start
-            if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
-                break
-            loss = self.train_step(elapsed)
-            if self.step % log_every == 0 or self.step == self.total:
-                self.loss = float(loss.detach())
-                yield self.event("step")
-            if has_val and (self.step % cfg.val_every == 0 or self.step == self.total):
+        try:
+            while self.step < self.total:
+                if is_stopped(self.stop):
+                    stopped = True
+                    break
+                elapsed = time.perf_counter() - self.t_start
+                if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
+                    break
+                loss = self.train_step(elapsed)
+                if self.step % log_every == 0 or self.step == self.total:
+                    self.loss = float(loss.detach())
+                    yield self.event("step")
+                if has_val and (self.step % cfg.val_every == 0 or self.step == self.total):
+                    yield from self.validate()
+            if has_val and not stopped and self.step % cfg.val_every and self.step < self.total:
+                # a time budget ended between two validations: the annealed end state counts
+                # too (at step == total the loop has just validated)
                 yield from self.validate()
-        if has_val and not stopped and self.step % cfg.val_every and self.step < self.total:
-            # a time budget ended between two validations: the annealed end state counts too
-            # (at step == total the loop has just validated)
-            yield from self.validate()
+        except KeyboardInterrupt:
+            raise self.interrupted() from None
         final = self.finish()
         yield self.event("stopped" if stopped else "done", model_path=self.model_path,
                          model=final, val_iou=self.best_metrics.get("val_iou"),
                          val_f1=self.best_metrics.get("val_f1"),
                          message="stopped by user" if stopped else "finished")
         return final
+
+    def interrupted(self) -> TrainingInterrupted:
+        """Ctrl-C: write the weights Stop would keep (the best validated ones, else the
+        current ones) to ``out_path`` and say where they went."""
+        path = None
+        if self.out_path is not None and self.step > 0:
+            self.finish()
+            path = self.model_path
+        return TrainingInterrupted(path, self.step)
 
     # ---- helpers ---------------------------------------------------------------------
     def set_train_mode(self) -> None:
