@@ -66,7 +66,10 @@ def diameter(text: str) -> str | float:
     """``auto`` or a positive number of pixels."""
     if text.strip().lower() == "auto":
         return "auto"
-    return bounded(0.0, MAX_DIAMETER, low_open=True, what=" pixels")(text)
+    try:
+        return bounded(0.0, MAX_DIAMETER, low_open=True, what=" pixels")(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err} (or 'auto')") from None
 
 
 def axes(text: str) -> str:

@@ -6,7 +6,9 @@
     napari-segkit evaluate --pred DIR --gt DIR [--json]
     napari-segkit demo     [--out DIR]
 
-Bad input ends with a one-line message that says what to do and exit status 2.
+``--axes`` (YXC, CYX, ZYX...) and ``--channel`` say how images are read (convert, train,
+predict). Bad input ends with a one-line message that says what to do and exit status 2:
+number options and output paths are checked before any work (napari_segkit._cli_args).
 """
 
 from __future__ import annotations
@@ -333,8 +335,11 @@ def _layout_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    arg.check_parsed(parser, args)  # option combinations and output paths (exit 2)
+    try:
+        args = parser.parse_args(argv)
+        arg.check_parsed(parser, args)  # option combinations and output paths
+    except SystemExit as done:  # usage errors (2, message printed) and --help (0)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

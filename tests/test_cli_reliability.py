@@ -359,3 +359,48 @@ def test_fuzz_bad_numbers_exit_2_with_a_message(folders, capsys, tiny_model_path
     assert rc == 2, (argv, err)
     assert option in err and "Traceback" not in err
     assert not out.exists() and not (folders["tmp"] / "m.safetensors").exists()
+
+
+def test_format_version_as_text_says_the_file_is_damaged(tiny_model_path, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from napari_segkit.model_io import ModelFileError, load_model
+
+    with safe_open(str(tiny_model_path), "np") as fh:
+        header = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    meta = json.loads(header["segkit"])
+    meta["format_version"] = "1"
+    header["segkit"] = json.dumps(meta)
+    bad = tmp_path / "text_version.safetensors"
+    save_file(tensors, str(bad), metadata=header)
+    with pytest.raises(ModelFileError) as info:
+        load_model(bad)
+    assert "upgrade" not in str(info.value) and "'1'" in str(info.value)
+
+
+def test_all_nan_image_and_nan_vertices_get_plain_messages():
+    from napari_segkit.annotations import convert_points, convert_shapes
+
+    with pytest.raises(ValueError, match="no finite value"):
+        convert_points(np.array([[10.0, 10.0]]), None, (64, 64), "click",
+                       image=np.full((64, 64), np.nan))
+    nan_z = np.array([[np.nan, 1, 1], [np.nan, 1, 9], [np.nan, 9, 9]])
+    with pytest.raises(ValueError, match="finite"):
+        convert_shapes([nan_z], (4, 64, 64), "fill")
+
+
+def test_bad_number_from_a_terminal_has_no_traceback(tmp_path):
+    """The installed command as a user runs it: a usage message, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_segkit.cli", "train", "--images", str(tmp_path),
+         "--labels", str(tmp_path / "l"), "--out", str(tmp_path / "m.safetensors"),
+         "--minutes", "nan"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--minutes" in proc.stderr
+    assert "Traceback" not in proc.stderr
