@@ -111,7 +111,13 @@ def read_image_as(path: str | os.PathLike, axes: str | None = None,
     image = apply_axes(image, letters)
     if "C" not in letters:
         return image, None
-    image, how = _select_channel(image, channel, name)
+    try:
+        image, how = _select_channel(image, channel, name)
+    except ValueError as err:
+        if guessed:
+            raise ValueError(f"{err}; or, if the file holds planes rather than channels, "
+                             f"give --axes {letters.replace('C', 'Z')}") from None
+        raise
     moved = letters.index("C") != len(letters) - 1
     if not (guessed or moved or channel is not None):
         return image, None

@@ -37,6 +37,7 @@ from .holdout import HoldOutScore, prefer_start, score_holdout
 from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
+from .output_paths import check_output_file
 from .postprocess import instances_from_probabilities
 from .prediction import predict_prepared
 from .runtime import autocast, select_device, torch_threads
@@ -49,6 +50,8 @@ from .train_config import (
     NEW_MODEL_LR,
     TrainConfig,
     TrainEvent,
+    TrainingInterrupted,
+    check_patch_size,
     check_train_config,
     fine_tune_settings,
 )
@@ -80,50 +83,6 @@ def _lr_factor(progress: float, warmup: float) -> float:
     return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training. ``model_path``: where the weights so far were written
-    (None: nothing was written); ``step``: the steps done."""
-
-    def __init__(self, model_path: str | None, step: int) -> None:
-        super().__init__(model_path, step)
-        self.model_path, self.step = model_path, step
-
-
-#: Rough bytes of activations and gradients per patch pixel and network width (UNet, float32).
-TRAINING_BYTES_PER_PIXEL_WIDTH = 80
-
-
-def _device_memory(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.get_device_properties(device).total_memory)
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_patch_size(cfg: TrainConfig, images: Sequence, width: int,
-                     device: torch.device) -> None:
-    """ValueError when the training patch is far larger than every image, or when a batch
-    of patches would not fit in the device's memory (the message says what to use)."""
-    sides = [int(max(np.shape(im)[:2])) for im in images]
-    largest = max(sides, default=0)
-    fits = max(-(-largest // 32) * 32, TrainConfig.patch_size)
-    if cfg.patch_size > fits:
-        shapes = " x ".join(str(s) for s in np.shape(images[sides.index(largest)])[:2])
-        raise ValueError(f"patch size {cfg.patch_size} (--patch-size) is larger than the largest "
-                         f"training image ({shapes} pixels); use at most {fits}")
-    need = cfg.batch_size * cfg.patch_size**2 * width * TRAINING_BYTES_PER_PIXEL_WIDTH
-    have = _device_memory(device)
-    if have is not None and need > 0.8 * have:
-        smaller = max(16, int(math.sqrt(0.4 * have / (cfg.batch_size * width
-                                                       * TRAINING_BYTES_PER_PIXEL_WIDTH))) // 16 * 16)
-        raise ValueError(f"patch size {cfg.patch_size} (--patch-size) with batch size "
-                         f"{cfg.batch_size} needs about {need / 2**30:.0f} GiB to train, more than "
-                         f"the {have / 2**30:.0f} GiB of {device.type} memory; use a patch size of "
-                         f"at most {smaller}")
-
-
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """One training run, in named steps; :func:`train` drives it and yields its events.
@@ -140,7 +99,8 @@ class Trainer:
         self.cfg = check_train_config(config)
         self.init = init
         self.fine_tuning = init is not None
-        self.out_path = Path(out_path) if out_path is not None else None
+        # an unwritable place is reported now, not at the first checkpoint minutes later
+        self.out_path = check_output_file(out_path, "out_path") if out_path is not None else None
         self.stop = stop
         self.t_start = time.perf_counter()
         self.rng = np.random.default_rng(config.seed)

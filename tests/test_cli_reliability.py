@@ -404,3 +404,25 @@ def test_bad_number_from_a_terminal_has_no_traceback(tmp_path):
          "--minutes", "nan"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--minutes" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_patch_size_that_would_not_fit_in_memory_is_refused():
+    from types import SimpleNamespace
+
+    from napari_segkit.train_config import TrainConfig, check_patch_size
+
+    big_image = SimpleNamespace(shape=(40_000, 40_000))  # only its shape is looked at
+    cpu = SimpleNamespace(type="cpu")
+    with pytest.raises(ValueError, match="GiB") as info:
+        check_patch_size(TrainConfig(patch_size=8192, batch_size=8), [big_image], 16, cpu)
+    assert "--patch-size" in str(info.value)
+    check_patch_size(TrainConfig(patch_size=256, batch_size=8), [big_image], 16, cpu)
+
+
+def test_api_train_checks_out_path_before_training(fluo_256, tiny_config, tmp_path):
+    from napari_segkit.training import TrainConfig, train
+
+    image, labels, _, _ = fluo_256
+    with pytest.raises(ValueError, match="existing folder"):
+        next(train([image], [labels], config=TrainConfig(steps=2, model=tiny_config),
+                   out_path=tmp_path))

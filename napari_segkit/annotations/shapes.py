@@ -37,8 +37,8 @@ def _split_shape(item, index: int) -> tuple[str, np.ndarray]:
             f"got an array of shape {verts.shape}"
         )
     if not np.isfinite(verts).all():
-        raise ValueError(f"shape {index}: vertices must be finite numbers, got NaN or infinite "
-                         "coordinates; draw the shape again or delete it")
+        raise ValueError(f"{kind} {index} has NaN or infinite coordinates; draw the shape "
+                         "again or delete it")
     return kind, verts
 
 
