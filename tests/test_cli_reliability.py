@@ -217,7 +217,28 @@ def test_unwritable_output_is_refused_before_work(folders, capsys, monkeypatch):
 
 
 # --------------------------------------------------------------------------- item 13
-def test_train_relabels_huge_uint64_ids(fluo_256, tiny_config):
+@pytest.fixture
+def memory_cap():
+    """At most 4 GiB more address space for the test (RLIMIT_AS), so a regression fails
+    with MemoryError instead of taking the machine's memory."""
+    resource = pytest.importorskip("resource")
+    try:
+        with open("/proc/self/status") as fh:
+            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize"))
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/self/status")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = vm + 4 * 2**30
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield cap
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_train_relabels_huge_uint64_ids(fluo_256, tiny_config, memory_cap):
     from napari_segkit.training import TrainConfig, train
 
     image, labels, _, _ = fluo_256
@@ -229,7 +250,8 @@ def test_train_relabels_huge_uint64_ids(fluo_256, tiny_config):
     assert model is not None
 
 
-def test_patch_size_larger_than_every_image_is_refused(folders, capsys, tiny_model_path):
+def test_patch_size_larger_than_every_image_is_refused(folders, capsys, tiny_model_path,
+                                                      memory_cap):
     rc, _, err = run_cli(train_args(folders, "--patch-size", "4096", "--init",
                                     str(tiny_model_path), "--epochs", "0.1"), capsys)
     assert rc == 2 and "--patch-size" in err and "96" in err
