@@ -6,7 +6,9 @@
     napari-segkit evaluate --pred DIR --gt DIR [--json]
     napari-segkit demo     [--out DIR]
 
-Bad input ends with a one-line message that says what to do and exit status 2.
+``--axes`` (YXC, CYX, ZYX...) and ``--channel`` say how images are read (convert, train,
+predict). Bad input ends with a one-line message that says what to do and exit status 2:
+number options and output paths are checked before any work (napari_segkit._cli_args).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _cli_args as arg
+
 # Every command imports what it needs when it runs: ``convert`` and ``evaluate`` never
 # import torch; ``train``, ``predict`` and ``demo`` do (through workflows).
 
@@ -31,12 +35,26 @@ class UsageError(ValueError):
 
 
 # --------------------------------------------------------------------------- helpers
-def _parse_scale(text: str | None, ndim: int) -> tuple[float, ...] | None:
-    if not text:
+def _parse_scale(values: list[float] | None, ndim: int) -> tuple[float, ...] | None:
+    if not values:
         return None
     from ._common import check_scale
 
-    return check_scale([float(v) for v in text.replace(",", " ").split()], ndim)
+    try:
+        return check_scale(values, ndim)
+    except ValueError as err:
+        raise UsageError(f"--scale: {err}") from None
+
+
+def _read_image(path: Path, args: argparse.Namespace) -> np.ndarray:
+    """An image as ``--axes`` / ``--channel`` say; how an ambiguous layout was read goes
+    to stderr."""
+    from .image_layout import read_image_as
+
+    image, note = read_image_as(path, getattr(args, "axes", None), getattr(args, "channel", None))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return image
 
 
 def _pairs(images_dir: Path, ann_dir: Path, suffix: str) -> list[tuple[Path, Path]]:
@@ -63,7 +81,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from . import annotations, io
     from ._common import SPARSE_BACKGROUND, SPARSE_OBJECT, spatial_shape
 
-    image = io.read_image(args.image)
+    image = _read_image(args.image, args)
     shape = spatial_shape(image.shape)
     scale = _parse_scale(args.scale, len(shape))
     if args.shapes:
@@ -108,11 +126,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     print(f"{'image':<28} {'n_gt':>5} {'n_pred':>6} {'F1@0.5':>7} {'AP(DSB)':>8} {'meanIoU':>8}")
     for r in rows:
-        print(f"{r['image'][:28]:<28} {r['n_gt']:>5} {r['n_pred']:>6} {r['f1']:>7.3f} "
-              f"{r['ap_dsb']:>8.3f} {r['mean_matched_iou']:>8.3f}")
-    print("summary: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in summary.items()))
+        print(f"{r['image'][:28]:<28} {r['n_gt']:>5} {r['n_pred']:>6} {_score(r['f1']):>7} "
+              f"{_score(r['ap_dsb']):>8} {_score(r['mean_matched_iou']):>8}")
+    print("summary: " + ", ".join(f"{k}={_score(v)}" if isinstance(v, float) or v is None
+                                  else f"{k}={v}" for k, v in summary.items()))
     return 0
+
+
+def _score(value) -> str:
+    """A score with 3 decimals; 'n/a' when there is none (no matched object, no object)."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return f"{value:.3f}"
 
 
 # --------------------------------------------------------------------------- train
@@ -122,21 +147,23 @@ def _train_config(args: argparse.Namespace):
     from .training import TrainConfig
 
     cfg = TrainConfig(seed=args.seed, device=args.device, loss=check_loss(args.loss),
-                      color_variants=max(int(args.color_variants), 0))
+                      color_variants=int(args.color_variants))
     if args.arch is not None:
         if args.init != "none":
             raise ValueError("--arch chooses the network of a new model: use it with --init none "
                              "(a fine-tuned model keeps its own architecture)")
         cfg.model = UNetConfig(**{**cfg.model.to_dict(), "arch": args.arch})
-    if args.patch_size:
+    # the values were checked when the command line was read (napari_segkit._cli_args):
+    # None means "not given", never 0
+    if args.patch_size is not None:
         cfg.patch_size = args.patch_size
-    if args.zoom:
+    if args.zoom is not None:
         cfg.scale_range = tuple(args.zoom)
-    if args.epochs:
+    if args.epochs is not None:
         cfg.epochs = args.epochs
-        cfg.time_budget_s = args.minutes * 60 if args.minutes else None
+        cfg.time_budget_s = args.minutes * 60 if args.minutes is not None else None
     else:
-        cfg.time_budget_s = (args.minutes if args.minutes else 3.0) * 60
+        cfg.time_budget_s = (args.minutes if args.minutes is not None else 3.0) * 60
         cfg.steps = 10**7  # the time budget decides
     return cfg
 
@@ -144,10 +171,11 @@ def _train_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from . import io
     from ._common import classes_of
+    from .training import TrainingInterrupted
     from .workflows import TrainingProgress, run_training
 
     pairs = _pairs(args.images, args.labels or args.points, ".tif" if args.labels else ".csv")
-    images = [io.read_image(im) for im, _ in pairs]
+    images = [_read_image(im, args) for im, _ in pairs]
     labels = points = None
     if args.labels:
         labels = [io.read_labels(lb) for _, lb in pairs]
@@ -162,21 +190,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.val_labels:
             raise ValueError("--val-images needs --val-labels (full instance labels)")
         vpairs = _pairs(args.val_images, args.val_labels, ".tif")
-        val = ([io.read_image(a) for a, _ in vpairs], [io.read_labels(b) for _, b in vpairs])
+        val = ([_read_image(a, args) for a, _ in vpairs], [io.read_labels(b) for _, b in vpairs])
     init = None if args.init == "none" else args.init
     args.out.parent.mkdir(parents=True, exist_ok=True)
     what = "labels" if args.labels else "clicks"
-    budget = [f"{args.epochs:g} epochs"] if args.epochs else []
+    budget = [f"{args.epochs:g} epochs"] if args.epochs is not None else []
     if cfg.time_budget_s:
         budget.append(f"{cfg.time_budget_s / 60:.1f} min")
     print(f"training on {len(images)} image(s) from {what}; init={args.init}; "
           f"budget={' or '.join(budget)}", file=sys.stderr)
     t0 = time.perf_counter()
     # a bar of seconds when the time budget decides, of steps when --epochs does
-    progress = TrainingProgress(None if args.epochs else cfg.time_budget_s)
+    progress = TrainingProgress(None if args.epochs is not None else cfg.time_budget_s)
     try:
         model = run_training(images, labels=labels, points=points, config=cfg, init=init,
                              out_path=args.out, val=val, on_event=progress)
+    except TrainingInterrupted as stop:
+        progress.close()
+        saved = (f"the weights so far were saved to {stop.model_path}" if stop.model_path
+                 else "no model was saved")
+        print(f"interrupted at step {stop.step}: {saved}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted before training started: no model was saved", file=sys.stderr)
+        return 130
     finally:
         progress.close()
     last = progress.last
@@ -196,19 +234,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = image_files(args.images)
     objects = predict_folder(model, files, args.out, tile_size=args.tile_size, tta=args.tta,
                              device=None if args.device == "auto" else args.device,
-                             diameter=_diameter_arg(args.diameter))
+                             diameter=args.diameter, axes=args.axes, channel=args.channel)
     print(f"wrote {len(files)} x (<stem>_instances.tif, <stem>_semantic.tif) and objects.csv "
           f"({len(objects)} rows) to {args.out}")
     return 0
-
-
-def _diameter_arg(text: str | None) -> str | float | None:
-    if text is None or text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"--diameter must be a number of pixels or 'auto', got {text!r}") from None
 
 
 # --------------------------------------------------------------------------- demo
@@ -232,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--shapes", type=Path, help="napari shapes CSV")
     p.add_argument("--mode", required=True, choices=["fill", "box-object", "outline", "click", "sparse"])
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--scale", help="pixel spacing per axis, e.g. '2,0.5,0.5' (z,y,x)")
+    p.add_argument("--scale", type=arg.scale, help="pixel spacing per axis, e.g. '2,0.5,0.5' (z,y,x)")
+    _layout_options(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("evaluate", help="score <stem>_instances.tif against <stem>.tif")
@@ -249,13 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
     p.add_argument("--init", default="default",
                    help="'default' (fine-tune the shipped nuclei model), 'none' (from scratch) or a model file")
-    p.add_argument("--minutes", type=float, help="time budget in minutes (default 3 unless --epochs)")
-    p.add_argument("--epochs", type=float,
+    p.add_argument("--minutes", type=arg.minutes,
+                   help="time budget in minutes (default 3 unless --epochs)")
+    p.add_argument("--epochs", type=arg.epochs,
                    help="passes over the data (one = as many patch pixels as there are labelled pixels)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arg.seed, default=0)
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--patch-size", type=int, default=None)
-    p.add_argument("--zoom", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+    p.add_argument("--patch-size", type=arg.patch_size, default=None,
+                   help="training patch side in pixels (default 128)")
+    p.add_argument("--zoom", type=arg.zoom_factor, nargs=2, metavar=("LOW", "HIGH"), default=None,
                    help="zoom augmentation range, e.g. 0.5 2 when the images to segment "
                         "later have nuclei of other sizes than the training images "
                         "(default: none)")
@@ -264,11 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "aspp_unet or unext")
     p.add_argument("--loss", default="ce_dice",
                    help="ce_dice (default), bce_dice, jaccard (Lovász), soft_jaccard or focal")
-    p.add_argument("--color-variants", type=int, default=0, metavar="N",
+    p.add_argument("--color-variants", type=arg.color_variants, default=0, metavar="N",
                    help="colour / stain variants per image (H&E jitter; fluorescence rendered as "
                         "brightfield), drawn for half of the patches; default 0")
     p.add_argument("--val-images", type=Path, help="separate validation images (with --val-labels)")
     p.add_argument("--val-labels", type=Path)
+    _layout_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="instances, semantic labels and an objects table per image")
@@ -276,25 +309,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--tile-size", type=arg.tile_size, default=256)
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average over the 4 mirror images "
                         "(4x slower, slightly more accurate)")
-    p.add_argument("--diameter", default=None,
+    p.add_argument("--diameter", type=arg.diameter, default=None,
                    help="typical nucleus diameter in pixels, or 'auto' (estimated per image): "
                         "images are zoomed so that nuclei match the model's training size")
+    _layout_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="clicks -> training -> prediction -> counts and IoU on sample data")
     p.add_argument("--out", type=Path, default=Path("segkit_output"))
-    p.add_argument("--minutes", type=float, default=1.0, help="training time budget")
+    p.add_argument("--minutes", type=arg.minutes, default=1.0, help="training time budget")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
+def _layout_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--axes", type=arg.axes, default=None, help=arg.AXES_HELP)
+    p.add_argument("--channel", type=arg.channel, default=None, metavar="K",
+                   help="segment channel K (from 0) of multi-channel images")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        arg.check_parsed(parser, args)  # option combinations and output paths
+    except SystemExit as done:  # usage errors (2, message printed) and --help (0)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -302,6 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError) as err:  # includes ModelFileError, UsageError
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # unwritable, full or vanished outputs
+        print(f"error: {err.strerror or err}: {err.filename or ''}; check the path and "
+              "that you may write there", file=sys.stderr)
         return 2
 
 

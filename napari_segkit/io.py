@@ -27,6 +27,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "image_files",
     "read_image",
+    "squeeze_image",
+    "tiff_axes",
     "read_labels",
     "write_labels",
     "read_points_csv",
@@ -67,9 +69,41 @@ def read_image(path: PathLike) -> np.ndarray:
             "save the image as .tif (e.g. from napari or Fiji) and try again"
         ) from exc
     data = np.asarray(data)
-    if data.ndim > 0 and 1 in data.shape:
-        data = np.squeeze(data)
-    return data
+    if data.size == 0:
+        raise ValueError(
+            f"{str(path)!r} holds no image data: the file is damaged, "
+            "truncated or empty; save the image again as .tif"
+        )
+    return squeeze_image(data)
+
+
+def squeeze_image(data: np.ndarray) -> np.ndarray:
+    """Drop singleton axes, but keep two: a 1 x N image stays (1, N), not (N,)."""
+    if 1 not in data.shape:
+        return data
+    keep = [i for i, s in enumerate(data.shape) if s != 1]
+    while len(keep) < min(2, data.ndim):  # add back the last singleton axes
+        keep = sorted({*keep, max(i for i in range(data.ndim) if i not in keep)})
+    return data.reshape([data.shape[i] for i in keep])
+
+
+def tiff_axes(path: PathLike, shape: tuple[int, ...]) -> str | None:
+    """The axis names tifffile gives the first series of a TIFF (``S`` samples, ``C``
+    channels, ``Z`` planes, ``Y``, ``X``, ``Q`` unknown...), for the axes :func:`read_image`
+    keeps (singletons dropped as there); None when they cannot be told."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, full = series.axes, tuple(series.shape)
+    except Exception:  # noqa: BLE001 - no axis names is an answer
+        return None
+    if len(axes) != len(full):
+        return None
+    keep = [i for i, s in enumerate(full) if s != 1]
+    if len(keep) < 2:
+        return None  # singletons were kept (a 1 x N image): plain rows and columns
+    named = "".join(axes[i] for i in keep)
+    return named if tuple(full[i] for i in keep) == tuple(shape) else None
 
 
 def image_files(folder: PathLike) -> list[Path]:

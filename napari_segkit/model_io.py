@@ -169,7 +169,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise _fail(path, "its metadata is not napari-segkit model metadata")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _fail(path, f"its format version {version!r} is not a whole number >= 1 (the "
+                          "metadata is damaged or was not written by napari-segkit)")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"model file {str(path)!r} has format version {version!r}, this napari-segkit "
             f"reads up to {FORMAT_VERSION}: upgrade napari-segkit to use it"

@@ -199,9 +199,15 @@ def percentile_range(x: np.ndarray, low: float, high: float) -> tuple[np.ndarray
 
 def rescale(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """In place on float32 ``x`` (C, H, W): map ``lo`` / ``hi`` (per channel) to 0 / 1, not
-    clipped; a channel with ``hi == lo`` (constant) becomes 0."""
-    scale = np.asarray(hi, np.float64) - np.asarray(lo, np.float64)
-    scale = np.where(scale <= 1e-12, np.inf, scale).astype(np.float32)  # x / inf = 0
+    clipped; a channel with ``hi == lo`` (constant) becomes 0.
+
+    Constant means a range float32 cannot resolve (relative to the values), not a small
+    one: intensities spanning 1e-15 are rescaled like any others."""
+    lo64, hi64 = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    scale = hi64 - lo64
+    unresolved = np.maximum(np.abs(lo64), np.abs(hi64)) * 1e-6
+    constant = ~np.isfinite(scale) | (scale <= np.maximum(unresolved, 1e-30))
+    scale = np.where(constant, np.inf, scale).astype(np.float32)  # x / inf = 0
     x -= np.asarray(lo, np.float32)[:, None, None]
     x /= scale[:, None, None]
     return x

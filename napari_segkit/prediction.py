@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._common import Cancelled, ProgressCallback, StopFlag, image_kind, label_dtype
+from .image_layout import check_array_layout
 from .model_io import as_model, load_model_cached
 from .normalization import FittedNormalization, Normalization, check_image, subsample_planes
 from .object_size import resize_image, resize_probabilities
@@ -250,6 +251,7 @@ def predict(
             model, image, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
             device=device, instances=instances, dask_overlap=dask_overlap, tta=tta, **postprocess,
         )  # fmt: skip
+    check_array_layout(np.shape(image))
     if diameter is not None:
         return _predict_at_diameter(
             model, image, diameter, tile_size=tile_size, overlap=overlap, batch_size=batch_size,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from .finetune import FineTuneSettings
 from .model import UNetConfig
@@ -10,6 +15,7 @@ from .model_io import SegModel
 from .normalization import DEFAULT_NORMALIZATION
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
+           "TrainingInterrupted", "check_patch_size", "check_train_config",
            "fine_tune_settings"]
 
 NEW_MODEL_LR = 3e-3
@@ -114,3 +120,86 @@ def fine_tune_settings(cfg: TrainConfig) -> FineTuneSettings:
     """The fine-tuning helpers a config asks for (``None`` fields: :data:`FINE_TUNE_RECIPE`)."""
     return FineTuneSettings(**{k: (FINE_TUNE_RECIPE[k] if getattr(cfg, k) is None
                                    else getattr(cfg, k)) for k in FINE_TUNE_RECIPE})
+
+
+def _positive(value, name: str, *, allow_none: bool = True, hint: str = "") -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"TrainConfig.{name} must be a positive finite number{hint}, "
+                         f"got {value!r}")
+
+
+def _whole(value, name: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) and not (
+            isinstance(value, float) and value.is_integer()) or value < low:
+        raise ValueError(f"TrainConfig.{name} must be a whole number >= {low}, got {value!r}")
+
+
+def check_train_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` when its values make sense, else a ValueError naming the field: zero,
+    negative, NaN and infinite budgets, sizes and rates are refused (``steps=0`` is
+    allowed: an untrained model)."""
+    _whole(cfg.steps, "steps", 0)
+    _positive(cfg.epochs, "epochs", hint=" (passes over the data; None: use steps)")
+    _positive(cfg.time_budget_s, "time_budget_s", hint=" of seconds (None: no time limit)")
+    _whole(cfg.patch_size, "patch_size", 8)
+    _whole(cfg.batch_size, "batch_size", 1)
+    _positive(cfg.lr, "lr")
+    _whole(cfg.val_every, "val_every", 1)
+    _whole(cfg.color_variants, "color_variants", 0)
+    if not 0.0 <= float(cfg.val_fraction) < 1.0:
+        raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {cfg.val_fraction!r}")
+    if cfg.scale_range is not None:
+        low, high = (float(v) for v in cfg.scale_range)
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+            raise ValueError(f"TrainConfig.scale_range must be (low, high) with 0 < low <= "
+                             f"high, got {tuple(cfg.scale_range)!r}")
+    return cfg
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training. ``model_path``: where the weights so far were written
+    (None: nothing was written); ``step``: the steps done."""
+
+    def __init__(self, model_path: str | None, step: int) -> None:
+        super().__init__(model_path, step)
+        self.model_path, self.step = model_path, step
+
+
+#: Rough bytes of activations and gradients per patch pixel and network width (UNet, float32).
+TRAINING_BYTES_PER_PIXEL_WIDTH = 80
+
+
+def _device_memory(device) -> int | None:
+    """Bytes of memory of a torch device (the machine's RAM for the CPU); None: unknown."""
+    if device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_patch_size(cfg: TrainConfig, images: Sequence, width: int, device) -> None:
+    """ValueError when the training patch is far larger than every image, or when a batch
+    of patches would not fit in the device's memory (the message says what to use)."""
+    sides = [int(max(np.shape(im)[:2])) for im in images]
+    largest = max(sides, default=0)
+    fits = max(-(-largest // 32) * 32, TrainConfig.patch_size)
+    if cfg.patch_size > fits:
+        shapes = " x ".join(str(s) for s in np.shape(images[sides.index(largest)])[:2])
+        raise ValueError(f"patch size {cfg.patch_size} (--patch-size) is larger than the largest "
+                         f"training image ({shapes} pixels); use at most {fits}")
+    need = cfg.batch_size * cfg.patch_size**2 * width * TRAINING_BYTES_PER_PIXEL_WIDTH
+    have = _device_memory(device)
+    if have is not None and need > 0.8 * have:
+        smaller = max(16, int(math.sqrt(0.4 * have / (cfg.batch_size * width
+                                                       * TRAINING_BYTES_PER_PIXEL_WIDTH))) // 16 * 16)
+        raise ValueError(f"patch size {cfg.patch_size} (--patch-size) with batch size "
+                         f"{cfg.batch_size} needs about {need / 2**30:.0f} GiB to train, more than "
+                         f"the {have / 2**30:.0f} GiB of {device.type} memory; use a patch size of "
+                         f"at most {smaller}")

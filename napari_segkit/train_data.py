@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._common import IGNORE_INDEX, background_mask, classes_of
+from ._common import IGNORE_INDEX, background_mask, classes_of, label_dtype
 from .click_targets import region_mask, targets_from_clicks
 from .color_augment import with_color_variants
 from .holdout import HeldOut, split_holdout
@@ -27,7 +27,8 @@ from .object_size import median_object_diameter
 from .sampling import split_validation
 from .targets import Targets, instance_targets, semantic_targets, sparse_targets
 
-__all__ = ["TrainingData", "as_image_list", "points_of", "prepare_training_data"]
+__all__ = ["TrainingData", "as_image_list", "check_has_objects", "compact_ids",
+           "points_of", "prepare_training_data"]
 
 
 @dataclass
@@ -74,6 +75,33 @@ def points_of(p):
             cls = classes_of(cls)
         return np.asarray(coords, float)[:, -2:], cls
     return np.asarray(p, float)[:, -2:], None
+
+
+def compact_ids(labels):
+    """Instance labels renumbered 1..N when their ids run far beyond the number of pixels
+    (e.g. uint64 ids around 2**40, which per-id tables cannot hold); others as they are."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.size == 0:
+        return labels
+    hi, lo = int(labels.max()), int(labels.min())
+    if lo < 0 or hi < max(labels.size, np.iinfo(np.uint16).max):
+        return labels
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    out = inverse.reshape(labels.shape) + (0 if uniq[0] == 0 else 1)
+    return out.astype(label_dtype(len(uniq)))
+
+
+def check_has_objects(targets: Sequence[Targets], source: str) -> None:
+    """ValueError when no training target marks any object (nothing to learn from)."""
+    if any(bool(np.any(t.classes > 0)) for t in targets):
+        return
+    if source == "points":
+        raise ValueError("the clicks mark no object: they are all background clicks or lie "
+                         "outside their images; click on at least one object (nucleus) to train")
+    raise ValueError("the label images hold no object (every pixel is background); label at "
+                     "least one object (1..N) in one image to train")
 
 
 def _label_targets(labels, kind: str, n_classes: int, boundary_width: int) -> Targets:
@@ -160,6 +188,10 @@ def prepare_training_data(
     if len(regions) != n:
         raise ValueError(f"got {n} images but {len(regions)} regions; give one per image "
                          f"(None for a fully annotated image)")
+    if cfg.labels_kind == "instances":
+        labels = [compact_ids(lb) for lb in labels]
+    if val_labels is not None:
+        val_labels = [compact_ids(lb) for lb in val_labels]
     xs = [norm.prepare(im, in_channels) for im in images]
     if targets is not None:
         tgs = list(targets)
@@ -174,6 +206,7 @@ def prepare_training_data(
         tgs = [targets_for(im, lb, pt, cfg, n_classes, guide_model, rg)
                for im, lb, pt, rg in zip(images, labels, points, regions, strict=True)]
         source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
+        check_has_objects(tgs, source)
         evidence = [_evidence(lb, pt, rg, x.shape[1:], cfg)
                     for lb, pt, rg, x in zip(labels, points, regions, xs, strict=True)]
     full = [np.asarray(lb) if (lb is not None and cfg.labels_kind == "instances")

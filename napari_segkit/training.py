@@ -37,6 +37,7 @@ from .holdout import HoldOutScore, prefer_start, score_holdout
 from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
+from .output_paths import check_output_file
 from .postprocess import instances_from_probabilities
 from .prediction import predict_prepared
 from .runtime import autocast, select_device, torch_threads
@@ -49,12 +50,15 @@ from .train_config import (
     NEW_MODEL_LR,
     TrainConfig,
     TrainEvent,
+    TrainingInterrupted,
+    check_patch_size,
+    check_train_config,
     fine_tune_settings,
 )
 from .train_data import as_image_list, prepare_training_data
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
-           "Trainer", "train"]
+           "Trainer", "TrainingInterrupted", "check_patch_size", "train"]
 
 # --------------------------------------------------------------------------- inputs
 def _resolve_init(init, cfg: TrainConfig) -> SegModel:
@@ -92,10 +96,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, init: Any = None, out_path: Any = None,
                  stop: threading.Event | Callable[[], bool] | None = None) -> None:
         check_loss(config.loss)
-        self.cfg = config
+        self.cfg = check_train_config(config)
         self.init = init
         self.fine_tuning = init is not None
-        self.out_path = Path(out_path) if out_path is not None else None
+        # an unwritable place is reported now, not at the first checkpoint minutes later
+        self.out_path = check_output_file(out_path, "out_path") if out_path is not None else None
         self.stop = stop
         self.t_start = time.perf_counter()
         self.rng = np.random.default_rng(config.seed)
@@ -117,6 +122,7 @@ class Trainer:
         """Network inputs and targets of every image, the validation data, the sampler
         (see :func:`napari_segkit.train_data.prepare_training_data`)."""
         cfg, mcfg = self.cfg, self.model.config
+        check_patch_size(cfg, images, mcfg.width, self.device)
         self.n_images = len(images)
         # clicks on a model being fine-tuned correct its own predictions (see
         # click_targets.click_guided_instances) rather than replace them with click-grown masks
@@ -310,29 +316,41 @@ class Trainer:
         if self.tuner is not None:
             self.tuner.before_training(self.sampler, cfg.batch_size)
         self.set_train_mode()
-        while self.step < self.total:
-            if is_stopped(self.stop):
-                stopped = True
-                break
-            elapsed = time.perf_counter() - self.t_start
-            if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
-                break
-            loss = self.train_step(elapsed)
-            if self.step % log_every == 0 or self.step == self.total:
-                self.loss = float(loss.detach())
-                yield self.event("step")
-            if has_val and (self.step % cfg.val_every == 0 or self.step == self.total):
+        try:
+            while self.step < self.total:
+                if is_stopped(self.stop):
+                    stopped = True
+                    break
+                elapsed = time.perf_counter() - self.t_start
+                if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
+                    break
+                loss = self.train_step(elapsed)
+                if self.step % log_every == 0 or self.step == self.total:
+                    self.loss = float(loss.detach())
+                    yield self.event("step")
+                if has_val and (self.step % cfg.val_every == 0 or self.step == self.total):
+                    yield from self.validate()
+            if has_val and not stopped and self.step % cfg.val_every and self.step < self.total:
+                # a time budget ended between two validations: the annealed end state counts
+                # too (at step == total the loop has just validated)
                 yield from self.validate()
-        if has_val and not stopped and self.step % cfg.val_every and self.step < self.total:
-            # a time budget ended between two validations: the annealed end state counts too
-            # (at step == total the loop has just validated)
-            yield from self.validate()
+        except KeyboardInterrupt:
+            raise self.interrupted() from None
         final = self.finish()
         yield self.event("stopped" if stopped else "done", model_path=self.model_path,
                          model=final, val_iou=self.best_metrics.get("val_iou"),
                          val_f1=self.best_metrics.get("val_f1"),
                          message="stopped by user" if stopped else "finished")
         return final
+
+    def interrupted(self) -> TrainingInterrupted:
+        """Ctrl-C: write the weights Stop would keep (the best validated ones, else the
+        current ones) to ``out_path`` and say where they went."""
+        path = None
+        if self.out_path is not None and self.step > 0:
+            self.finish()
+            path = self.model_path
+        return TrainingInterrupted(path, self.step)
 
     # ---- helpers ---------------------------------------------------------------------
     def set_train_mode(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from . import io, measure, metrics, model_io, postprocess, prediction
+from .image_layout import read_image_as
+from .output_paths import check_not_inside, check_output_folder
 from .training import TrainEvent, train
 
 __all__ = [
@@ -271,28 +274,45 @@ def scores_text(summary: dict) -> str:
 def predict_folder(
     model: Any, images: str | Path | list[Path], out: str | Path, *, tile_size: int = 256,
     tta: bool = False, device: Any = None, log: Callable[[str], Any] = print,
-    diameter: Any = None,
+    diameter: Any = None, axes: str | None = None, channel: int | None = None,
 ) -> pd.DataFrame:
     """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
     and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
     column first), also written as ``out/objects.csv``. ``model`` as in :func:`open_model`;
-    ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`)."""
+    ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`);
+    ``axes`` / ``channel``: how the images' axes are read (see
+    :func:`napari_segkit.image_layout.read_image_as`; ambiguous layouts are reported on
+    stderr). ``out`` may not be the image folder. Interrupted (Ctrl-C), ``objects.csv``
+    keeps the objects of the images already done."""
+    files = [Path(p) for p in images] if isinstance(images, list) else io.image_files(images)
+    out = check_output_folder(out, "out")
+    if out.resolve() in {p.resolve().parent for p in files}:
+        check_not_inside(out, files[0].parent, "out")
     model = open_model(model)
-    files = images if isinstance(images, list) else io.image_files(images)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tables = []
-    for path in files:
-        image = io.read_image(path)
-        outcome = predict_and_measure(PredictRequest(image, path.stem, model, tta=tta,
-                                                     tile_size=tile_size, device=device,
-                                                     diameter=diameter))
-        io.write_labels(out / f"{path.stem}_instances.tif", outcome.instances)
-        io.write_labels(out / f"{path.stem}_semantic.tif", outcome.semantic)
-        table = outcome.table
-        table.insert(0, "image", path.stem)
-        tables.append(table)
-        log(f"{path.stem}: {len(table)} objects")
+    tables: list[pd.DataFrame] = []
+    try:
+        for path in files:
+            image, note = read_image_as(path, axes, channel)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+            with warnings.catch_warnings():  # read_image_as has told how the axes were read
+                warnings.filterwarnings("ignore", "an image of shape", UserWarning)
+                outcome = predict_and_measure(PredictRequest(
+                    image, path.stem, model, tta=tta, tile_size=tile_size, device=device,
+                    diameter=diameter))
+            io.write_labels(out / f"{path.stem}_instances.tif", outcome.instances)
+            io.write_labels(out / f"{path.stem}_semantic.tif", outcome.semantic)
+            table = outcome.table
+            table.insert(0, "image", path.stem)
+            tables.append(table)
+            log(f"{path.stem}: {len(table)} objects")
+    except KeyboardInterrupt:
+        if tables:  # what is done is kept: the table of the images already predicted
+            pd.concat(tables, ignore_index=True).to_csv(out / "objects.csv", index=False)
+            log(f"interrupted after {len(tables)} of {len(files)} images; "
+                f"{out / 'objects.csv'} holds their objects")
+        raise
     objects = pd.concat(tables, ignore_index=True)
     objects.to_csv(out / "objects.csv", index=False)
     return objects
@@ -312,7 +332,13 @@ def run_training(*args: Any, on_event: Callable[[TrainEvent], Any] | None = None
             except StopIteration as finished:
                 return finished.value
             if on_event is not None:
-                on_event(event)
+                try:
+                    on_event(event)
+                except KeyboardInterrupt:
+                    # Ctrl-C in the callback: the trainer writes what it has and re-raises
+                    # (napari_segkit.training.TrainingInterrupted)
+                    events.throw(KeyboardInterrupt())
+                    raise
     finally:
         events.close()
 

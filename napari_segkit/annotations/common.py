@@ -57,8 +57,12 @@ def grayscale(image: np.ndarray, what: str = "image") -> np.ndarray:
             "For a 3-D stack, annotate and convert one slice at a time"
         )
     image = image.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(image)):
-        image = np.nan_to_num(image, nan=float(np.nanmedian(image)))
+    finite = np.isfinite(image)
+    if not finite.any():
+        raise ValueError(f"{what} has no finite value (every pixel is NaN or infinite); "
+                         "check the image file")
+    if not finite.all():
+        image = np.nan_to_num(image, nan=float(np.median(image[finite])))
     lo, hi = np.percentile(image, PERCENTILES)
     if hi <= lo:
         hi = lo + 1.0

@@ -184,7 +184,7 @@ def outline_to_labels(
         distinct = np.unique(pts, axis=0)
         if len(distinct) < 3:
             raise ValueError(
-                f"object {oid!r} has {len(distinct)} distinct outline points; click at least 3 "
+                f"object {_id_text(oid)} has {len(distinct)} distinct outline points; click at least 3 "
                 "points along its boundary (or delete them)"
             )
         if len(shape) == 2:
@@ -248,7 +248,13 @@ def _object_volume(
         if np.unique(rounded[:, 0]).size == 1:
             return _object_volume(rounded, spacing, shape, oid)
         raise ValueError(
-            f"object {oid!r}: its outline points lie on one plane across slices, so they enclose "
+            f"object {_id_text(oid)}: its outline points lie on one plane across slices, so they enclose "
             "no volume; add points on other slices"
         )
     return hull
+
+
+def _id_text(oid) -> str:
+    """An object id as a user wrote it (7, 'cell 3'), not numpy's repr (np.int64(7))."""
+    value = oid.item() if isinstance(oid, np.generic) else oid
+    return repr(value) if isinstance(value, str) else str(value)

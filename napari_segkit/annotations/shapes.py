@@ -36,6 +36,9 @@ def _split_shape(item, index: int) -> tuple[str, np.ndarray]:
             f"shape {index}: vertices must be an (N, 2) array of (row, col) (or (N, 3) with z); "
             f"got an array of shape {verts.shape}"
         )
+    if not np.isfinite(verts).all():
+        raise ValueError(f"{kind} {index} has NaN or infinite coordinates; draw the shape "
+                         "again or delete it")
     return kind, verts
 
 
