@@ -171,8 +171,8 @@ def _score_clicks(out: Measured, points: np.ndarray, classes, gt_name: str) -> N
         out.warnings.append(f"{n_outside} of {total} ground-truth clicks of {gt_name!r} lie "
                             "outside the image and were not scored.")
     if not objects.any():
-        return _nothing_to_score(out, f"ground truth {gt_name!r} has no object clicks "
-                                      "in the image (only background clicks)")
+        return _nothing_to_score(out, f"{gt_name!r} has only background clicks "
+                                      "in the image")
     with warnings.catch_warnings():  # the clicks outside are reported above
         warnings.simplefilter("ignore", UserWarning)
         out.click_scores = metrics.points_vs_instances(pts, instances, classes)

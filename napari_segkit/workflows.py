@@ -251,30 +251,29 @@ def counts_text(summary: dict, table: pd.DataFrame) -> str:
 
 
 def scores_text(summary: dict) -> str:
-    """Scores against ground truth labels or clicks; '' without ground truth; what was
-    left out (clicks outside the image), or that there is nothing to score against."""
+    """Scores against ground truth labels or clicks in short lines; '' without ground
+    truth; what was left out (clicks outside the image), or that there is nothing to score
+    against."""
 
     def fmt(value) -> str:
         return "n/a" if value is None or value != value else f"{value:.2f}"
 
     if "nothing_to_score" in summary:
-        return f"No scores: {summary['nothing_to_score']}, nothing to score against."
-
+        return f"No scores: {summary['nothing_to_score']}:\nnothing to score against."
     if "gt_f1" in summary:
         return (
-            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · precision "
-            f"{fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])} · "
-            f"AP {fmt(summary['gt_ap_dsb'])} · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
+            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · AP {fmt(summary['gt_ap_dsb'])}"
+            f" · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
+            f"precision {fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])}\n"
             f"{summary['gt_tp']} matched · {summary['gt_fp']} false positive · "
-            f"{summary['gt_fn']} missed"
-            f" ({summary['gt_n_gt']} true objects)"
+            f"{summary['gt_fn']} missed\n({summary['gt_n_gt']} true objects)"
         )
     if "clicks_f1" in summary:
         text = (
-            f"vs clicks: count F1 {fmt(summary['clicks_f1'])} · precision "
+            f"vs clicks: count F1 {fmt(summary['clicks_f1'])}\nprecision "
             f"{fmt(summary['clicks_precision'])} · recall {fmt(summary['clicks_recall'])}\n"
-            f"{summary['clicks_tp']} clicked objects found · {summary['clicks_fp']} without a "
-            f"click · {summary['clicks_fn']} clicks missed"
+            f"{summary['clicks_tp']} clicked objects found\n{summary['clicks_fp']} objects "
+            f"without a click · {summary['clicks_fn']} clicks missed"
         )
         outside = int(summary.get("clicks_n_outside", 0))
         if outside:

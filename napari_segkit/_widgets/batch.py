@@ -15,7 +15,7 @@ import pandas as pd
 from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, Qt, Signal
 
 from ..readable_table import readable_table
 from ..workflows import predict_folder
@@ -50,8 +50,12 @@ class BatchPanel(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="Images")
         self.status = Label(value="Uses the model and settings above.")
+        status = Container(labels=False, widgets=[self.status])
+        status.native.layout().setContentsMargins(0, 0, 0, 0)
         super().__init__(widgets=[self.folder, self.out_folder, self.run_button,
-                                  self.cancel_button, self.progress, self.status])
+                                  self.cancel_button, self.progress, status])
+        self.status.native.setWordWrap(True)
+        self.status.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
         self.table = ObjectTable()
         self.native.layout().addWidget(self.table)
         self.objects = pd.DataFrame()

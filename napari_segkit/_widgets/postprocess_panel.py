@@ -15,7 +15,8 @@ from typing import Any
 from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, Slider, SpinBox
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QSizePolicy
 
 from ..object_size import estimate_diameter
 from ..postprocess import DEFAULT_SIZES
@@ -59,7 +60,12 @@ class PostprocessPanel(Container):
                     "training nucleus size)",
         )  # fmt: skip
         self.estimate_button = PushButton(text="Estimate diameter from the result")
-        super().__init__(widgets=[self.header, self.threshold, self.min_size, self.split])
+        self.header.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
+        self.header.native.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                         QSizePolicy.Policy.Preferred)
+        header = Container(labels=False, widgets=[self.header])
+        header.native.layout().setContentsMargins(0, 0, 0, 0)
+        super().__init__(widgets=[header, self.threshold, self.min_size, self.split])
         self.worker = None
         self._again = False
         self._timer = QTimer()
@@ -127,8 +133,8 @@ class PostprocessPanel(Container):
         s = outcome.settings
         split = "default" if s.split == 0 else f"{s.split}/{SPLIT_LEVELS}"
         unit = "voxels" if outcome.instances.ndim == 3 else "px"
-        dock.stage.value = (f"Post-processed: threshold {s.fg_threshold:.2f} · min. size "
-                            f"{s.min_size} {unit} · split {split}")
+        dock.stage.value = (f"Post-processed: threshold {s.fg_threshold:.2f} · "
+                            f"min. {s.min_size} {unit} · split {split}")
 
     def _on_finished(self) -> None:
         self.worker = None
@@ -140,8 +146,8 @@ class PostprocessPanel(Container):
     def _on_diameter(self, value: float) -> None:
         if self.dock.outcome is not None:
             self.dock.stage.value = (
-                "Nucleus diameter changed: press Predict to rescale the image" if value
-                else "Nucleus diameter 0: press Predict to predict the image as it is")
+                "Nucleus diameter changed:\npress Predict to rescale the image" if value
+                else "Nucleus diameter 0:\npress Predict to predict the image as it is")
 
     def estimate_diameter(self) -> float | None:
         """Estimate the nucleus diameter (px) from the last result's foreground; fill the

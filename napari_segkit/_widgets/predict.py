@@ -32,8 +32,15 @@ from napari.layers import Image, Labels, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from napari.utils.theme import get_theme
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QFileDialog, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .._common import classes_of
 from ..measure import axis_names
@@ -110,16 +117,18 @@ class PredictWidget(Container):
         super().__init__(
             widgets=[
                 self.image, self.model_source, self.model_file, self.ground_truth, self.tta,
-                self.diameter, self.estimate_button, self.run_button, self.cancel_button, self.progress, self.stage,
-                self.postprocess, self.counts, self.scores,
+                self.diameter, self.estimate_button, self.run_button, self.cancel_button,
+                self.progress, _full_width(self.stage), self.postprocess,
+                _full_width(self.counts, self.scores),
             ]
         )  # fmt: skip
-        for label in (self.stage, self.counts, self.scores):
-            label.native.setWordWrap(True)
+        for label in (self.stage, self.counts, self.scores):  # short lines, no wrapping:
+            label.native.setAlignment(Qt.AlignmentFlag.AlignLeft)  # wrapped labels get cut
         self.postprocess.native.layout().setContentsMargins(0, 0, 0, 0)
         self.table = ObjectTable()
         self.histogram = HistogramCanvas()
-        self.histogram.hide()  # until there is something to show
+        self.table.hide()  # both until there is something to show
+        self.histogram.hide()
         self.predicted_image: Image | None = None  # the image of the last prediction shown
         self.corrections = CorrectionPanel(self)
         self.batch = BatchPanel(self)
@@ -355,6 +364,7 @@ class PredictWidget(Container):
             self.histogram.show_values(
                 outcome.table[col].to_numpy(dtype=float), f"{what} ({size_unit(col)})"
             )
+        self.table.show()
         self.histogram.show()
         if announce:
             show_info(self.counts.value)
@@ -445,21 +455,34 @@ def _done_text(outcome: PredictOutcome) -> str:
     if outcome.diameter is None or outcome.model_diameter is None:
         return "Done."
     if outcome.zoom == 1.0:
-        return (f"Done: nuclei of {outcome.diameter:.0f} px match the model's "
+        return (f"Done: nuclei of {outcome.diameter:.0f} px match the model's\n"
                 f"{outcome.model_diameter:.0f} px; no rescaling.")
-    return (f"Done: image rescaled x{outcome.zoom:.2g} so that nuclei of "
+    return (f"Done: image rescaled x{outcome.zoom:.2g} so that nuclei of\n"
             f"{outcome.diameter:.0f} px match the model's {outcome.model_diameter:.0f} px.")
 
 
-def _page(*widgets: QWidget) -> QWidget:
-    """A tab page holding ``widgets`` one below the other."""
+def _full_width(*widgets) -> Container:
+    """``widgets`` in a row-wide column of their own (no label column beside them)."""
+    column = Container(labels=False, widgets=list(widgets))
+    column.native.layout().setContentsMargins(0, 0, 0, 0)
+    return column
+
+
+def _page(*widgets: QWidget) -> QScrollArea:
+    """A tab page holding ``widgets`` one below the other; it scrolls when the dock is
+    short, so that the controls above never get squeezed."""
     page = QWidget()
     layout = QVBoxLayout(page)
     layout.setContentsMargins(2, 2, 2, 2)
     for widget in widgets:
         layout.addWidget(widget)
     layout.addStretch(1)
-    return page
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidget(page)
+    scroll.setMinimumHeight(120)
+    return scroll
 
 
 def _ask_path(parent, title: str, default: str) -> str:
