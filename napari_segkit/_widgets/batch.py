@@ -19,6 +19,8 @@ from qtpy.QtCore import QObject, Qt, Signal
 
 from ..readable_table import readable_table
 from ..workflows import predict_folder
+from .layers import full_width
+from .postprocess_panel import check_diameter_model
 from .table import ObjectTable
 
 #: Where results go when no output folder is chosen (inside the image folder).
@@ -29,6 +31,12 @@ class _Relay(QObject):
     """Carries progress from the worker thread to the GUI thread (queued signal)."""
 
     progressed = Signal(int, int)
+
+
+def _predict_folder_job(**job: Any) -> pd.DataFrame:
+    """:func:`predict_folder`, with a plain message when the diameter cannot be used."""
+    check_diameter_model(job["model"], job.get("diameter"))
+    return predict_folder(**job)
 
 
 def _chosen_folder(value: Any) -> Path | None:
@@ -50,10 +58,8 @@ class BatchPanel(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="Images")
         self.status = Label(value="Uses the model and settings above.")
-        status = Container(labels=False, widgets=[self.status])
-        status.native.layout().setContentsMargins(0, 0, 0, 0)
         super().__init__(widgets=[self.folder, self.out_folder, self.run_button,
-                                  self.cancel_button, self.progress, status])
+                                  self.cancel_button, self.progress, full_width(self.status)])
         self.status.native.setWordWrap(True)
         self.status.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
         self.table = ObjectTable()
@@ -81,7 +87,7 @@ class BatchPanel(Container):
         self.progress.value = 0
         self.status.value = "Starting..."
         self._out = job["out"]
-        worker = thread_worker(predict_folder)(
+        worker = thread_worker(_predict_folder_job)(
             **job, progress=self._relay.progressed.emit, stop=self.stop_event, log=lambda _: None
         )
         worker.returned.connect(self._on_returned)

@@ -21,10 +21,30 @@ from qtpy.QtWidgets import QSizePolicy
 from ..object_size import estimate_diameter
 from ..postprocess import DEFAULT_SIZES
 from ..prediction_results import SPLIT_LEVELS, PostprocessSettings
-from ..workflows import PredictOutcome, refine
+from ..workflows import PredictOutcome, open_model, refine
+from .layers import full_width
 
 #: Quiet time after the last control change before post-processing runs again (ms).
 DEBOUNCE_MS = 200
+#: What a diameter asked of a model that records no training nucleus size says.
+NO_DIAMETER = (
+    "this model records no training nucleus size, so the image cannot be rescaled to it. "
+    "Set 'Nucleus diameter' to 0, or use a model trained or fine-tuned with this version "
+    "of napari-segkit."
+)
+
+
+def check_diameter_model(model_source: Any, diameter: float | None) -> None:
+    """ValueError (:data:`NO_DIAMETER`) when ``diameter`` is asked of a model that cannot
+    rescale to it; a model that cannot be opened is left to the job to report."""
+    if diameter is None:
+        return
+    try:
+        model = open_model(model_source)
+    except (ValueError, FileNotFoundError):
+        return
+    if model.object_diameter is None:
+        raise ValueError(NO_DIAMETER)
 
 
 class PostprocessPanel(Container):
@@ -63,9 +83,8 @@ class PostprocessPanel(Container):
         self.header.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
         self.header.native.setSizePolicy(QSizePolicy.Policy.Expanding,
                                          QSizePolicy.Policy.Preferred)
-        header = Container(labels=False, widgets=[self.header])
-        header.native.layout().setContentsMargins(0, 0, 0, 0)
-        super().__init__(widgets=[header, self.threshold, self.min_size, self.split])
+        super().__init__(widgets=[full_width(self.header), self.threshold, self.min_size,
+                                  self.split])
         self.worker = None
         self._again = False
         self._timer = QTimer()
@@ -129,6 +148,9 @@ class PostprocessPanel(Container):
         image = dock.predicted_image
         if image is None or image not in dock.viewer.layers:
             return
+        current = dock.outcome
+        if current is None or current.probabilities is not outcome.probabilities:
+            return  # a new prediction arrived meanwhile: this result is stale
         dock.show_outcome(image, outcome, announce=False)
         s = outcome.settings
         split = "default" if s.split == 0 else f"{s.split}/{SPLIT_LEVELS}"

@@ -33,14 +33,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from napari.utils.theme import get_theme
 from qtpy.QtCore import QObject, Qt, Signal
-from qtpy.QtWidgets import (
-    QFileDialog,
-    QFrame,
-    QScrollArea,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QTabWidget
 
 from .._common import classes_of
 from ..measure import axis_names
@@ -50,7 +43,6 @@ from ..workflows import (
     PredictOutcome,
     PredictRequest,
     counts_text,
-    open_model,
     run_prediction,
     scores_text,
     size_column,
@@ -58,10 +50,10 @@ from ..workflows import (
 )
 from .batch import BatchPanel
 from .corrections import CorrectionPanel
-from .layers import layers_of, spatial_shape
+from .layers import full_width, layers_of, scroll_page, spatial_shape, unit_of
 from .outcome_layers import STATUS_COLORS, show_outcome_layers
 from .plots import HistogramCanvas
-from .postprocess_panel import PostprocessPanel
+from .postprocess_panel import PostprocessPanel, check_diameter_model
 from .session import SESSION
 from .table import ObjectTable
 
@@ -70,11 +62,6 @@ log = logging.getLogger("napari_segkit")
 MODEL_FILE = "Model file..."
 JUST_TRAINED = "Just trained"
 NO_GT = "none"
-NO_DIAMETER = (
-    "Predict: this model records no training nucleus size, so the image cannot be rescaled "
-    "to it. Set 'Nucleus diameter' to 0, or use a model trained or fine-tuned with this "
-    "version of napari-segkit."
-)
 __all__ = ["PredictWidget", "STATUS_COLORS", "points_in_image"]
 
 
@@ -118,8 +105,8 @@ class PredictWidget(Container):
             widgets=[
                 self.image, self.model_source, self.model_file, self.ground_truth, self.tta,
                 self.diameter, self.estimate_button, self.run_button, self.cancel_button,
-                self.progress, _full_width(self.stage), self.postprocess,
-                _full_width(self.counts, self.scores),
+                self.progress, full_width(self.stage), self.postprocess,
+                full_width(self.counts, self.scores),
             ]
         )  # fmt: skip
         for label in (self.stage, self.counts, self.scores):  # short lines, no wrapping:
@@ -135,9 +122,9 @@ class PredictWidget(Container):
         self.tabs = QTabWidget()
         objects = Container(widgets=[self.only_selected, self.export_table_button,
                                      self.export_summary_button])
-        self.tabs.addTab(_page(objects.native, self.table, self.histogram), "Objects")
-        self.tabs.addTab(_page(self.corrections.native), "Correct")
-        self.tabs.addTab(_page(self.batch.native), "Folder")
+        self.tabs.addTab(scroll_page(objects.native, self.table, self.histogram), "Objects")
+        self.tabs.addTab(scroll_page(self.corrections.native), "Correct")
+        self.tabs.addTab(scroll_page(self.batch.native), "Folder")
         self.native.layout().addWidget(self.tabs)
 
         self.worker = None
@@ -241,7 +228,7 @@ class PredictWidget(Container):
         ndim = len(spatial_shape(image))
         scale = tuple(float(s) for s in image.scale[-ndim:])
         translate = tuple(float(t) for t in image.translate[-ndim:])
-        units = _unit_of(image)
+        units = unit_of(image)
         scaled = units is not None or any(s != 1.0 for s in scale)
         request = PredictRequest(
             image=np.asarray(data),
@@ -441,13 +428,10 @@ class PredictWidget(Container):
 def _predict_job(request: PredictRequest, **kwargs: Any) -> PredictOutcome:
     """:func:`run_prediction`, with a plain message when a diameter is asked of a model
     that records no training nucleus size."""
-    if request.diameter is not None:
-        try:
-            model = open_model(request.model)
-        except (ValueError, FileNotFoundError):
-            model = None  # run_prediction reports it
-        if model is not None and model.object_diameter is None:
-            return PredictOutcome(error=NO_DIAMETER)
+    try:
+        check_diameter_model(request.model, request.diameter)
+    except ValueError as err:
+        return PredictOutcome(error=f"Predict: {err}")
     return run_prediction(request, **kwargs)
 
 
@@ -459,30 +443,6 @@ def _done_text(outcome: PredictOutcome) -> str:
                 f"{outcome.model_diameter:.0f} px; no rescaling.")
     return (f"Done: image rescaled x{outcome.zoom:.2g} so that nuclei of\n"
             f"{outcome.diameter:.0f} px match the model's {outcome.model_diameter:.0f} px.")
-
-
-def _full_width(*widgets) -> Container:
-    """``widgets`` in a row-wide column of their own (no label column beside them)."""
-    column = Container(labels=False, widgets=list(widgets))
-    column.native.layout().setContentsMargins(0, 0, 0, 0)
-    return column
-
-
-def _page(*widgets: QWidget) -> QScrollArea:
-    """A tab page holding ``widgets`` one below the other; it scrolls when the dock is
-    short, so that the controls above never get squeezed."""
-    page = QWidget()
-    layout = QVBoxLayout(page)
-    layout.setContentsMargins(2, 2, 2, 2)
-    for widget in widgets:
-        layout.addWidget(widget)
-    layout.addStretch(1)
-    scroll = QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setWidget(page)
-    scroll.setMinimumHeight(120)
-    return scroll
 
 
 def _ask_path(parent, title: str, default: str) -> str:
@@ -504,15 +464,3 @@ def points_in_image(points: Points, image: Image) -> np.ndarray:
             "choose points drawn on this image"
         )
     return np.asarray(image._data_to_world.inverse(world[:, -ndim:]), dtype=float)
-
-
-def _unit_of(image: Image) -> str | None:
-    """The image's unit name (e.g. 'micrometer'), or None for napari's default 'pixel'."""
-    units = getattr(image, "units", None)
-    if units is None:
-        return None
-    names = {str(u) for u in units}
-    if len(names) != 1:
-        return None
-    name = names.pop()
-    return None if name in ("pixel", "pixels", "px", "") else name
