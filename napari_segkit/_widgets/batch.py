@@ -39,6 +39,10 @@ def _predict_folder_job(**job: Any) -> pd.DataFrame:
     return predict_folder(**job)
 
 
+def _shortened(path: str, keep: int = 44) -> str:
+    return path if len(path) <= keep else "…" + path[-(keep - 1):]
+
+
 def _chosen_folder(value: Any) -> Path | None:
     text = str(value or "")
     return None if text in ("", ".") else Path(text)
@@ -57,12 +61,15 @@ class BatchPanel(Container):
         self.run_button = PushButton(text="Predict folder")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="Images")
+        # one short line each: a label that grows lines after layout gets cut here
         self.status = Label(value="Uses the model and settings above.")
+        self.where = Label(value=f"Results: the folder above, or '{DEFAULT_OUT}'.")
         super().__init__(widgets=[self.folder, self.out_folder, self.run_button,
-                                  self.cancel_button, self.progress, full_width(self.status)])
-        self.status.native.setWordWrap(True)
+                                  self.cancel_button, self.progress,
+                                  full_width(self.status, self.where)])
         self.status.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
         self.table = ObjectTable()
+        self.table.hide()  # until there is something to show
         self.native.layout().addWidget(self.table)
         self.objects = pd.DataFrame()
         self.worker = None
@@ -122,15 +129,20 @@ class BatchPanel(Container):
     def _on_returned(self, objects: pd.DataFrame) -> None:
         self.objects = readable_table(objects) if "label" in objects else objects
         self.table.set_frame(self.objects)
+        self.table.show()
         n_images, total = getattr(self, "_done", 0), getattr(self, "_total", 0)
-        where = f"label images and objects.csv in {self._out}"
+        # the whole path in the tooltip
+        self.where.value = f"Saved (+ objects.csv) in {_shortened(str(self._out), 36)}"
+        self.where.tooltip = str(self._out)
         if self.stop_event.is_set():
-            self.status.value = f"Cancelled after {n_images} of {total} images; {where}."
-            show_warning("Folder prediction cancelled; the finished images are kept.")
+            self.status.value = f"Cancelled after {n_images} of {total} images."
+            show_warning(f"Folder prediction cancelled; the {n_images} finished images are "
+                         f"kept in {self._out}.")
             return
         self.progress.value = 1000
-        self.status.value = f"Done: {n_images} images, {len(objects)} objects; {where}."
-        show_info(self.status.value)
+        self.status.value = f"Done: {n_images} images, {len(objects)} objects."
+        show_info(f"Predicted {n_images} images ({len(objects)} objects): label images and "
+                  f"objects.csv in {self._out}")
 
     def _on_errored(self, err: Exception) -> None:
         self.status.value = "Failed."

@@ -16,13 +16,11 @@ from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, Slider,
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QSizePolicy
 
 from ..object_size import estimate_diameter
 from ..postprocess import DEFAULT_SIZES
 from ..prediction_results import SPLIT_LEVELS, PostprocessSettings
 from ..workflows import PredictOutcome, open_model, refine
-from .layers import full_width
 
 #: Quiet time after the last control change before post-processing runs again (ms).
 DEBOUNCE_MS = 200
@@ -50,8 +48,8 @@ def check_diameter_model(model_source: Any, diameter: float | None) -> None:
 class PostprocessPanel(Container):
     """Controls of the Predict dock ``dock`` and the live re-run of post-processing.
 
-    ``diameter`` and ``estimate_button`` belong to the panel but the dock places them
-    (above Predict: they change the prediction itself, not its post-processing).
+    ``header``, ``diameter`` and ``estimate_button`` belong to the panel but the dock places
+    them (the diameter above Predict: it changes the prediction itself).
     """
 
     def __init__(self, dock: Any) -> None:
@@ -81,10 +79,7 @@ class PostprocessPanel(Container):
         )  # fmt: skip
         self.estimate_button = PushButton(text="Estimate diameter from the result")
         self.header.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
-        self.header.native.setSizePolicy(QSizePolicy.Policy.Expanding,
-                                         QSizePolicy.Policy.Preferred)
-        super().__init__(widgets=[full_width(self.header), self.threshold, self.min_size,
-                                  self.split])
+        super().__init__(widgets=[self.threshold, self.min_size, self.split])
         self.worker = None
         self._again = False
         self._timer = QTimer()

@@ -105,7 +105,7 @@ class PredictWidget(Container):
             widgets=[
                 self.image, self.model_source, self.model_file, self.ground_truth, self.tta,
                 self.diameter, self.estimate_button, self.run_button, self.cancel_button,
-                self.progress, full_width(self.stage), self.postprocess,
+                self.progress, full_width(self.stage, pp.header), self.postprocess,
                 full_width(self.counts, self.scores),
             ]
         )  # fmt: skip
