@@ -25,7 +25,7 @@ Column names
 ``best_iou``, ``matched_gt``, ``status``
     Only with ``gt``: best IoU with any ground-truth object, id of the ground-truth
     object matched one-to-one at ``iou_threshold`` (0 = none), and ``"matched"`` or
-    ``"false"`` (a false positive). :func:`missed_objects` lists ground-truth objects
+    ``"false positive"``. :func:`missed_objects` lists ground-truth objects
     with no match (status ``"missed"``).
 """
 
@@ -230,7 +230,7 @@ def object_table(
         data["best_iou"] = np.array([match.pred_best_iou.get(int(i), 0.0) for i in ids], float)
         data["matched_gt"] = np.array([to_gt.get(int(i), 0) for i in ids], dtype=np.int64)
         data["status"] = np.array(
-            ["matched" if int(i) in to_gt else "false" for i in ids], dtype=object
+            ["matched" if int(i) in to_gt else "false positive" for i in ids], dtype=object
         )
     return pd.DataFrame(data, columns=cols)
 

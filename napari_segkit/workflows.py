@@ -15,16 +15,22 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import io, measure, metrics, model_io, postprocess, prediction
+from . import io, model_io, postprocess, prediction
 from .image_layout import read_image_as
 from .output_paths import check_not_inside, check_output_folder
+from .prediction_results import (
+    STATUS_VALUES,
+    PostprocessSettings,
+    measure_prediction,
+    status_image,
+)
 from .training import TrainEvent, train
 
 __all__ = [
@@ -35,9 +41,11 @@ __all__ = [
     "TrainingProgress",
     "counts_text",
     "display_order",
+    "PostprocessSettings",
     "open_model",
     "predict_and_measure",
     "predict_folder",
+    "refine",
     "run_prediction",
     "run_training",
     "scores_text",
@@ -50,8 +58,6 @@ log = logging.getLogger("napari_segkit")
 
 #: How the docks name the shipped nuclei model (the CLI says "default").
 DEFAULT_MODEL = "Default nuclei model"
-#: Values of the match-status image: matched and false predicted objects.
-STATUS_VALUES = {"matched": 1, "false": 2}
 
 
 def open_model(source: Any) -> model_io.SegModel:
@@ -83,6 +89,8 @@ class PredictRequest:
     tile_size: int = 256
     device: Any = None
     diameter: Any = None  # test-time zoom: None, "auto" or pixels (see prediction.predict)
+    settings: PostprocessSettings | None = None  # None: prediction.predict's defaults
+    gt_name: str = "ground truth"  # how messages name the ground truth
 
 
 @dataclass
@@ -90,16 +98,23 @@ class PredictOutcome:
     """Result of :func:`predict_and_measure`; ``error`` / ``cancelled`` when there is none."""
 
     probability: np.ndarray | None = None  # foreground probability
+    probabilities: np.ndarray | None = None  # all channels (classes, then centre), kept
+    n_classes: int = 0  # class channels at the front of ``probabilities``
     semantic: np.ndarray | None = None
     instances: np.ndarray | None = None
     table: pd.DataFrame | None = None  # predicted objects (with status when GT labels)
     missed_table: pd.DataFrame | None = None
     missed: np.ndarray | None = None  # labels of the missed GT objects (GT ids)
-    status: np.ndarray | None = None  # 1 matched, 2 false, per predicted pixel
+    status: np.ndarray | None = None  # 1 matched, 2 false positive, per predicted pixel
     scores: dict | None = None  # metrics.evaluate_instances against gt_labels
     click_scores: dict | None = None  # metrics.points_vs_instances against gt_points
     summary: dict[str, Any] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
+    zoom: float = 1.0  # test-time zoom applied, and the nucleus diameter it came from
+    diameter: float | None = None
+    model_diameter: float | None = None  # the model's training nucleus diameter, if known
+    settings: PostprocessSettings | None = None  # the post-processing that made instances
+    warnings: list[str] = field(default_factory=list)  # e.g. ground-truth clicks left out
     error: str | None = None
     cancelled: bool = False
 
@@ -136,72 +151,64 @@ def predict_and_measure(
     say("Loading model...")
     model = open_model(request.model)
     say("Predicting...")
+    extra = {} if request.settings is None else {"fg_threshold": request.settings.fg_threshold}
     result = prediction.predict(model, request.image, progress=progress, stop=stop,
                                 tta=request.tta, tile_size=request.tile_size,
-                                device=request.device, diameter=request.diameter)
-    k = result.n_classes
-    probs = np.asarray(result.probabilities)
-    instances = np.asarray(result.instances)
-    semantic = np.asarray(result.semantic)
-    fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
-
-    say("Measuring...")
+                                device=request.device, diameter=request.diameter,
+                                instances=False, **extra)
     out = PredictOutcome(
-        probability=fg, semantic=semantic, instances=instances, class_names=list(model.class_names)
+        probabilities=np.asarray(result.probabilities), n_classes=result.n_classes,
+        semantic=np.asarray(result.semantic), class_names=list(model.class_names),
+        zoom=float(result.zoom), diameter=result.diameter, model_diameter=model.object_diameter,
     )
-    geometry = {"scale": request.scale, "units": request.units, "translate": request.translate}
-    match = None
-    if request.gt_labels is not None:
-        gt = np.asarray(request.gt_labels)
-        if gt.shape != instances.shape:
-            raise ValueError(
-                f"ground truth shape {gt.shape} differs from the image's {instances.shape}; "
-                "choose the ground truth labels of this image"
-            )
-        match = metrics.match_instances(gt, instances)
-        out.missed_table = measure.missed_objects(
-            gt, instances, request.image, match=match, **geometry
-        )
-        out.missed = np.where(np.isin(gt, match.missed_gt), gt, 0)
-    out.table = measure.object_table(instances, request.image, match=match, **geometry)
-    if match is not None:
-        out.status = status_image(instances, out.table)
-
     label = str(request.model) if isinstance(request.model, (str, Path)) else "in-memory model"
-    summary: dict[str, Any] = {"image": request.image_name, "model": label}
-    summary.update(_counts(out.table, instances, semantic, fg, list(model.class_names)))
-    if request.gt_labels is not None:
-        out.scores = metrics.evaluate_instances(np.asarray(request.gt_labels), instances)
-        summary.update({f"gt_{key}": value for key, value in out.scores.items()})
-    if request.gt_points is not None:
-        out.click_scores = metrics.points_vs_instances(request.gt_points, instances,
-                                                       request.gt_classes)
-        summary.update({f"clicks_{key}": value for key, value in out.click_scores.items()})
-    out.summary = summary
+    out.summary = {"image": request.image_name, "model": label}
+    if request.diameter is not None:
+        out.summary.update(diameter_px=result.diameter, zoom=float(result.zoom))
+    say("Measuring...")
+    return refine(out, request, request.settings)
+
+
+def refine(outcome: PredictOutcome, request: PredictRequest,
+           settings: PostprocessSettings | None) -> PredictOutcome:
+    """A new outcome from the probabilities ``outcome`` kept: instances with ``settings``,
+    their table, match and scores (post-processing only, no forward pass)."""
+    if outcome.probabilities is None:
+        raise ValueError("there is no prediction to post-process: press Predict first")
+    probs, k = outcome.probabilities, outcome.n_classes
+    fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
+    geometry = {"scale": request.scale, "units": request.units, "translate": request.translate}
+    measured = measure_prediction(
+        probs, k, request.image, settings=settings, zoom=outcome.zoom, geometry=geometry,
+        gt_labels=request.gt_labels, gt_points=request.gt_points,
+        gt_classes=request.gt_classes, gt_name=request.gt_name, tile_size=request.tile_size,
+    )  # fmt: skip
+    out = replace(
+        outcome, probability=fg, instances=measured.instances, table=measured.table,
+        missed_table=measured.missed_table, missed=measured.missed, status=measured.status,
+        scores=measured.scores, click_scores=measured.click_scores,
+        warnings=list(measured.warnings), settings=settings,
+    )  # fmt: skip
+    keep = ("image", "model", "diameter_px", "zoom")
+    out.summary = {key: outcome.summary[key] for key in keep if key in outcome.summary}
+    out.summary.update(_counts(out.table, out.instances, out.semantic, fg, out.class_names))
+    out.summary.update(measured.summary)
     return out
 
 
-def status_image(instances: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-    """1 on matched predicted objects, 2 on false ones (uint8)."""
-    lut = np.zeros(int(instances.max(initial=0)) + 1, np.uint8)
-    for status, value in STATUS_VALUES.items():
-        ids = table.loc[table["status"] == status, "label"].to_numpy(dtype=np.int64)
-        lut[ids] = value
-    return lut[instances]
-
-
 def size_column(table: pd.DataFrame) -> str:
-    """The physical size column (``area_um2``...) when there is one, else the pixel one."""
+    """The physical size column (``area_um2``...) when there is one with a unit, else the
+    pixel one (a scale without a unit gives no unit to show)."""
     sizes = [c for c in table.columns if c.startswith(("area_", "volume_"))]
-    physical = [c for c in sizes if not c.endswith(("_px", "_vox"))]
+    physical = [c for c in sizes if not c.endswith(("_px", "_vox", "_scaled"))]
     return (physical or sizes or ["label"])[0]
 
 
 def size_unit(column: str) -> str:
-    """Readable unit of a size column: 'px', 'µm²', 'µm³', 'vox' or 'units²'."""
+    """Readable unit of a size column: 'px²', 'µm²', 'µm³', 'voxels' or 'units²'."""
     suffix = column.split("_", 1)[-1]
     if suffix in ("px", "vox"):
-        return suffix
+        return "px²" if suffix == "px" else "voxels"
     if suffix == "scaled":
         return "units²" if column.startswith("area") else "units³"
     power = {"2": "²", "3": "³"}.get(suffix[-1], "")
@@ -234,7 +241,7 @@ def display_order(columns) -> list[str]:
 
 
 def counts_text(summary: dict, table: pd.DataFrame) -> str:
-    """'132 objects · mean area 210 px · foreground 18%'."""
+    """'132 objects · mean area 210 px² · foreground 18%'."""
     n = int(summary.get("n_objects", 0))
     col = size_column(table)
     mean = summary.get(f"mean_{col}", float("nan"))
@@ -247,26 +254,35 @@ def counts_text(summary: dict, table: pd.DataFrame) -> str:
 
 
 def scores_text(summary: dict) -> str:
-    """Scores against ground truth labels or clicks, one line; '' without ground truth."""
+    """Scores against ground truth labels or clicks in short lines; '' without ground
+    truth; what was left out (clicks outside the image), or that there is nothing to score
+    against."""
 
     def fmt(value) -> str:
         return "n/a" if value is None or value != value else f"{value:.2f}"
 
+    if "nothing_to_score" in summary:
+        return f"No scores: {summary['nothing_to_score']}:\nnothing to score against."
     if "gt_f1" in summary:
         return (
-            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · precision "
-            f"{fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])} · "
-            f"AP {fmt(summary['gt_ap_dsb'])} · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
-            f"{summary['gt_tp']} matched · {summary['gt_fp']} false · {summary['gt_fn']} missed"
-            f" ({summary['gt_n_gt']} true objects)"
+            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · AP {fmt(summary['gt_ap_dsb'])}"
+            f" · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
+            f"precision {fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])}\n"
+            f"{summary['gt_tp']} matched · {summary['gt_fp']} false positive · "
+            f"{summary['gt_fn']} missed\n({summary['gt_n_gt']} true objects)"
         )
     if "clicks_f1" in summary:
-        return (
-            f"vs clicks: count F1 {fmt(summary['clicks_f1'])} · precision "
+        text = (
+            f"vs clicks: count F1 {fmt(summary['clicks_f1'])}\nprecision "
             f"{fmt(summary['clicks_precision'])} · recall {fmt(summary['clicks_recall'])}\n"
-            f"{summary['clicks_tp']} clicked objects found · {summary['clicks_fp']} without a "
-            f"click · {summary['clicks_fn']} clicks missed"
+            f"{summary['clicks_tp']} clicked objects found\n{summary['clicks_fp']} objects "
+            f"without a click · {summary['clicks_fn']} clicks missed"
         )
+        outside = int(summary.get("clicks_n_outside", 0))
+        if outside:
+            text += (f"\n{outside} of {summary['clicks_n_total']} clicks outside the image "
+                     "(not scored)")
+        return text
     return ""
 
 
@@ -275,6 +291,8 @@ def predict_folder(
     model: Any, images: str | Path | list[Path], out: str | Path, *, tile_size: int = 256,
     tta: bool = False, device: Any = None, log: Callable[[str], Any] = print,
     diameter: Any = None, axes: str | None = None, channel: int | None = None,
+    settings: PostprocessSettings | None = None,
+    progress: Callable[[int, int], Any] | None = None, stop: Any = None,
 ) -> pd.DataFrame:
     """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
     and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
@@ -282,40 +300,66 @@ def predict_folder(
     ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`);
     ``axes`` / ``channel``: how the images' axes are read (see
     :func:`napari_segkit.image_layout.read_image_as`; ambiguous layouts are reported on
-    stderr). ``out`` may not be the image folder. Interrupted (Ctrl-C), ``objects.csv``
-    keeps the objects of the images already done."""
+    stderr). ``out`` may not be the image folder. ``settings``: post-processing (None:
+    the defaults).
+
+    ``progress(done_images, total_images)`` follows the images. ``stop`` (a callable or a
+    ``threading.Event``) ends the run at the next tile batch: the images finished until
+    then are kept, written and returned (check ``stop`` to know the run was cut short).
+    Interrupted (Ctrl-C), ``objects.csv`` keeps the objects of the images already done.
+    """
     files = [Path(p) for p in images] if isinstance(images, list) else io.image_files(images)
     out = check_output_folder(out, "out")
     if out.resolve() in {p.resolve().parent for p in files}:
         check_not_inside(out, files[0].parent, "out")
     model = open_model(model)
     out.mkdir(parents=True, exist_ok=True)
+    stopped = _stop_check(stop)
     tables: list[pd.DataFrame] = []
     try:
-        for path in files:
+        for done, path in enumerate(files):
+            if progress is not None:
+                progress(done, len(files))
+            if stopped():
+                break
             image, note = read_image_as(path, axes, channel)
             if note:
                 print(f"note: {note}", file=sys.stderr)
-            with warnings.catch_warnings():  # read_image_as has told how the axes were read
-                warnings.filterwarnings("ignore", "an image of shape", UserWarning)
-                outcome = predict_and_measure(PredictRequest(
-                    image, path.stem, model, tta=tta, tile_size=tile_size, device=device,
-                    diameter=diameter))
+            request = PredictRequest(image, path.stem, model, tta=tta, tile_size=tile_size,
+                                     device=device, diameter=diameter, settings=settings)
+            try:
+                with warnings.catch_warnings():  # read_image_as has told how axes were read
+                    warnings.filterwarnings("ignore", "an image of shape", UserWarning)
+                    outcome = predict_and_measure(request, stop=stop)
+            except prediction.PredictionCancelled:
+                break
             io.write_labels(out / f"{path.stem}_instances.tif", outcome.instances)
             io.write_labels(out / f"{path.stem}_semantic.tif", outcome.semantic)
             table = outcome.table
             table.insert(0, "image", path.stem)
             tables.append(table)
             log(f"{path.stem}: {len(table)} objects")
+        else:
+            if progress is not None:
+                progress(len(files), len(files))
     except KeyboardInterrupt:
         if tables:  # what is done is kept: the table of the images already predicted
             pd.concat(tables, ignore_index=True).to_csv(out / "objects.csv", index=False)
             log(f"interrupted after {len(tables)} of {len(files)} images; "
                 f"{out / 'objects.csv'} holds their objects")
         raise
-    objects = pd.concat(tables, ignore_index=True)
+    objects = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=["image", "label"])
     objects.to_csv(out / "objects.csv", index=False)
     return objects
+
+
+def _stop_check(stop: Any) -> Callable[[], bool]:
+    if stop is None:
+        return lambda: False
+    if hasattr(stop, "is_set"):
+        return stop.is_set
+    return lambda: bool(stop())
 
 
 # --------------------------------------------------------------------------- training

@@ -88,7 +88,7 @@ def test_gt_status_columns_and_missed():
     pred = two_objects()  # 1 matches gt 1, 5 matches gt 2
     pred[15:19, 25:29] = 7  # false positive
     t = object_table(pred, gt=gt)
-    assert t["status"].tolist() == ["matched", "matched", "false"]
+    assert t["status"].tolist() == ["matched", "matched", "false positive"]
     assert t["matched_gt"].tolist() == [1, 2, 0]
     np.testing.assert_allclose(t["best_iou"], [1.0, 1.0, 0.0])
     m = missed_objects(gt, pred)

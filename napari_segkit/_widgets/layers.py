@@ -1,5 +1,6 @@
 """Small pieces every dock uses: output layers that follow their image, coordinates from
-an annotation layer to its image's pixels, and bad input as notifications."""
+an annotation layer to its image's pixels, bad input as notifications, and two layout
+helpers (a row-wide column, a scrolling tab page)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 import napari
 import numpy as np
+from magicgui.widgets import Container
 from napari.layers import Image, Layer
 from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 log = logging.getLogger("napari_segkit")
 
@@ -94,3 +97,39 @@ def to_image_pixels(layer: Layer, image: Layer, coords: np.ndarray) -> np.ndarra
         return coords.reshape(0, image.ndim)
     world = layer._data_to_world(coords)
     return np.asarray(image._data_to_world.inverse(world))
+
+
+def unit_of(image: Image) -> str | None:
+    """The image's unit name (e.g. 'micrometer'), or None for napari's default 'pixel'."""
+    units = getattr(image, "units", None)
+    if units is None:
+        return None
+    names = {str(u) for u in units}
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    return None if name in ("pixel", "pixels", "px", "") else name
+
+
+def full_width(*widgets) -> Container:
+    """``widgets`` in a row-wide column of their own (no label column beside them)."""
+    column = Container(labels=False, widgets=list(widgets))
+    column.native.layout().setContentsMargins(0, 0, 0, 0)
+    return column
+
+
+def scroll_page(*widgets: QWidget) -> QScrollArea:
+    """A tab page holding ``widgets`` one below the other; it scrolls when the dock is
+    short, so that the controls above never get squeezed."""
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(2, 2, 2, 2)
+    for widget in widgets:
+        layout.addWidget(widget)
+    layout.addStretch(1)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidget(page)
+    scroll.setMinimumHeight(120)
+    return scroll

@@ -104,7 +104,13 @@ class TrainingPlot(QWidget):
 
 
 class HistogramCanvas(FigureCanvasQTAgg):
-    """Histogram of one per-object quantity (areas, IoUs, ...), a few lines high."""
+    """Histogram of one per-object quantity (areas, IoUs, ...), a few lines high.
+
+    Drawn in the colours of the napari theme (:meth:`set_colors`), with whole-number
+    object counts on the y axis.
+    """
+
+    BAR = "#4c9be8"
 
     def __init__(self, height: int = 170) -> None:
         self.figure = Figure(figsize=(3.5, 1.8), layout="constrained")
@@ -112,21 +118,37 @@ class HistogramCanvas(FigureCanvasQTAgg):
         self.axes = self.figure.add_subplot(111)
         self.setFixedHeight(height)
         self.values = np.zeros(0)
+        self.xlabel = ""
+        self.background, self.foreground = "#ffffff", "#000000"
         self.show_values([], "")
+
+    def set_colors(self, background: str, foreground: str) -> None:
+        """Background and text / axis colours (e.g. from ``napari.utils.theme``)."""
+        self.background, self.foreground = background, foreground
+        self.show_values(self.values, self.xlabel)
 
     def show_values(
         self, values, xlabel: str, *, bins: int | np.ndarray = 30, value_range=None
     ) -> None:
-        """Draw a histogram of ``values``; an empty input shows an empty plot."""
+        """Draw a histogram of ``values``; an empty input says "no objects"."""
+        from matplotlib.ticker import MaxNLocator
+
         self.values = np.asarray(values, dtype=float)
         self.values = self.values[np.isfinite(self.values)]
-        ax = self.axes
+        self.xlabel = xlabel
+        ax, fg = self.axes, self.foreground
         ax.clear()
+        self.figure.set_facecolor(self.background)
+        ax.set_facecolor(self.background)
         if self.values.size:
-            ax.hist(self.values, bins=bins, range=value_range, color="#4c9be8", edgecolor="none")
+            ax.hist(self.values, bins=bins, range=value_range, color=self.BAR, edgecolor="none")
         else:
-            ax.text(0.5, 0.5, "no objects", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel("objects", fontsize=8)
-        ax.tick_params(labelsize=7)
+            ax.text(0.5, 0.5, "no objects", ha="center", va="center", transform=ax.transAxes,
+                    color=fg)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlabel(xlabel, fontsize=8, color=fg)
+        ax.set_ylabel("objects", fontsize=8, color=fg)
+        ax.tick_params(labelsize=7, colors=fg)
+        for spine in ax.spines.values():
+            spine.set_color(fg)
         self.draw_idle()

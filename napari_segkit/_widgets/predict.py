@@ -3,7 +3,10 @@ and score them against ground truth (labels or one click per object) when there 
 
 Thin: predicting, measuring and scoring is one call of
 :func:`napari_segkit.workflows.run_prediction` (shared with the CLI and the demo), run in a
-``thread_worker``; the GUI only shows progress and turns the outcome into layers.
+``thread_worker``; the GUI only shows progress and turns the outcome into layers. The
+post-processing controls re-run :func:`napari_segkit.workflows.refine` on the kept
+probabilities (no new forward pass), also in a worker. Tabs below hold the object table
+and histogram, the correction loop and a folder run (:mod:`.batch`).
 """
 
 from __future__ import annotations
@@ -27,27 +30,30 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels, Points
 from napari.qt.threading import thread_worker
-from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QFileDialog
+from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.theme import get_theme
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import QFileDialog, QTabWidget
 
 from .._common import classes_of
+from ..measure import axis_names
+from ..readable_table import GT_ID, OBJECT_ID, readable_table
 from ..workflows import (
     DEFAULT_MODEL,
-    STATUS_VALUES,
     PredictOutcome,
     PredictRequest,
     counts_text,
-    display_order,
     run_prediction,
     scores_text,
     size_column,
     size_unit,
 )
+from .batch import BatchPanel
 from .corrections import CorrectionPanel
-from .layers import layers_of, set_output_layer, spatial_shape
+from .layers import full_width, layers_of, scroll_page, spatial_shape, unit_of
+from .outcome_layers import STATUS_COLORS, show_outcome_layers
 from .plots import HistogramCanvas
+from .postprocess_panel import PostprocessPanel, check_diameter_model
 from .session import SESSION
 from .table import ObjectTable
 
@@ -56,8 +62,7 @@ log = logging.getLogger("napari_segkit")
 MODEL_FILE = "Model file..."
 JUST_TRAINED = "Just trained"
 NO_GT = "none"
-
-STATUS_COLORS = {"matched": "#2ecc40", "false": "#ff4136", "missed": "#ff9f1c"}
+__all__ = ["PredictWidget", "STATUS_COLORS", "points_in_image"]
 
 
 # ---------------------------------------------------------------------------
@@ -83,6 +88,10 @@ class PredictWidget(Container):
         self.tta = CheckBox(text="Average over mirror images (4x slower)", value=False,
                             tooltip="test-time augmentation: predict the image and its 3 "
                                     "mirror images and average")
+        self.postprocess = PostprocessPanel(self)
+        pp = self.postprocess
+        self.threshold, self.min_size, self.split = pp.threshold, pp.min_size, pp.split
+        self.diameter, self.estimate_button = pp.diameter, pp.estimate_button
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="Progress")
@@ -94,33 +103,36 @@ class PredictWidget(Container):
         self.export_summary_button = PushButton(text="Export summary (CSV)")
         super().__init__(
             widgets=[
-                self.image,
-                self.model_source,
-                self.model_file,
-                self.ground_truth,
-                self.tta,
-                self.run_button,
-                self.cancel_button,
-                self.progress,
-                self.stage,
-                self.counts,
-                self.scores,
-                self.only_selected,
-                self.export_table_button,
-                self.export_summary_button,
+                self.image, self.model_source, self.model_file, self.ground_truth, self.tta,
+                self.diameter, self.estimate_button, self.run_button, self.cancel_button,
+                self.progress, full_width(self.stage, pp.header), self.postprocess,
+                full_width(self.counts, self.scores),
             ]
-        )
+        )  # fmt: skip
+        for label in (self.stage, self.counts, self.scores):  # short lines, no wrapping:
+            label.native.setAlignment(Qt.AlignmentFlag.AlignLeft)  # wrapped labels get cut
+        self.postprocess.native.layout().setContentsMargins(0, 0, 0, 0)
         self.table = ObjectTable()
         self.histogram = HistogramCanvas()
-        self.native.layout().addWidget(self.table)
-        self.native.layout().addWidget(self.histogram)
+        self.table.hide()  # both until there is something to show
+        self.histogram.hide()
         self.predicted_image: Image | None = None  # the image of the last prediction shown
         self.corrections = CorrectionPanel(self)
-        self.native.layout().addWidget(self.corrections.native)
+        self.batch = BatchPanel(self)
+        self.tabs = QTabWidget()
+        objects = Container(widgets=[self.only_selected, self.export_table_button,
+                                     self.export_summary_button])
+        self.tabs.addTab(scroll_page(objects.native, self.table, self.histogram), "Objects")
+        self.tabs.addTab(scroll_page(self.corrections.native), "Correct")
+        self.tabs.addTab(scroll_page(self.batch.native), "Folder")
+        self.native.layout().addWidget(self.tabs)
 
         self.worker = None
+        self.refine_worker = None
+        self._refine_again = False
         self.stop_event = threading.Event()
         self.outcome: PredictOutcome | None = None
+        self.request: PredictRequest | None = None  # what the last prediction was asked
         self.rows = pd.DataFrame()  # what the table shows: predicted objects + missed GT
         self.summary: dict[str, Any] = {}
         self.output: dict[str, Any] = {}  # layers of the last run
@@ -130,6 +142,7 @@ class PredictWidget(Container):
 
         self.model_file.visible = False
         self.model_source.changed.connect(self._on_model_source)
+        self.image.changed.connect(self._on_image)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.export_table_button.changed.connect(lambda: self.export_table())
@@ -138,6 +151,9 @@ class PredictWidget(Container):
         self.table.row_selected.connect(self.select_row)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_choices)
+        self.viewer.events.theme.connect(self._apply_theme)
+        self._apply_theme()
+        self._on_image(self.image.value)
         SESSION.model_trained.connect(self._on_model_trained)
         self.native.destroyed.connect(
             lambda *_: SESSION.model_trained.disconnect(self._on_model_trained, missing_ok=True)
@@ -195,6 +211,14 @@ class PredictWidget(Container):
             return SESSION.last_model_path
         return DEFAULT_MODEL
 
+    def _on_image(self, image: Image | None) -> None:
+        if isinstance(image, Image):
+            self.postprocess.set_dimensions(len(spatial_shape(image)))
+
+    def _apply_theme(self, _event=None) -> None:
+        theme = get_theme(self.viewer.theme)
+        self.histogram.set_colors(theme.background.as_hex(), theme.text.as_hex())
+
     # ---- running -------------------------------------------------------------------
     def _request(self) -> PredictRequest:
         image: Image | None = self.image.value
@@ -204,7 +228,7 @@ class PredictWidget(Container):
         ndim = len(spatial_shape(image))
         scale = tuple(float(s) for s in image.scale[-ndim:])
         translate = tuple(float(t) for t in image.translate[-ndim:])
-        units = _unit_of(image)
+        units = unit_of(image)
         scaled = units is not None or any(s != 1.0 for s in scale)
         request = PredictRequest(
             image=np.asarray(data),
@@ -214,8 +238,12 @@ class PredictWidget(Container):
             units=units,
             translate=translate if scaled else None,
             tta=bool(self.tta.value),
+            diameter=self.postprocess.chosen_diameter(),
+            settings=self.postprocess.settings(),
         )
         gt = self.ground_truth.value
+        if gt is not None:
+            request.gt_name = gt.name
         if isinstance(gt, Labels):
             request.gt_labels = np.asarray(gt.data[0] if gt.multiscale else gt.data)
         elif isinstance(gt, Points):
@@ -238,7 +266,8 @@ class PredictWidget(Container):
         self.progress.value = 0
         self.stage.value = "Starting..."
         self._image_layer = self.image.value
-        worker = thread_worker(run_prediction)(
+        self._pending_request = request
+        worker = thread_worker(_predict_job)(
             request,
             progress=self._relay.progressed.emit,
             stop=self.stop_event,
@@ -284,90 +313,53 @@ class PredictWidget(Container):
             show_error(outcome.error)
             return
         try:
+            self.request = self._pending_request
             self.show_outcome(self._image_layer, outcome)
         except Exception as err:  # noqa: BLE001 - e.g. the image layer was deleted meanwhile
             log.exception("showing the prediction failed")
             show_error(f"Could not show the prediction: {err}")
+            return
+        for text in outcome.warnings:
+            show_warning(text)
         self.progress.value = 1000
-        self.stage.value = "Done."
+        self.stage.value = _done_text(outcome)
+        if outcome.settings != self.postprocess.settings():  # changed while predicting
+            self.postprocess.refine()
+
+    def refining(self) -> bool:
+        """True while a post-processing change waits or runs."""
+        return self.postprocess.refining()
 
     # ---- showing results -------------------------------------------------------------
-    def show_outcome(self, image: Image, outcome: PredictOutcome) -> None:
+    def show_outcome(self, image: Image, outcome: PredictOutcome, announce: bool = True) -> None:
         """Add or update the output layers, the labels, the table and the histogram."""
         self.outcome = outcome
         self.predicted_image = image
         self.summary = dict(outcome.summary)
-        name = image.name
-        viewer = self.viewer
-        out: dict[str, Any] = {}
-        out["probability"] = set_output_layer(
-            viewer, f"{name} probability", outcome.probability, "image", like=image,
-            colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), visible=False,
-        )  # fmt: skip
-        out["semantic"] = set_output_layer(
-            viewer, f"{name} semantic", outcome.semantic, "labels", like=image, visible=False
-        )
-        names = outcome.class_names
-        out["semantic"].features = pd.DataFrame({"index": range(len(names)), "class": names})
-        features = outcome.table.assign(index=outcome.table["label"])
-        out["instances"] = set_output_layer(
-            viewer, f"{name} instances", outcome.instances, "labels", like=image, opacity=0.6
-        )
-        out["instances"].features = features
-        for key in ("status", "missed"):
-            layer_name = f"{name} {'match status' if key == 'status' else 'missed'}"
-            if getattr(outcome, key) is None:
-                if layer_name in viewer.layers:
-                    viewer.layers.remove(layer_name)
-        if outcome.status is not None:
-            colors = {STATUS_VALUES[s]: STATUS_COLORS[s] for s in STATUS_VALUES}
-            out["status"] = set_output_layer(
-                viewer, f"{name} match status", outcome.status, "labels", like=image,
-                opacity=0.5, visible=False,
-            )  # fmt: skip
-            out["status"].colormap = DirectLabelColormap(
-                color_dict={**colors, None: "transparent", 0: "transparent"}
-            )
-        if outcome.missed is not None:
-            ids = outcome.missed_table["label"].tolist()
-            out["missed"] = set_output_layer(
-                viewer, f"{name} missed", outcome.missed, "labels", like=image, opacity=0.9
-            )
-            out["missed"].contour = 2
-            out["missed"].colormap = DirectLabelColormap(
-                color_dict={
-                    **dict.fromkeys(ids, STATUS_COLORS["missed"]),
-                    None: "transparent",
-                    0: "transparent",
-                }
-            )
-            out["missed"].features = outcome.missed_table.assign(
-                index=outcome.missed_table["label"]
-            )
-        self.output = out
+        self.output = show_outcome_layers(self.viewer, image, outcome)
         self.ground_truth.reset_choices()
-
-        frames = [outcome.table]
-        if outcome.missed_table is not None and len(outcome.missed_table):
-            frames.append(outcome.missed_table)
-        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else outcome.table
-        self.rows = rows[display_order(rows.columns)]
+        self.rows = readable_table(outcome.table, outcome.missed_table, outcome.instances.ndim)
         self.table.set_frame(self.rows)
         self.counts.value = counts_text(self.summary, outcome.table)
         self.scores.value = scores_text(self.summary)
         if "best_iou" in outcome.table:
-            values = self.rows["best_iou"].to_numpy(dtype=float)
+            values = self.rows["best IoU"].to_numpy(dtype=float)
             self.histogram.show_values(values, "best IoU with ground truth", value_range=(0, 1))
         else:
             col = size_column(outcome.table)
+            what = "area" if col.startswith("area") else "volume"
             self.histogram.show_values(
-                outcome.table[col].to_numpy(dtype=float), f"area ({size_unit(col)})"
+                outcome.table[col].to_numpy(dtype=float), f"{what} ({size_unit(col)})"
             )
-        show_info(self.counts.value)
+        self.table.show()
+        self.histogram.show()
+        if announce:
+            show_info(self.counts.value)
 
     # ---- table interaction -----------------------------------------------------------
     def select_row(self, position: int) -> None:
-        """Select the object of table row ``position`` and center the view on it."""
+        """Select the object of table row ``position``, center the view on it and zoom
+        so that it fills about a quarter of the canvas."""
         if not 0 <= position < len(self.rows):
             return
         row = self.rows.iloc[position]
@@ -375,12 +367,12 @@ class PredictWidget(Container):
         layer = self.output.get("missed" if missed else "instances")
         if layer is None or layer not in self.viewer.layers:
             return
-        layer.selected_label = int(row["label"])
+        layer.selected_label = int(row[GT_ID] if missed else row[OBJECT_ID])
         self.viewer.layers.selection.active = layer
         if missed:
             layer.visible = True
         ndim = layer.ndim
-        centroid = np.array([row[f"centroid-{i}"] for i in range(ndim)], dtype=float)
+        centroid = np.array([row[f"centroid {a} (px)"] for a in axis_names(ndim)], dtype=float)
         world = np.asarray(layer.data_to_world(centroid), dtype=float)
         dims = self.viewer.dims
         offset = dims.ndim - ndim
@@ -391,6 +383,14 @@ class PredictWidget(Container):
         center = [world[a - offset] for a in displayed if a - offset >= 0]
         if len(center) == len(displayed):
             self.viewer.camera.center = tuple(center)
+            self._zoom_to(layer, float(row.get("diameter (px)", 10.0) or 10.0))
+
+    def _zoom_to(self, layer, diameter_px: float) -> None:
+        """Zoom so that an object ``diameter_px`` across spans a quarter of the canvas."""
+        spacing = float(np.mean(np.abs(layer.scale[-2:])))
+        extent = 4.0 * max(diameter_px, 5.0) * spacing  # world units across the canvas
+        canvas = [s for s in self.viewer.canvas.size if s > 0] or [600]
+        self.viewer.camera.zoom = min(canvas) / extent
 
     def _on_only_selected(self, value: bool) -> None:
         layer = self.output.get("instances")
@@ -425,6 +425,26 @@ class PredictWidget(Container):
         return path
 
 
+def _predict_job(request: PredictRequest, **kwargs: Any) -> PredictOutcome:
+    """:func:`run_prediction`, with a plain message when a diameter is asked of a model
+    that records no training nucleus size."""
+    try:
+        check_diameter_model(request.model, request.diameter)
+    except ValueError as err:
+        return PredictOutcome(error=f"Predict: {err}")
+    return run_prediction(request, **kwargs)
+
+
+def _done_text(outcome: PredictOutcome) -> str:
+    if outcome.diameter is None or outcome.model_diameter is None:
+        return "Done."
+    if outcome.zoom == 1.0:
+        return (f"Done: nuclei of {outcome.diameter:.0f} px match the model's\n"
+                f"{outcome.model_diameter:.0f} px; no rescaling.")
+    return (f"Done: image rescaled x{outcome.zoom:.2g} so that nuclei of\n"
+            f"{outcome.diameter:.0f} px match the model's {outcome.model_diameter:.0f} px.")
+
+
 def _ask_path(parent, title: str, default: str) -> str:
     path, _ = QFileDialog.getSaveFileName(parent, title, default, "CSV files (*.csv)")
     return path
@@ -444,15 +464,3 @@ def points_in_image(points: Points, image: Image) -> np.ndarray:
             "choose points drawn on this image"
         )
     return np.asarray(image._data_to_world.inverse(world[:, -ndim:]), dtype=float)
-
-
-def _unit_of(image: Image) -> str | None:
-    """The image's unit name (e.g. 'micrometer'), or None for napari's default 'pixel'."""
-    units = getattr(image, "units", None)
-    if units is None:
-        return None
-    names = {str(u) for u in units}
-    if len(names) != 1:
-        return None
-    name = names.pop()
-    return None if name in ("pixel", "pixels", "px", "") else name

@@ -16,7 +16,7 @@ _ROW_ROLE = Qt.ItemDataRole.UserRole
 
 
 def _format(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return ""
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))

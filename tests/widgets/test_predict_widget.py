@@ -63,21 +63,23 @@ def test_predict_with_gt_labels_end_to_end(dock, qtbot, tmp_path, errors):
     # table: predicted objects + missed ground truth objects, one row each
     n_missed = widget.summary["gt_fn"]
     assert widget.table.rowCount() == len(features) + n_missed
-    assert set(widget.rows["status"]) <= {"matched", "false", "missed"}
+    assert set(widget.rows["status"]) <= {"matched", "false positive", "missed"}
     assert (widget.rows["status"] == "missed").sum() == n_missed
 
     # clicking a row selects the object and centres the camera on it
     widget.table.select_frame_row(0)
     row = widget.rows.iloc[0]
-    layer = viewer.layers["fluo_256 missed" if row["status"] == "missed" else "fluo_256 instances"]
-    assert layer.selected_label == int(row["label"])
-    expected = np.array([row["centroid-0"], row["centroid-1"]]) * SCALE
+    missed = row["status"] == "missed"
+    layer = viewer.layers["fluo_256 missed" if missed else "fluo_256 instances"]
+    assert layer.selected_label == int(row["ground-truth id" if missed else "object id"])
+    expected = np.array([row["centroid y (px)"], row["centroid x (px)"]]) * SCALE
     np.testing.assert_allclose(viewer.camera.center[-2:], expected, atol=1e-6)
 
     # export
     table_csv = widget.export_table(tmp_path / "objects.csv")
     exported = pd.read_csv(table_csv)
-    assert {"label", "centroid-0", "centroid-1", "area_px", "best_iou", "status"} <= set(exported)
+    assert {"object id", "centroid y (px)", "centroid x (px)", "area (px²)", "best IoU",
+            "status", "ground-truth id"} <= set(exported)
     assert len(exported) == len(widget.rows)
     summary_csv = widget.export_summary(tmp_path / "summary.csv")
     summary = pd.read_csv(summary_csv)

@@ -1,0 +1,190 @@
+"""The Predict dock's post-processing controls: probability threshold, minimum object size,
+split sensitivity for touching nuclei, and the expected nucleus diameter.
+
+The first three are live: a change re-runs post-processing only
+(:func:`napari_segkit.workflows.refine` on the probabilities of the last prediction, in a
+worker thread; no new forward pass), debounced so that dragging a control runs it once.
+The diameter rescales the image to the model's training size at the next Predict (as
+Cellpose's diameter); *Estimate* fills it from the last result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, Slider, SpinBox
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt, QTimer
+
+from ..object_size import estimate_diameter
+from ..postprocess import DEFAULT_SIZES
+from ..prediction_results import SPLIT_LEVELS, PostprocessSettings
+from ..workflows import PredictOutcome, open_model, refine
+
+#: Quiet time after the last control change before post-processing runs again (ms).
+DEBOUNCE_MS = 200
+#: What a diameter asked of a model that records no training nucleus size says.
+NO_DIAMETER = (
+    "this model records no training nucleus size, so the image cannot be rescaled to it. "
+    "Set 'Nucleus diameter' to 0, or use a model trained or fine-tuned with this version "
+    "of napari-segkit."
+)
+
+
+def check_diameter_model(model_source: Any, diameter: float | None) -> None:
+    """ValueError (:data:`NO_DIAMETER`) when ``diameter`` is asked of a model that cannot
+    rescale to it; a model that cannot be opened is left to the job to report."""
+    if diameter is None:
+        return
+    try:
+        model = open_model(model_source)
+    except (ValueError, FileNotFoundError):
+        return
+    if model.object_diameter is None:
+        raise ValueError(NO_DIAMETER)
+
+
+class PostprocessPanel(Container):
+    """Controls of the Predict dock ``dock`` and the live re-run of post-processing.
+
+    ``header``, ``diameter`` and ``estimate_button`` belong to the panel but the dock places
+    them (the diameter above Predict: it changes the prediction itself).
+    """
+
+    def __init__(self, dock: Any) -> None:
+        self.dock = dock
+        self.header = Label(value="Post-processing (updates the result live):")
+        self.threshold = FloatSpinBox(
+            label="Probability threshold", value=0.5, min=0.05, max=0.95, step=0.05,
+            tooltip="a pixel belongs to a nucleus when the model's probability exceeds "
+                    "this; higher: fewer, smaller objects",
+        )  # fmt: skip
+        self.min_size = SpinBox(
+            label="Min. object size (px)", value=DEFAULT_SIZES[2][0], min=0, max=100_000,
+            tooltip="objects smaller than this many pixels (voxels in 3-D) are removed",
+        )  # fmt: skip
+        self.split = Slider(
+            label="Split touching nuclei", value=0, min=0, max=SPLIT_LEVELS,
+            tooltip="0: the model's default seeds. 1-10: one seed per peak of the model's "
+                    "centre map that stands out by enough; higher values split touching "
+                    "nuclei more (and may cut large ones)",
+        )  # fmt: skip
+        self.diameter = FloatSpinBox(
+            label="Nucleus diameter (px)", value=0.0, min=0.0, max=1000.0, step=1.0,
+            tooltip="0: predict the image as it is. Otherwise the image is rescaled so "
+                    "that nuclei of this diameter match the size the model was trained on "
+                    "(applies at the next Predict; needs a model that records its "
+                    "training nucleus size)",
+        )  # fmt: skip
+        self.estimate_button = PushButton(text="Estimate diameter from the result")
+        self.header.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
+        super().__init__(widgets=[self.threshold, self.min_size, self.split])
+        self.worker = None
+        self._again = False
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._on_quiet)
+        for control in (self.threshold, self.min_size, self.split):
+            control.changed.connect(lambda *_: self._timer.start())
+        self.estimate_button.changed.connect(self.estimate_diameter)
+        self.diameter.changed.connect(self._on_diameter)
+
+    # ---- settings ------------------------------------------------------------------
+    def settings(self) -> PostprocessSettings:
+        return PostprocessSettings(fg_threshold=round(float(self.threshold.value), 4),
+                                   min_size=int(self.min_size.value),
+                                   split=int(self.split.value))
+
+    def chosen_diameter(self) -> float | None:
+        value = float(self.diameter.value)
+        return value if value > 0 else None
+
+    def set_dimensions(self, ndim: int) -> None:
+        """Default minimum size for 2-D images (pixels) or 3-D stacks (voxels), unless the
+        user chose another."""
+        defaults = {d: sizes[0] for d, sizes in DEFAULT_SIZES.items()}
+        if self.min_size.value in defaults.values():
+            with self.min_size.changed.blocked():
+                self.min_size.value = defaults.get(ndim, defaults[2])
+        self.min_size.label = f"Min. object size ({'voxels' if ndim == 3 else 'px'})"
+
+    # ---- live re-run ---------------------------------------------------------------
+    def _on_quiet(self) -> None:
+        if self.dock.outcome is not None and self.dock.worker is None:
+            self.refine()
+
+    def refine(self):
+        """Re-run post-processing with the current controls on the kept probabilities.
+        Returns the worker; None when one runs (it runs again when that one ends) or when
+        there is nothing to post-process."""
+        dock = self.dock
+        if dock.outcome is None or dock.request is None:
+            return None
+        if self.worker is not None:
+            self._again = True
+            return None
+        worker = thread_worker(refine)(dock.outcome, dock.request, self.settings())
+        worker.returned.connect(self._on_refined)
+        worker.errored.connect(lambda err: show_error(f"Post-processing failed: {err}"))
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        dock.stage.value = "Post-processing..."
+        worker.start()
+        return worker
+
+    def refining(self) -> bool:
+        """True while a change waits for the quiet time or its post-processing runs."""
+        return self._timer.isActive() or self.worker is not None or self._again
+
+    def _on_refined(self, outcome: PredictOutcome) -> None:
+        dock = self.dock
+        image = dock.predicted_image
+        if image is None or image not in dock.viewer.layers:
+            return
+        current = dock.outcome
+        if current is None or current.probabilities is not outcome.probabilities:
+            return  # a new prediction arrived meanwhile: this result is stale
+        dock.show_outcome(image, outcome, announce=False)
+        s = outcome.settings
+        split = "default" if s.split == 0 else f"{s.split}/{SPLIT_LEVELS}"
+        unit = "voxels" if outcome.instances.ndim == 3 else "px"
+        dock.stage.value = (f"Post-processed: threshold {s.fg_threshold:.2f} · "
+                            f"min. {s.min_size} {unit} · split {split}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        if self._again:
+            self._again = False
+            self.refine()
+
+    # ---- nucleus diameter ----------------------------------------------------------
+    def _on_diameter(self, value: float) -> None:
+        if self.dock.outcome is not None:
+            self.dock.stage.value = (
+                "Nucleus diameter changed:\npress Predict to rescale the image" if value
+                else "Nucleus diameter 0:\npress Predict to predict the image as it is")
+
+    def estimate_diameter(self) -> float | None:
+        """Estimate the nucleus diameter (px) from the last result's foreground; fill the
+        diameter box when the model can rescale to it."""
+        outcome = self.dock.outcome
+        if outcome is None or outcome.probability is None:
+            show_error("Estimate diameter: press Predict first")
+            return None
+        if outcome.probability.ndim != 2:
+            show_error("Estimate diameter: rescaling works on 2-D images only")
+            return None
+        found = estimate_diameter(outcome.probability > self.settings().fg_threshold)
+        if found is None:
+            show_error("Estimate diameter: no nuclei found in the result; lower the threshold")
+            return None
+        if outcome.model_diameter is None:
+            show_info(f"Nuclei here are about {found:.0f} px across, but this model records "
+                      "no training nucleus size, so it cannot rescale to it.")
+            return found
+        self.diameter.value = round(found, 1)
+        show_info(f"Nuclei here are about {found:.0f} px across (the model was trained on "
+                  f"{outcome.model_diameter:.0f} px); press Predict to rescale.")
+        return found
