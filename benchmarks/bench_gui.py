@@ -46,12 +46,14 @@ class GapClock:
         self.timer.timeout.connect(self._tick)
         self.last = time.perf_counter()
         self.gaps: list[float] = []
+        self.ends: list[float] = []  # when each gap ended (perf_counter)
         self.done = lambda: True
         self.deadline = 0.0
 
     def _tick(self) -> None:
         now = time.perf_counter()
         self.gaps.append(1000.0 * (now - self.last))
+        self.ends.append(now)
         self.last = now
         if self.done() or now > self.deadline:
             self.loop.quit()
@@ -61,7 +63,7 @@ class GapClock:
         ``before`` runs inside the loop, at its first turn (e.g. a button press)."""
         from qtpy.QtCore import QTimer
 
-        self.gaps, self.done = [], done
+        self.gaps, self.ends, self.done = [], [], done
         self.deadline = time.perf_counter() + timeout_s
         self.last = time.perf_counter()
         if before is not None:
@@ -113,6 +115,20 @@ def main(argv: list[str] | None = None) -> int:
 
     idle = clock.run_until(lambda: False, args.idle_seconds)
     rows.append(("idle viewer", idle, ""))
+    # reference, not a target: the idle viewer while one label of a dock changes once a
+    # second. Any repaint of the window costs this much: with napari's OpenGL canvas in
+    # it, Qt composes the whole window with OpenGL (software-rendered under Xvfb)
+    _raise_dock(train)
+    from qtpy.QtCore import QTimer
+
+    relabel = QTimer()
+    relabel.setInterval(1000)
+    relabel.timeout.connect(lambda: setattr(train.status, "value", f"{time.time():.0f}"))
+    relabel.start()
+    repaint = clock.run_until(lambda: False, args.idle_seconds)
+    relabel.stop()
+    train.status.value = ""
+    rows.append(("(idle, 1 label repaint / s)", repaint, "reference: the cost of one repaint"))
 
     # ---- training ----------------------------------------------------------------
     _raise_dock(train)
@@ -158,14 +174,15 @@ def main(argv: list[str] | None = None) -> int:
 
     predict.show_outcome = timed_show
     t_press = time.perf_counter()
-    predicting = clock.run_until(
-        lambda: "show" in times or (predict.worker is None and time.perf_counter() - t_press > 1),
-        600, before=predict.run_button.native.click)
-    rows.append((f"prediction ({args.size} x {args.size})", predicting,
-                 f"{time.perf_counter() - t_press:.1f} s"))
-    drawing = clock.run_until(
-        lambda: "shown" in times and time.perf_counter() > times["shown"] + args.draw_seconds, 120)
-    rows.append(("drawing the prediction", drawing,
+    both = clock.run_until(
+        lambda: ("shown" in times and time.perf_counter() > times["shown"] + args.draw_seconds)
+        or (predict.worker is None and "show" not in times and time.perf_counter() - t_press > 1),
+        900, before=predict.run_button.native.click)
+    # a gap belongs to the drawing when it ends after the result arrived on the GUI thread
+    drawn = np.asarray(clock.ends) >= times.get("show", np.inf)
+    rows.append((f"prediction ({args.size} x {args.size})", both[~drawn],
+                 f"{times.get('show', np.nan) - t_press:.1f} s to the result"))
+    rows.append(("drawing the prediction", both[drawn],
                  f"show_outcome {1000 * (times.get('shown', 0) - times.get('show', 0)):.0f} ms; "
                  f"{predict.counts.value}"))
 
@@ -174,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
           f"= {target:.0f} ms")
     print(f"{'':<28} {'max gap':>9} {'p99':>8} {'median':>7} {'ticks':>6}  verdict")
     failed = 0
-    for i, (name, gaps, note) in enumerate(rows):
+    for name, gaps, note in rows:
         if gaps.size == 0:
             gaps = np.zeros(1)
-        verdict = "" if i == 0 else ("PASS" if gaps.max() <= target else "FAIL")
+        verdict = "" if name.startswith(("idle", "(")) else (
+            "PASS" if gaps.max() <= target else "FAIL")
         failed += verdict == "FAIL"
         print(f"{name:<28} {gaps.max():7.0f} ms {np.percentile(gaps, 99):5.0f} ms "
               f"{np.median(gaps):5.0f} ms {gaps.size:6d}  {verdict:<5} {note}")

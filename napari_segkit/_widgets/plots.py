@@ -38,6 +38,7 @@ class TrainingPlot(QWidget):
         self.scores: list[float] = []
         self.score_name = "held-out score"
         self.kept_step: int | None = None
+        self._stale = False
         self.update()
 
     def set_foreground(self, color: str | QColor) -> None:
@@ -46,10 +47,11 @@ class TrainingPlot(QWidget):
         self.update()
 
     def add_loss(self, step: int, loss: float) -> None:
+        """Store one loss; :meth:`refresh` draws it (a repaint per step would be too many)."""
         if np.isfinite(loss):
             self.loss_steps.append(int(step))
             self.losses.append(float(loss))
-            self.update()
+            self._stale = True
 
     def add_score(self, step: int, score: float | None, name: str) -> None:
         """One held-out score (0-1) at ``step``; ``name`` says what it counts."""
@@ -57,6 +59,12 @@ class TrainingPlot(QWidget):
         self.scores.append(np.nan if score is None else float(score))
         self.score_name = name
         self.update()
+
+    def refresh(self) -> None:
+        """Schedule a repaint when values came in since the last one."""
+        if self._stale:
+            self._stale = False
+            self.update()
 
     def mark_kept(self, step: int | None) -> None:
         """Mark the step whose weights were kept (0: the starting model)."""
@@ -75,6 +83,12 @@ class TrainingPlot(QWidget):
     # ---- painting ------------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
         painter = QPainter(self)
+        try:
+            self._paint(painter)
+        finally:  # a painter left open crashes Qt
+            painter.end()
+
+    def _paint(self, painter: QPainter) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         fg = self.foreground or self.palette().color(QPalette.ColorRole.WindowText)
         font = painter.font()
@@ -86,8 +100,12 @@ class TrainingPlot(QWidget):
         box = QRectF(left, top, max(w - left - right, 10), max(h - top - bottom, 10))
         painter.setPen(QPen(fg, 1))
         painter.drawRect(box)
+        if not (self.losses or self.scores):
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter,
+                             "loss and held-out score\nappear here during training")
+        inner = box.adjusted(4, 4, -4, -4)  # lines at 0, 1 or the last step stay visible
         last_step = max(self.loss_steps[-1:] + self.val_steps[-1:] + [1])
-        x_of = lambda step: box.left() + box.width() * step / last_step  # noqa: E731
+        x_of = lambda step: inner.left() + inner.width() * step / last_step  # noqa: E731
         painter.drawText(QPointF(box.left(), h - 4), "step 0")
         end_text = f"step {last_step}"
         painter.drawText(QPointF(box.right() - metrics.horizontalAdvance(end_text), h - 4),
@@ -95,13 +113,13 @@ class TrainingPlot(QWidget):
         if self.losses:
             lo, hi = min(self.losses), max(self.losses)
             span = (hi - lo) or 1.0
-            y_loss = lambda v: box.bottom() - box.height() * (v - lo) / span  # noqa: E731
+            y_loss = lambda v: inner.bottom() - inner.height() * (v - lo) / span  # noqa: E731
             pts = [QPointF(x_of(s), y_loss(v)) for s, v in zip(self.loss_steps, self.losses)]
             painter.setPen(QPen(self.LOSS, 1.2))
             painter.drawPolyline(QPolygonF(pts))
             painter.drawText(QPointF(2, box.top() + 8), f"{hi:.3g}")
             painter.drawText(QPointF(2, box.bottom()), f"{lo:.3g}")
-        y_val = lambda v: box.bottom() - box.height() * v  # noqa: E731
+        y_val = lambda v: inner.bottom() - inner.height() * v  # noqa: E731
         painter.setPen(QPen(fg, 1))
         painter.drawText(QPointF(box.right() + 4, box.top() + 8), "1")
         painter.drawText(QPointF(box.right() + 4, box.bottom()), "0")
@@ -128,7 +146,6 @@ class TrainingPlot(QWidget):
             painter.setPen(QPen(fg, 1))
             painter.drawText(QPointF(x + 17, 13), label)
             x += 17 + metrics.horizontalAdvance(label) + 10
-        painter.end()
 
 
 class HistogramCanvas(FigureCanvasQTAgg):

@@ -46,6 +46,7 @@ from .train_worker import (
 )
 
 WHOLE_IMAGE = "whole image"
+RENDER_EVERY_MS = 1000
 
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
@@ -181,8 +182,11 @@ class TrainWidget(Container):
         self.failure: TrainFailure | None = None
         self._budget_s = 0.0
         self._t_press = self._t_event = 0.0
-        self._clock = QTimer()  # moves the bar and the clock between the trainer's events
-        self._clock.setInterval(250)
+        # the bar, the clock and the plot are redrawn at most about once a second: under
+        # a software-rendered screen each repaint of the window costs tens of ms
+        self._clock = QTimer()
+        self._clock.setInterval(RENDER_EVERY_MS)
+        self._t_render = 0.0
         self._clock.timeout.connect(self._tick)
 
         self.add_pair.changed.connect(self._add_pair)
@@ -370,15 +374,25 @@ class TrainWidget(Container):
     def _time_text(self, elapsed: float) -> str:
         return f"{_format_s(elapsed)} / {_format_s(self._budget_s)}"
 
-    def _tick(self) -> None:
+    def _tick(self, force: bool = False) -> None:
+        """Redraw the bar, the status and the plot, unless that was done less than about a
+        second ago (``force``: now)."""
+        now = time.perf_counter()
+        if not force and now - self._t_render < 0.9 * RENDER_EVERY_MS / 1000:
+            return
         if not self.running or self._closed or self.stop_event.is_set():
             return
+        self._t_render = now
         elapsed = self._elapsed_s()
         value = int(1000 * min(elapsed / self._budget_s, 0.999)) if self._budget_s else 0
-        self.progress.value = max(self.progress.value, value)
+        if value > self.progress.value:
+            self.progress.value = value
         event = self.last_event
         if event is not None and event.kind in ("step", "validation", "checkpoint"):
-            self.status.value = self._running_text(event, elapsed)
+            text = self._running_text(event, elapsed)
+            if text != self.status.value:
+                self.status.value = text
+        self.plot.refresh()
 
     def _running_text(self, event, elapsed: float) -> str:
         loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
@@ -396,6 +410,8 @@ class TrainWidget(Container):
         kind = event.kind
         if event.loss is not None and kind == "step":
             self.plot.add_loss(event.step, event.loss)
+            self._tick()  # redraws when it is due
+            return
         if kind == "validation":
             self.plot.add_score(event.step, score_value(event), score_name(event.val_kind))
             self.last_score = score_text(event)
@@ -405,13 +421,13 @@ class TrainWidget(Container):
             if event.model_path:
                 self.model_path = Path(event.model_path)
             return  # _on_finished says how it ended
-        self.progress.value = max(self.progress.value, int(1000 * event.fraction))
         if kind == "start":
+            self.progress.value = max(self.progress.value, int(1000 * event.fraction))
             scoring = ("; scoring the starting model first" if self.init.value != "none"
                        else "")
             self.status.value = f"Training started: {event.message}{scoring}..."
         else:
-            self.status.value = self._running_text(event, event.elapsed_s)
+            self._tick(force=True)
 
     def _on_finished(self) -> None:
         self._clock.stop()

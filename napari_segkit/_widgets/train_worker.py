@@ -21,17 +21,29 @@ from napari.qt.threading import thread_worker
 log = logging.getLogger("napari_segkit")
 
 _warm_up_started = threading.Event()
+#: fewer held-out clicks / objects than this: the score says it cannot judge much
+FEW_HELD_OUT = 10
 
 
 def warm_up_imports() -> None:
-    """Import torch and the trainer in a daemon thread (once per process)."""
+    """Import torch and the trainer in a daemon thread (once per process), and take one
+    optimiser step on a toy network: torch imports more (e.g. ``torch._dynamo``, over a
+    second, holding the GIL) at the first step of an optimiser."""
     if _warm_up_started.is_set():
         return
     _warm_up_started.set()
 
     def work() -> None:
         try:
+            import torch
+
             from .. import training  # noqa: F401 - torch and the trainer, loaded once
+
+            with torch.random.fork_rng(devices=[]):  # the caller's random state stays
+                net = torch.nn.Conv2d(1, 1, 3)
+                optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+                net(torch.zeros(1, 1, 8, 8)).mean().backward()
+                optimizer.step()
         except Exception:  # noqa: BLE001 - the Train press reports import errors itself
             log.debug("warming up the training imports failed", exc_info=True)
 
@@ -100,7 +112,11 @@ def score_text(event) -> str:
         extra = "objects without a click" if kind == "count" else "extra objects"
         f1 = f" (F1 {event.val_f1:.2f})" if event.val_f1 is not None else ""
         matched = "found" if kind == "count" else "matched"
-        return f"held-out {what}: {tp} of {tp + fn} {matched} · {fp} {extra}{f1}"
+        text = f"held-out {what}: {tp} of {tp + fn} {matched} · {fp} {extra}{f1}"
+        if tp + fn < FEW_HELD_OUT:
+            text += (f" (only {tp + fn}: too few to judge; annotate more nuclei in the "
+                     "bottom fifth of the image, which training holds out)")
+        return text
     if event.val_iou is not None and np.isfinite(event.val_iou):
         return f"held-out labels: foreground overlap {event.val_iou:.2f}"
     return ""
