@@ -114,8 +114,8 @@ def score_text(event) -> str:
         matched = "found" if kind == "count" else "matched"
         text = f"held-out {what}: {tp} of {tp + fn} {matched} · {fp} {extra}{f1}"
         if tp + fn < FEW_HELD_OUT:
-            text += (f" (only {tp + fn}: too few to judge; annotate more nuclei in the "
-                     "bottom fifth of the image, which training holds out)")
+            text += (f" (only {tp + fn}: too few to judge; annotate more nuclei in the bottom "
+                     "fifth of the annotated area, which training holds out)")
         return text
     if event.val_iou is not None and np.isfinite(event.val_iou):
         return f"held-out labels: foreground overlap {event.val_iou:.2f}"
