@@ -385,14 +385,24 @@ class TrainWidget(Container):
         self._t_render = now
         elapsed = self._elapsed_s()
         value = int(1000 * min(elapsed / self._budget_s, 0.999)) if self._budget_s else 0
-        if value > self.progress.value:
-            self.progress.value = value
         event = self.last_event
         if event is not None and event.kind in ("step", "validation", "checkpoint"):
             text = self._running_text(event, elapsed)
             if text != self.status.value:
                 self.status.value = text
         self.plot.refresh()
+        if value > self.progress.value:
+            self._set_progress(value)
+
+    def _set_progress(self, value: int) -> None:
+        """Set the bar without the immediate repaint QProgressBar makes: the change is
+        drawn with the other changes of this turn of the event loop, in one repaint."""
+        bar = self.progress.native
+        bar.setUpdatesEnabled(False)
+        try:
+            self.progress.value = value
+        finally:
+            bar.setUpdatesEnabled(True)  # schedules one (deferred) repaint
 
     def _running_text(self, event, elapsed: float) -> str:
         loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
@@ -422,7 +432,7 @@ class TrainWidget(Container):
                 self.model_path = Path(event.model_path)
             return  # _on_finished says how it ended
         if kind == "start":
-            self.progress.value = max(self.progress.value, int(1000 * event.fraction))
+            self._set_progress(max(self.progress.value, int(1000 * event.fraction)))
             scoring = ("; scoring the starting model first" if self.init.value != "none"
                        else "")
             self.status.value = f"Training started: {event.message}{scoring}..."
@@ -445,7 +455,7 @@ class TrainWidget(Container):
         self.start_button.enabled = True
         self.stop_button.enabled = False
         if failure is not None:
-            self.progress.value = 0
+            self._set_progress(0)
             self.status.value = failure.message.replace("Training could not run", "Training failed", 1)
             show_error(failure.message)
             return
@@ -453,7 +463,7 @@ class TrainWidget(Container):
             self.status.value = "Training ended without a model."
             return
         self.plot.mark_kept(event.kept_step)
-        self.plot.redraw()
+        self.plot.update()
         self._say_how_it_ended(event)
         SESSION.publish_model(str(self.model_path))
 
@@ -462,7 +472,7 @@ class TrainWidget(Container):
         score = f"\n{score}" if score else ""
         fine_tune = self.init.value != "none"
         if event.kind == "done":
-            self.progress.value = 1000
+            self._set_progress(1000)
         if event.step == 0:
             what = "the starting model is saved unchanged" if fine_tune else "nothing was learned"
             self.status.value = (f"The time budget ended before the first training step: {what}. "
