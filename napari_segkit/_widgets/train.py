@@ -336,7 +336,7 @@ class TrainWidget(Container):
             self.model_path = out
             self.stop_event.clear()
             self.plot.clear()
-            self.progress.value = 0
+            self._set_progress(0)
             self.last_event, self.last_score, self.failure = None, "", None
             self.worker = training_worker(data, settings, init, str(out), self.stop_event)
             self.worker.yielded.connect(self._on_event)
