@@ -115,7 +115,7 @@ def save_model(model: SegModel, path: str | os.PathLike, *, half: bool = False) 
     ``half=True`` stores floating-point weights as float16 (half the size; loaded back
     as float32).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,11 @@ def save_model(model: SegModel, path: str | os.PathLike, *, half: bool = False) 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=_metadata(model))
+        # serialise in memory, then write: the write releases the GIL (safetensors'
+        # save_file holds it while it writes), so a GUI thread keeps running meanwhile
+        data = save(tensors, metadata=_metadata(model))
+        with open(tmp, "wb") as file:
+            file.write(data)
         # mkstemp makes the file private (0600); a model file is a normal document
         umask = os.umask(0)
         os.umask(umask)

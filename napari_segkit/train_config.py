@@ -87,7 +87,14 @@ class TrainConfig:
 
 @dataclass
 class TrainEvent:
-    """One progress report. ``kind``: start, step, validation, checkpoint, done, stopped."""
+    """One progress report. ``kind``: start, step, validation, checkpoint, done, stopped.
+
+    Validation scores say what they rest on: ``val_kind`` is ``"count"`` (held-out clicks
+    counted, :mod:`napari_segkit.holdout`), ``"mask"`` (held-out objects matched at IoU
+    0.5), both joined by ``+``, or ``"iou"`` (foreground overlap only); ``val_counts`` the
+    (TP, FP, FN) behind ``val_f1``. The done / stopped events say which weights were kept:
+    ``kept_step`` (0: the start) and ``start_kept`` (a fine-tuning handed back its start).
+    """
 
     kind: str
     step: int = 0
@@ -104,16 +111,24 @@ class TrainEvent:
     images_per_s: float | None = None
     model_path: str | None = None
     message: str = ""
+    val_kind: str | None = None
+    val_counts: tuple[int, int, int] | None = None
+    kept_step: int | None = None
+    start_kept: bool = False
     model: SegModel | None = field(default=None, repr=False)
 
     @property
     def fraction(self) -> float:
-        """How far training is (0..1), by time for a time budget, else by steps."""
-        if self.kind in ("done", "stopped"):
+        """How far training is (0..1): elapsed / budget with a time budget (or the steps
+        done, when they are further), else by steps; 1 when done, where it got on Stop."""
+        if self.kind == "done":
             return 1.0
+        by_steps = min(self.step / self.total_steps, 1.0) if self.total_steps else 0.0
+        if self.budget_s:
+            return max(min(self.elapsed_s / self.budget_s, 1.0), by_steps)
         if self.eta_s is not None and self.elapsed_s + self.eta_s > 0:
-            return min(self.elapsed_s / (self.elapsed_s + self.eta_s), 1.0)
-        return min(self.step / self.total_steps, 1.0) if self.total_steps else 0.0
+            return max(min(self.elapsed_s / (self.elapsed_s + self.eta_s), 1.0), by_steps)
+        return by_steps
 
 
 def fine_tune_settings(cfg: TrainConfig) -> FineTuneSettings:

@@ -212,13 +212,16 @@ class Trainer:
             try:
                 if data.holdout:
                     hs = score_holdout(data.holdout, self._instances_of)
-                    return {"val_iou": None, "val_f1": hs.f1}, hs
+                    return {"val_iou": None, "val_f1": hs.f1, "val_kind": hs.kind,
+                            "val_counts": (hs.tp, hs.fp, hs.fn)}, hs
                 m = validate(self.net, data.val_x, data.val_targets, data.val_instances,
                              self.device, self.n_classes)
             finally:
                 self.net.train(was_training)
         counts = m.pop("counts", None)
         hs = None if counts is None else HoldOutScore(m["val_f1"], *counts, "mask")
+        m["val_kind"] = "iou" if counts is None else "mask"
+        m["val_counts"] = None if counts is None else tuple(int(c) for c in counts)
         return m, hs
 
     def validate(self) -> Iterator[TrainEvent]:
@@ -337,9 +340,13 @@ class Trainer:
         except KeyboardInterrupt:
             raise self.interrupted() from None
         final = self.finish()
+        best = self.best_metrics
+        counts = best.get("val_counts")
         yield self.event("stopped" if stopped else "done", model_path=self.model_path,
-                         model=final, val_iou=self.best_metrics.get("val_iou"),
-                         val_f1=self.best_metrics.get("val_f1"),
+                         model=final, val_iou=best.get("val_iou"), val_f1=best.get("val_f1"),
+                         val_kind=best.get("val_kind"),
+                         val_counts=None if counts is None else tuple(counts),
+                         kept_step=best.get("step"), start_kept=bool(best.get("start_kept")),
                          message="stopped by user" if stopped else "finished")
         return final
 

@@ -1,10 +1,12 @@
 """'Train' dock: train or fine-tune a UNet on annotated images without freezing napari.
 
-Training runs in a worker thread that iterates ``napari_segkit.training.train`` (a
-generator of progress events); the GUI thread only draws the events. torch releases the
-GIL inside its kernels and the trainer leaves one CPU core to the GUI, so napari stays
-responsive (benchmarks/bench_training.py measures it). Stop sets an event the trainer
-checks between steps; the best weights so far are already on disk (written atomically).
+Training runs in a worker thread (:mod:`.train_worker`) that imports torch, loads the
+starting model and iterates ``napari_segkit.training.train`` (a generator of progress
+events); the GUI thread only collects the layers' arrays and draws the events. torch
+releases the GIL inside its kernels and the trainer leaves one CPU core to the GUI, so
+napari stays responsive (benchmarks/bench_gui.py measures it). Stop, closing the dock or
+closing the viewer set an event the trainer checks between steps; the best weights so far
+are kept (written atomically). The progress bar follows elapsed / time budget.
 """
 
 from __future__ import annotations
@@ -27,15 +29,24 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels, Points, Shapes
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, QObject, QTimer
 
 from .._common import classes_of
 from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, to_image_pixels, user_errors
 from .plots import TrainingPlot
 from .session import SESSION
+from .train_worker import (
+    TrainFailure,
+    score_name,
+    score_text,
+    score_value,
+    training_worker,
+    warm_up_imports,
+)
 
 WHOLE_IMAGE = "whole image"
+RENDER_EVERY_MS = 1000
 
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
@@ -67,6 +78,26 @@ def region_of(shapes: Shapes, image: Image, shape: tuple[int, ...]) -> np.ndarra
     return mask
 
 
+def clicks_inside(ann: Points, image: Image, shape: tuple[int, ...]):
+    """The clicks of ``ann`` in ``image``'s pixels and their classes, without those outside
+    the image; ValueError when all are outside, a warning when some are."""
+    coords = to_image_pixels(ann, image, ann.data)
+    classes = classes_of(ann.features)
+    if len(coords) == 0:
+        raise ValueError(f"{ann.name} has no points: click on the nuclei first")
+    idx = np.round(coords[:, -2:])
+    inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+    n_out = int((~inside).sum())
+    if n_out == len(coords):
+        raise ValueError(f"all {n_out} clicks of {ann.name} lie outside {image.name} "
+                         f"({shape[0]} x {shape[1]} px): click on this image, or check "
+                         "that the points layer belongs to it (same scale and translate)")
+    if n_out:
+        show_warning(f"{n_out} of {len(coords)} clicks of {ann.name} lie outside "
+                     f"{image.name}; training uses the other {len(coords) - n_out}")
+    return coords[inside], None if classes is None else classes[inside]
+
+
 def _format_s(seconds: float | None) -> str:
     if seconds is None or not np.isfinite(seconds):
         return "--"
@@ -74,15 +105,31 @@ def _format_s(seconds: float | None) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+class _ParentWatcher(QObject):
+    """Calls ``on_orphaned`` when its widget loses its parent: napari takes a closed dock's
+    widget out of the window that way (the widget itself lives on)."""
+
+    def __init__(self, on_orphaned) -> None:
+        super().__init__()
+        self.on_orphaned = on_orphaned
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt name
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            self.on_orphaned()
+        return False
+
+
 class TrainWidget(Container):
     """Pick image / annotation pairs, a starting model and a time budget; press Train."""
 
     def __init__(self, napari_viewer: napari.Viewer):
+        warm_up_imports()  # torch loads in the background while the user sets things up
         self.viewer = napari_viewer
         self.image = ComboBox(label="Image", choices=self._images)
         self.annotation_layer = ComboBox(
             label="Annotations", choices=self._annotations,
-            tooltip="Labels (masks) or Points (one click per nucleus) drawn on the image",
+            tooltip="Labels (masks) or Points (one click per nucleus) drawn on the image; "
+                    "hidden layers (e.g. a sample's ground truth) are listed last",
         )
         self.labels_kind = ComboBox(
             label="Labels are", value="auto",
@@ -106,9 +153,10 @@ class TrainWidget(Container):
         self.patch = ComboBox(label="Patch size", choices=[128, 192, 256], value=128)
         self.lr = FloatSpinBox(
             label="Learning rate", value=0.0, min=0.0, max=1.0, step=1e-4,
-            tooltip="0 = automatic: 3e-3 for a new model, 5e-4 when fine-tuning",
+            tooltip="automatic: 3e-3 for a new model, 5e-4 when fine-tuning",
         )
-        self.lr.native.setSpecialValueText("auto")  # 0 shows as "auto", not "0.0000"
+        self.lr.native.setDecimals(4)
+        self.lr.native.setSpecialValueText("automatic")  # 0 shows as "automatic", not "0.0000"
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.out = FileEdit(label="Save model as", mode="w", filter="*.safetensors",
                             value=default_model_path("model"))
@@ -116,6 +164,7 @@ class TrainWidget(Container):
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
         self.plot = TrainingPlot()
         super().__init__(widgets=[
             self.image, self.annotation_layer, self.labels_kind, self.region, self.add_pair, self.clear_pairs, self.pairs_label,
@@ -123,11 +172,22 @@ class TrainWidget(Container):
             self.start_button, self.stop_button, self.progress, self.status,
         ])  # fmt: skip
         self.native.layout().addWidget(self.plot)
+        self._theme_plot()
         self.pairs: list[tuple[Image, Labels | Points, Shapes | None]] = []
         self.worker = None
         self.stop_event = threading.Event()
         self.model_path: Path | None = None
         self.last_event = None
+        self.last_score = ""  # the last validation, in words
+        self.failure: TrainFailure | None = None
+        self._budget_s = 0.0
+        self._t_press = self._t_event = 0.0
+        # the bar, the clock and the plot are redrawn at most about once a second: under
+        # a software-rendered screen each repaint of the window costs tens of ms
+        self._clock = QTimer()
+        self._clock.setInterval(RENDER_EVERY_MS)
+        self._t_render = 0.0
+        self._clock.timeout.connect(self._tick)
 
         self.add_pair.changed.connect(self._add_pair)
         self.clear_pairs.changed.connect(self._clear_pairs)
@@ -137,17 +197,33 @@ class TrainWidget(Container):
         self.stop_button.changed.connect(self.stop)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_choices)
-        # closing the dock or the viewer stops training cleanly
+        # closing the dock (napari un-parents its widget) or the viewer (the widget is
+        # destroyed) stops training; the best weights so far are kept, as Stop does
         self._closed = False
+        self._parent_watcher = _ParentWatcher(self._on_close)
+        self.native.installEventFilter(self._parent_watcher)
         self.native.destroyed.connect(self._on_close)
         self._suggest_out(self.image.value)
+
+    def _theme_plot(self) -> None:
+        try:
+            from napari.utils.theme import get_theme
+
+            self.plot.set_foreground(get_theme(self.viewer.theme).text.as_hex())
+        except Exception:  # noqa: BLE001 - a plot in the palette's colours is fine too
+            pass
 
     # ---- choices -----------------------------------------------------------------------
     def _images(self, _=None) -> list:
         return layers_of(self.viewer, Image)
 
     def _annotations(self, _=None) -> list:
-        return layers_of(self.viewer, Labels, Points)
+        """Visible annotation layers first (top of the layer list first), hidden ones last;
+        with no visible one, an empty first choice: never a hidden layer by default."""
+        layers = layers_of(self.viewer, Labels, Points)[::-1]
+        shown = [(layer.name, layer) for layer in layers if layer.visible]
+        hidden = [(f"{layer.name} (hidden)", layer) for layer in layers if not layer.visible]
+        return shown + hidden if shown else [("(choose annotations)", None), *hidden]
 
     def _regions(self, _=None) -> list:
         return [(WHOLE_IMAGE, None), *layers_of(self.viewer, Shapes)]
@@ -214,11 +290,8 @@ class TrainWidget(Container):
                 labels.append(data)
                 points.append(None)
             else:
-                coords = to_image_pixels(ann, image, ann.data)
-                if len(coords) == 0:
-                    raise ValueError(f"{ann.name} has no points: click on the nuclei first")
                 labels.append(None)
-                points.append((coords, classes_of(ann.features)))
+                points.append(clicks_inside(ann, image, shape))
             regions.append(None if region is None else region_of(region, image, shape))
         return {"images": images, "labels": labels, "points": points, "regions": regions,
                 "labels_kind": self._labels_kind([a for _, a, _ in pairs if isinstance(a, Labels)])}
@@ -240,103 +313,184 @@ class TrainWidget(Container):
         return None if self.init.value == "none" else self.init.value
 
     def start(self):
+        """Collect the layers' arrays and start training in a worker; returns the worker.
+
+        Nothing heavy happens here: torch, the config and the starting model are loaded
+        by the worker."""
         if self.running:
             return None
         with user_errors("Training"):
-            from ..training import TrainConfig
-
             data = self.collect_data()
-            config = TrainConfig(
-                time_budget_s=float(self.minutes.value) * 60.0,
-                steps=10**7,  # the time budget decides
-                patch_size=int(self.patch.value),
-                lr=float(self.lr.value) or None,
-                seed=int(self.seed.value),
-                labels_kind=data["labels_kind"],
-            )
+            init = self._init_value()
+            self._budget_s = float(self.minutes.value) * 60.0
+            settings = {
+                "time_budget_s": self._budget_s,
+                "steps": 10**7,  # the time budget decides
+                "patch_size": int(self.patch.value),
+                "lr": float(self.lr.value) or None,
+                "seed": int(self.seed.value),
+                "labels_kind": data["labels_kind"],
+            }
             out = Path(self.out.value)
             out.parent.mkdir(parents=True, exist_ok=True)
             self.model_path = out
             self.stop_event.clear()
             self.plot.clear()
-            self.progress.value = 0
-            self.worker = _training_worker(data, config, self._init_value(), str(out), self.stop_event)
+            self._set_progress(0)
+            self.last_event, self.last_score, self.failure = None, "", None
+            self.worker = training_worker(data, settings, init, str(out), self.stop_event)
             self.worker.yielded.connect(self._on_event)
-            self.worker.errored.connect(self._on_error)
             self.worker.finished.connect(self._on_finished)
             self.start_button.enabled = False
             self.stop_button.enabled = True
-            self.status.value = "Starting..."
+            self._t_press = self._t_event = time.perf_counter()
+            self.status.value = "Starting: loading the model and preparing the training data..."
+            self._clock.start()
             self.worker.start()
             return self.worker
         return None
 
     def stop(self) -> None:
-        """Stop between two steps; the best weights so far are already saved."""
+        """Stop between two steps; the best weights so far are kept."""
         self.stop_event.set()
         self.status.value = "Stopping..."
 
     def _on_close(self, *_) -> None:
-        """The dock's Qt widgets are gone: stop training; later events only update state."""
+        """The dock was closed (or the viewer): stop training; later events only update state."""
+        if self._closed:
+            return
         self._closed = True
         self.stop_event.set()
+        self._clock.stop()
+
+    # ---- progress ----------------------------------------------------------------------
+    def _elapsed_s(self) -> float:
+        """Training time now: the last event's, plus the time since it came."""
+        now = time.perf_counter()
+        if self.last_event is None:
+            return now - self._t_press
+        return self.last_event.elapsed_s + (now - self._t_event)
+
+    def _time_text(self, elapsed: float) -> str:
+        return f"{_format_s(elapsed)} / {_format_s(self._budget_s)}"
+
+    def _tick(self, force: bool = False) -> None:
+        """Redraw the bar, the status and the plot, unless that was done less than about a
+        second ago (``force``: now)."""
+        now = time.perf_counter()
+        if not force and now - self._t_render < 0.9 * RENDER_EVERY_MS / 1000:
+            return
+        if not self.running or self._closed or self.stop_event.is_set():
+            return
+        self._t_render = now
+        elapsed = self._elapsed_s()
+        value = int(1000 * min(elapsed / self._budget_s, 0.999)) if self._budget_s else 0
+        event = self.last_event
+        if event is not None and event.kind in ("step", "validation", "checkpoint"):
+            text = self._running_text(event, elapsed)
+            if text != self.status.value:
+                self.status.value = text
+        self.plot.refresh()
+        if value > self.progress.value:
+            self._set_progress(value)
+
+    def _set_progress(self, value: int) -> None:
+        """Set the bar without the immediate repaint QProgressBar makes: the change is
+        drawn with the other changes of this turn of the event loop, in one repaint."""
+        bar = self.progress.native
+        bar.setUpdatesEnabled(False)
+        try:
+            self.progress.value = value
+        finally:
+            bar.setUpdatesEnabled(True)  # schedules one (deferred) repaint
+
+    def _running_text(self, event, elapsed: float) -> str:
+        loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
+        text = f"Training · step {event.step}{loss} · {self._time_text(elapsed)} · {event.device}"
+        return text + (f"\n{self.last_score}" if self.last_score else "")
 
     def _on_event(self, event) -> None:
+        if isinstance(event, TrainFailure):
+            self.failure = event
+            return
         self.last_event = event
+        self._t_event = time.perf_counter()
         if self._closed:
             return
         kind = event.kind
         if event.loss is not None and kind == "step":
             self.plot.add_loss(event.step, event.loss)
+            self._tick()  # redraws when it is due
+            return
         if kind == "validation":
-            self.plot.add_validation(event.step, event.val_iou, event.val_f1)
-        total = event.total_steps or 0
-        self.progress.value = int(1000 * event.fraction)
-        val = ""
-        if event.val_iou is not None:
-            val = f" · val IoU {event.val_iou:.2f}"
-        if event.val_f1 is not None:
-            val += f" · val F1 {event.val_f1:.2f}"
-        loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
-        steps = f"{event.step}" if event.budget_s else f"{event.step}/{total or '?'}"
-        self.status.value = (
-            f"{kind} · step {steps}{loss}{val} · {event.device} · "
-            f"elapsed {_format_s(event.elapsed_s)} · ETA {_format_s(event.eta_s)}"
-        )
-        if kind in ("done", "stopped") and event.model_path:
-            self.model_path = Path(event.model_path)
-
-    def _on_error(self, err: Exception) -> None:
-        show_error(f"Training failed: {err}")
+            self.plot.add_score(event.step, score_value(event), score_name(event.val_kind))
+            self.last_score = score_text(event)
+            if event.step == 0 and self.init.value != "none":
+                self.last_score = "starting model: " + self.last_score
+        if kind in ("done", "stopped"):
+            if event.model_path:
+                self.model_path = Path(event.model_path)
+            return  # _on_finished says how it ended
+        if kind == "start":
+            self._set_progress(max(self.progress.value, int(1000 * event.fraction)))
+            scoring = ("; scoring the starting model first" if self.init.value != "none"
+                       else "")
+            self.status.value = f"Training started: {event.message}{scoring}..."
+        else:
+            self._tick(force=True)
 
     def _on_finished(self) -> None:
-        event = self.last_event
+        self._clock.stop()
+        event, failure = self.last_event, self.failure
+        saved = (event is not None and event.kind in ("done", "stopped")
+                 and self.model_path is not None and self.model_path.is_file())
         if self._closed:
-            if event is not None and event.model_path:
-                SESSION.publish_model(str(event.model_path))
+            if saved:
+                SESSION.publish_model(str(self.model_path))
+                show_info("Training stopped because the Train dock was closed; the best "
+                          f"weights so far are saved: {self.model_path}")
+            elif failure is not None:
+                show_error(failure.message)
             return
         self.start_button.enabled = True
         self.stop_button.enabled = False
-        self.plot.redraw()
-        if event is not None and event.kind in ("done", "stopped") and self.model_path and self.model_path.is_file():
-            self.progress.value = 1000 if event.kind == "done" else self.progress.value
-            how = "finished" if event.kind == "done" else "stopped; best weights kept"
-            self.status.value = f"Training {how}: {self.model_path}"
-            show_info(f"Model saved: {self.model_path}")
-            SESSION.publish_model(str(self.model_path))
+        if failure is not None:
+            self._set_progress(0)
+            self.status.value = failure.message.replace("Training could not run", "Training failed", 1)
+            show_error(failure.message)
+            return
+        if not saved:
+            self.status.value = "Training ended without a model."
+            return
+        self.plot.mark_kept(event.kept_step)
+        self.plot.update()
+        self._say_how_it_ended(event)
+        SESSION.publish_model(str(self.model_path))
 
-
-@thread_worker
-def _training_worker(data: dict, config, init, out_path: str, stop_event: threading.Event):
-    from ..training import train
-
-    yield from train(
-        data["images"],
-        labels=data["labels"],
-        points=data["points"],
-        regions=data.get("regions"),
-        config=config,
-        init=init,
-        out_path=out_path,
-        stop=stop_event,
-    )
+    def _say_how_it_ended(self, event) -> None:
+        score = score_text(event)
+        score = f"\n{score}" if score else ""
+        fine_tune = self.init.value != "none"
+        if event.kind == "done":
+            self._set_progress(1000)
+        if event.step == 0:
+            what = "the starting model is saved unchanged" if fine_tune else "nothing was learned"
+            self.status.value = (f"The time budget ended before the first training step: {what}. "
+                                 f"Give it more time.\nSaved: {self.model_path}")
+            show_warning(f"Training: no step fitted in the time budget; {what}.")
+            return
+        if event.start_kept:
+            self.status.value = (
+                f"Finished after {event.step} steps, but the starting model was kept: the "
+                f"fine-tuned weights did not do better on your held-out annotations.{score}\n"
+                f"Saved (the starting weights): {self.model_path}")
+            show_info("Training kept the starting model: fine-tuning did not improve it on "
+                      f"your held-out annotations. Saved: {self.model_path}")
+            return
+        kept = f"weights of step {event.kept_step} kept" if event.kept_step else "last weights kept"
+        if event.kind == "stopped":
+            head = f"Training stopped at {self._time_text(event.elapsed_s)}; best {kept}"
+        else:
+            head = f"Training finished ({event.step} steps); {kept}"
+        self.status.value = f"{head}.{score}\nSaved: {self.model_path}"
+        show_info(f"Model saved: {self.model_path}")

@@ -2,7 +2,7 @@
 layers filled through the layer API (as canvas clicks fill them), button clicks.
 
 Items: 7 (background clicks), 8 (a second conversion keeps the first), 14 (per-click
-preview), 15 (tab titles, status text, no private napari API, "auto" learning rate).
+preview), 15 (tab titles, status text, no private napari API, "automatic" learning rate).
 """
 
 from __future__ import annotations
@@ -255,6 +255,6 @@ def test_train_dock_says_auto_learning_rate(viewer):
 
     widget = TrainWidget(viewer)
     assert widget.lr.value == 0.0
-    assert widget.lr.native.text() == "auto"
+    assert widget.lr.native.text() == "automatic"
     widget.lr.value = 3e-3
-    assert widget.lr.native.text() != "auto"
+    assert widget.lr.native.text() != "automatic"

@@ -1,0 +1,122 @@
+"""What the Train dock runs off the GUI thread, and how it puts results into words.
+
+* :func:`training_worker`: imports torch, builds the config, loads the starting model and
+  trains, all in a worker thread; a failure comes back as one :class:`TrainFailure` event
+  (never as an exception, so napari shows no second, raw notification).
+* :func:`warm_up_imports`: imports the training code in a background thread when the dock
+  opens, so the first Train press finds it loaded.
+* :func:`score_text` / :func:`score_name`: a validation score in terms a user can check
+  (how many of their held-out clicks the model finds), not a bare F1 / IoU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from napari.qt.threading import thread_worker
+
+log = logging.getLogger("napari_segkit")
+
+_warm_up_started = threading.Event()
+#: fewer held-out clicks / objects than this: the score says it cannot judge much
+FEW_HELD_OUT = 10
+
+
+def warm_up_imports() -> None:
+    """Import torch and the trainer in a daemon thread (once per process), and take one
+    optimiser step on a toy network: torch imports more (e.g. ``torch._dynamo``, over a
+    second, holding the GIL) at the first step of an optimiser."""
+    if _warm_up_started.is_set():
+        return
+    _warm_up_started.set()
+
+    def work() -> None:
+        try:
+            import torch
+
+            from .. import training  # noqa: F401 - torch and the trainer, loaded once
+
+            with torch.random.fork_rng(devices=[]):  # the caller's random state stays
+                net = torch.nn.Conv2d(1, 1, 3)
+                optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+                net(torch.zeros(1, 1, 8, 8)).mean().backward()
+                optimizer.step()
+        except Exception:  # noqa: BLE001 - the Train press reports import errors itself
+            log.debug("warming up the training imports failed", exc_info=True)
+
+    threading.Thread(target=work, name="segkit-warm-up", daemon=True).start()
+
+
+@dataclass
+class TrainFailure:
+    """A training that could not run or ended with an error; ``message`` is for the user."""
+
+    message: str
+    kind: str = "failed"
+
+
+@thread_worker
+def training_worker(data: dict, settings: dict, init, out_path: str,
+                    stop_event: threading.Event):
+    """Train on ``data`` (from ``TrainWidget.collect_data``) with ``TrainConfig(**settings)``;
+    yields the trainer's events, or one :class:`TrainFailure`."""
+    try:
+        from ..training import TrainConfig, train
+
+        yield from train(
+            data["images"],
+            labels=data["labels"],
+            points=data["points"],
+            regions=data.get("regions"),
+            config=TrainConfig(**settings),
+            init=init,
+            out_path=out_path,
+            stop=stop_event,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        yield TrainFailure(f"Training could not run: {err}")
+    except Exception as err:  # noqa: BLE001 - a dock never crashes napari
+        log.exception("training failed")
+        yield TrainFailure(f"Training failed unexpectedly ({type(err).__name__}: {err}). "
+                           "Details in the log.")
+
+
+# ---- scores in words ---------------------------------------------------------------
+def _held_out(kind: str | None) -> str:
+    return {"count": "clicks", "mask": "objects", "count+mask": "clicks and objects"}.get(
+        kind or "", "annotations")
+
+
+def score_name(kind: str | None) -> str:
+    """Legend of the score curve."""
+    if kind == "iou":
+        return "held-out labels: overlap"
+    return f"held-out {_held_out(kind)} found (F1)"
+
+
+def score_value(event) -> float | None:
+    """The 0-1 score the plot shows: F1 of the counts, else the foreground IoU."""
+    return event.val_f1 if event.val_f1 is not None else event.val_iou
+
+
+def score_text(event) -> str:
+    """'held-out clicks: 18 of 22 found · 3 objects without a click (F1 0.84)'; '' when
+    the event carries no score."""
+    kind, counts = event.val_kind, event.val_counts
+    if counts is not None:
+        tp, fp, fn = (int(c) for c in counts)
+        what = _held_out(kind)
+        extra = "objects without a click" if kind == "count" else "extra objects"
+        f1 = f" (F1 {event.val_f1:.2f})" if event.val_f1 is not None else ""
+        matched = "found" if kind == "count" else "matched"
+        text = f"held-out {what}: {tp} of {tp + fn} {matched} · {fp} {extra}{f1}"
+        if tp + fn < FEW_HELD_OUT:
+            text += (f" (only {tp + fn}: too few to judge; annotate more nuclei in the bottom "
+                     "fifth of the annotated area, which training holds out)")
+        return text
+    if event.val_iou is not None and np.isfinite(event.val_iou):
+        return f"held-out labels: foreground overlap {event.val_iou:.2f}"
+    return ""
