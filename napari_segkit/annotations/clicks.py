@@ -174,7 +174,9 @@ def _unclicked_seeds(
 
     edt = ndi.gaussian_filter(ndi.distance_transform_edt(foreground), 1.0)
     blur = ndi.gaussian_filter(smooth, 1.0)
-    found = h_maxima(edt, _CENTRE_H_DISTANCE) | h_maxima(blur, _CENTRE_H_INTENSITY)
+    # on values quantised to steps of h / 4 (integers make the reconstruction ~2x faster)
+    found = h_maxima(np.round(edt * (4 / _CENTRE_H_DISTANCE)).astype(np.uint32), 4)
+    found |= h_maxima(np.round(blur * (4 / _CENTRE_H_INTENSITY)).astype(np.uint32), 4)
     found &= foreground
     near = ndi.binary_dilation(found, disk(max(1, round(_CENTRE_MERGE * scale_px))))
     peaks = ndi.label(near)[0] * found
