@@ -126,7 +126,9 @@ def targets_from_clicks(
     points, is_bg = _split_classes(points, classes)
     shape = np.shape(image)[:2]
     inside = region_mask(region, shape)
-    labels = np.asarray(clicks_to_labels(image, points, classes=classes)) if len(points) else \
+    # a flat image has nothing to grow clicks on: with a guide, the model's objects do it
+    grow = len(points) and (guide is None or np.ptp(np.asarray(image)) > 0)
+    labels = np.asarray(clicks_to_labels(image, points, classes=classes)) if grow else \
         np.zeros(shape, np.int32)
     obj_pts = points[~is_bg]
     unknown = None

@@ -1,5 +1,6 @@
 """Rules every annotation converter shares: output shapes, points inside the image, the
-warning for skipped points, and the gray image annotations are grown on."""
+warning for skipped points, flat (zero-area) outlines, and the gray image annotations are
+grown on."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .._common import PERCENTILES, is_rgb, luminance
 
-__all__ = ["check_shape", "grayscale", "points_inside", "warn_outside"]
+__all__ = ["check_shape", "grayscale", "is_flat", "points_inside", "warn_outside"]
 
 
 def check_shape(shape: Sequence[int] | np.ndarray) -> tuple[int, ...]:
@@ -45,10 +46,28 @@ def warn_outside(n_out: int, what: str) -> None:
         )
 
 
+def is_flat(points: np.ndarray) -> bool:
+    """True when 2-D ``points`` enclose no area: fewer than 3 of them, or all on one line
+    (up to rounding: the smallest singular value of the centred points is ~0)."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    if len(points) < 3:
+        return True
+    centred = points - points.mean(axis=0)
+    spread = float(np.abs(centred).max())
+    return bool(np.linalg.svd(centred, compute_uv=False)[-1] <= 1e-9 * max(1.0, spread))
+
+
 def grayscale(image: np.ndarray, what: str = "image") -> np.ndarray:
     """2-D float image scaled to about [0, 1] (by :data:`PERCENTILES`, clipped);
-    RGB -> luminance."""
+    RGB -> luminance. Complex or non-numeric images raise a ValueError."""
     image = np.asarray(image)
+    if np.iscomplexobj(image):
+        raise ValueError(
+            f"{what} is complex ({image.dtype}); annotations are grown on real intensities: "
+            "convert it first, e.g. np.abs(image) for the magnitude or image.real"
+        )
+    if image.dtype != bool and not np.issubdtype(image.dtype, np.number):
+        raise ValueError(f"{what} must be a numeric array, got dtype {image.dtype}")
     if image.ndim == 3 and is_rgb(image.shape):
         image = luminance(image)
     elif image.ndim != 2:

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 from skimage import draw
 
 from .._common import as_label_dtype, check_scale, label_dtype
-from .common import check_shape, points_inside, warn_outside
+from .common import check_shape, is_flat, points_inside, warn_outside
 
 __all__ = ["outline_to_labels"]
 
@@ -188,6 +188,7 @@ def outline_to_labels(
                 "points along its boundary (or delete them)"
             )
         if len(shape) == 2:
+            _check_area(pts, oid)
             labels[_fill_contour(pts, shape)] = label
             continue
         sl, vol = _object_volume(pts, spacing, shape, oid)
@@ -196,6 +197,15 @@ def outline_to_labels(
         vol = ndi.binary_fill_holes(_connect_components(vol))
         labels[sl][vol] = label
     return as_label_dtype(labels)
+
+
+def _check_area(points: np.ndarray, oid) -> None:
+    """Refuse an outline in one plane whose points lie on a line (it encloses no area)."""
+    if is_flat(points):
+        raise ValueError(
+            f"object {oid!r} has zero area: its outline points lie on a line; click points "
+            "around the object's boundary (or delete them)"
+        )
 
 
 def _connect_components(mask: np.ndarray) -> np.ndarray:
@@ -234,6 +244,7 @@ def _object_volume(
     on_grid = np.allclose(z, np.round(z), atol=1e-3)
     planes, counts = np.unique(np.round(z), return_counts=True)
     if on_grid and len(planes) == 1:
+        _check_area(pts[:, 1:], oid)
         p = int(planes[0])
         lo = np.maximum(np.floor(pts[:, 1:].min(axis=0)).astype(int) - 2, 0)
         hi = np.minimum(np.ceil(pts[:, 1:].max(axis=0)).astype(int) + 3, np.asarray(shape[1:]))

@@ -50,3 +50,19 @@ def test_modes_say_what_to_do():
         convert_points(np.ones((3, 2)), None, (8, 8), "click")
     with pytest.raises(ValueError, match="click on the image"):
         convert_points(np.zeros((0, 2)), None, (8, 8), "sparse")
+
+
+def test_convert_refuses_complex_and_flat_images():
+    coords = np.array([[10.0, 10.0], [20.0, 30.0], [40.0, 12.0]])
+    for mode in ("click", "sparse"):
+        with pytest.raises(ValueError, match="no contrast"):
+            convert_points(coords, None, (48, 48), mode, image=np.zeros((48, 48)))
+        with pytest.raises(ValueError, match="complex"):
+            convert_points(coords, None, (48, 48), mode,
+                           image=np.ones((48, 48)) + 1j * np.eye(48))
+    box = ("rectangle", np.array([[5, 5], [5, 20], [20, 20], [20, 5]], float))
+    with pytest.raises(ValueError, match="complex"):
+        convert_shapes([box], (48, 48), "box-object", image=np.ones((48, 48), complex))
+    line = pd.DataFrame({"object_id": [1, 1, 1, 1]})
+    with pytest.raises(ValueError, match="zero area"):
+        convert_points(np.array([[1, 1], [2, 2], [3, 3], [4, 4.0]]), line, (8, 8), "outline")

@@ -52,6 +52,16 @@ def test_outline_errors():
         outline_to_labels(np.zeros((4, 2)), [1, 2], (10, 10))
 
 
+@pytest.mark.parametrize("n", [3, 4, 7])
+def test_collinear_outline_points_enclose_no_area(n):
+    line = np.stack([np.linspace(5, 25, n), np.linspace(3, 18, n)], axis=1)
+    with pytest.raises(ValueError, match="zero area"):
+        outline_to_labels(line, np.zeros(n, int), (32, 32))
+    # the same on one slice of a 3-D stack
+    with pytest.raises(ValueError, match="zero area"):
+        outline_to_labels(np.column_stack([np.full(n, 2.0), line]), None, (4, 32, 32))
+
+
 def _ring(z, r, centre=(20.0, 20.0), n=8):
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     return np.stack([np.full(n, z), centre[0] + r * np.sin(t), centre[1] + r * np.cos(t)], axis=1)
@@ -113,7 +123,7 @@ def test_random_keypoints_property(raw):
             warnings.simplefilter("ignore")
             labels = outline_to_labels(points, ids, shape, scale=(2.0, 1.0, 1.0))
     except ValueError as err:
-        assert "distinct outline points" in str(err) or "one plane" in str(err)
+        assert any(m in str(err) for m in ("distinct outline points", "one plane", "zero area"))
         return
     assert labels.shape == shape and labels.dtype == np.uint16
     assert labels.max() <= len(np.unique(ids))

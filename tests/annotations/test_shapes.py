@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -89,6 +90,57 @@ def test_self_intersecting_polygon_warns_and_uses_even_odd():
         labels = polygons_to_labels([bowtie], (24, 24))
     rr, cc = draw.polygon(bowtie[:, 0], bowtie[:, 1], shape=(24, 24))
     assert (labels > 0).sum() == len(rr)
+
+
+def _circle(n, radius=200.0, centre=(256.0, 256.0)):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([centre[0] + radius * np.sin(t), centre[1] + radius * np.cos(t)], axis=1)
+
+
+def test_100k_vertex_polygon_is_simple_and_fast():
+    # float cross products of ~1e-16 between neighbouring edges are no crossing
+    circle = _circle(100_000)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = polygons_to_labels([circle], (512, 512))
+    assert time.perf_counter() - start < 10.0
+    assert abs((labels == 1).sum() - np.pi * 200**2) < 1e-3 * np.pi * 200**2
+    assert labels[256, 256] == 1 and labels[256, 50] == 0 and labels[256, 60] == 1
+
+
+def test_long_outline_fills_the_pixels_skimage_fills():
+    # outlines of many vertices take a scanline fill: same pixel-centre rule
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0, 2 * np.pi, 3000))
+    radius = rng.uniform(8, 30, 3000)
+    star = np.stack([32 + radius * np.sin(t), 40 + radius * np.cos(t)], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a random star may cross itself
+        labels = polygons_to_labels([star], (64, 80))
+    expected = np.zeros((64, 80), np.uint16)
+    rr, cc = draw.polygon(star[:, 0], star[:, 1], shape=(64, 80))
+    expected[rr, cc] = 1
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_100k_vertex_polygon_with_one_crossing_warns():
+    circle = _circle(100_000)
+    circle[[1000, 60_000]] = circle[[60_000, 1000]]  # two far-apart vertices swapped
+    start = time.perf_counter()
+    with pytest.warns(UserWarning, match="cross themselves"):
+        polygons_to_labels([circle], (512, 512))
+    assert time.perf_counter() - start < 10.0
+
+
+def test_touching_and_backtracking_polygons_do_not_count_as_crossing():
+    # a vertex on another edge, and a spike that goes back along itself, cross nothing
+    touching = np.array([[0, 0], [0, 20], [10, 10], [20, 20], [20, 0], [10, 10.0]])
+    spike = np.array([[0, 0], [0, 10], [5, 10], [5, 15], [5, 10], [10, 10], [10, 0.0]])
+    for polygon in (touching, spike):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            polygons_to_labels([polygon], (24, 24))
 
 
 def test_polygon_outside_image_warns():
