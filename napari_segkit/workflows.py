@@ -135,7 +135,8 @@ def predict_and_measure(
     say("Predicting...")
     result = prediction.predict(model, request.image, progress=progress, stop=stop,
                                 tta=request.tta, tile_size=request.tile_size,
-                                device=request.device, diameter=request.diameter)
+                                device=request.device, diameter=request.diameter,
+                                scale=request.scale)
     k = result.n_classes
     probs = np.asarray(result.probabilities)
     instances = np.asarray(result.instances)
