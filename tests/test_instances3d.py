@@ -95,3 +95,17 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"\(K, Z, Y, X\)"):
         stack_instances(probs[:, 0], 3)
     assert stack_instances(probs, 3).max() == 0
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the shipped default model is missing")
+def test_predict_workflow_on_the_sample_stack_measures_3d_objects():
+    from napari_segkit._sample_data import nuclei3d_synth
+    from napari_segkit.workflows import PredictRequest, run_prediction
+
+    (image, kwargs, _), (gt, _, _), _ = nuclei3d_synth()
+    out = run_prediction(PredictRequest(image, "stack", "default", scale=kwargs["scale"],
+                                        units="um", gt_labels=gt))
+    assert out.error is None and out.instances.shape == gt.shape
+    assert out.scores["f1"] >= 0.85
+    assert {"volume_um3", "centroid_z_um"} <= set(out.table.columns)
+    assert len(out.table) == out.instances.max()
