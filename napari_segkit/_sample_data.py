@@ -1,4 +1,5 @@
-"""npe2 sample-data contributions: a real nuclei image with its ground truth and clicks.
+"""npe2 sample-data contributions: real nuclei images (and one synthetic 3-D stack) with
+their ground truth and clicks.
 
 Returns napari LayerData tuples; no napari import needed. Works offline, also from a
 wheel (the files ship inside the package).
@@ -43,10 +44,14 @@ def load_sample(name: str) -> list[tuple]:
     image = tifffile.imread(sample_path(row["image"]))
     labels = tifffile.imread(sample_path(row["labels"]))
     coords, features = read_points_csv(sample_path(row["points"]))
+    # a stack's voxel size (z, y, x), from the manifest's "spacing" column, goes to every layer
+    spacing = (row.get("spacing") or "").split()
+    scale = {"scale": tuple(float(s) for s in spacing)} if spacing else {}
     layers: list[tuple] = [
-        (image, {"name": name, "rgb": is_rgb(image.shape)}, "image"),
-        (labels, {"name": f"{name} ground truth", "opacity": 0.4, "visible": False}, "labels"),
-        (coords, points_layer_kwargs(features, f"{name} clicks"), "points"),
+        (image, {"name": name, "rgb": labels.ndim == 2 and is_rgb(image.shape), **scale}, "image"),
+        (labels, {"name": f"{name} ground truth", "opacity": 0.4, "visible": False, **scale},
+         "labels"),
+        (coords, {**points_layer_kwargs(features, f"{name} clicks"), **scale}, "points"),
     ]
     return layers
 
@@ -67,3 +72,8 @@ def he_rgb() -> list[tuple]:
     return load_sample("he_rgb")
 
 
+
+
+def nuclei3d_synth() -> list[tuple]:
+    """The synthetic 3-D stack (24 x 128 x 128, voxels 1 x 0.25 x 0.25 um)."""
+    return load_sample("nuclei3d_synth")

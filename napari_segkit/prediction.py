@@ -16,7 +16,7 @@ Design choices
   single over-confident tile cannot dominate the blend through a large logit.
 * **3-D stacks** (Z, Y, X) are predicted slice by slice with the intensity
   normalisation computed once over the whole stack; the result is channel-first,
-  ``(K, Z, Y, X)``, so post-processing treats 2-D and 3-D alike as ``(K, ...)``.
+  ``(K, Z, Y, X)``; their instances are 3-D (:mod:`napari_segkit.instances3d`).
 * **Dask**: see :func:`predict_dask`. Blocks (:class:`napari_segkit.tiling.BlockGrid`)
   are predicted with a margin of context (``dask_overlap``) using normalisation
   computed once over the whole array, and instance labels are made consistent across
@@ -35,10 +35,11 @@ import numpy as np
 
 from ._common import Cancelled, ProgressCallback, StopFlag, image_kind, label_dtype
 from .image_layout import check_array_layout
+from .instances3d import instances_any, with_voxel_size
 from .model_io import as_model, load_model_cached
 from .normalization import FittedNormalization, Normalization, check_image, subsample_planes
 from .object_size import resize_image, resize_probabilities
-from .postprocess import instances_from_probabilities, semantic_from_probabilities
+from .postprocess import semantic_from_probabilities
 from .runtime import TorchForward, model_on_device, select_device
 from .test_time_zoom import check_zoomable, diameter_and_zoom, scaled_sizes
 from .tiling import Block, BlockGrid, as_pair, count_tiles, predict_tiled, round_up
@@ -223,9 +224,13 @@ def predict(
     instance_block: int = INSTANCE_BLOCK,
     tta: bool = False,
     diameter: None | str | float = None,
+    scale: Any = None,
     **postprocess: Any,
 ) -> Prediction:
     """Probabilities, semantic labels and instance labels of one image.
+
+    A (Z, Y, X) stack gets 3-D instances (:func:`napari_segkit.instances3d.stack_instances`)
+    measured in its voxel size ``scale`` (z, y, x; None: cubes; unused in 2-D).
 
     ``diameter`` (2-D images): ``None`` predicts the image as it is; a number (the
     typical object diameter in pixels) or ``"auto"`` (estimated from a first pass, see
@@ -249,8 +254,8 @@ def predict(
                              "image.compute() or resize the dask array first")
         return predict_dask(
             model, image, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-            device=device, instances=instances, dask_overlap=dask_overlap, tta=tta, **postprocess,
-        )  # fmt: skip
+            device=device, instances=instances, dask_overlap=dask_overlap, tta=tta,
+            **with_voxel_size(_kind(np.shape(image)), scale, postprocess))  # fmt: skip
     check_array_layout(np.shape(image))
     if diameter is not None:
         return _predict_at_diameter(
@@ -268,7 +273,8 @@ def predict(
     labels = None
     if instances:
         labels = instances_of(probs, k, tile_size=tile_size, dask_overlap=dask_overlap,
-                              instance_block=instance_block, **postprocess)
+                              instance_block=instance_block,
+                              **with_voxel_size(_kind(np.shape(image)), scale, postprocess))
     return Prediction(probs, semantic, labels, k)
 
 
@@ -286,7 +292,7 @@ def instances_of(
     if probs.shape[-2] * probs.shape[-1] > instance_block**2:
         margin = _margin(tile_size, dask_overlap)
         return blockwise_instances(probs, n_classes, instance_block, margin, postprocess)
-    return instances_from_probabilities(probs, n_classes=n_classes, **postprocess)
+    return instances_any(probs, n_classes, postprocess)
 
 
 def _predict_at_diameter(model, image, diameter, *, instances: bool, tile_size,
@@ -344,8 +350,7 @@ def blockwise_instances(
 def _owned_instances(region: np.ndarray, n_classes: int, block: Block, postprocess: dict
                      ) -> np.ndarray:
     """Instance labels of a block's region, keeping only the objects the block owns."""
-    labels = block.keep_owned(instances_from_probabilities(region, n_classes=n_classes,
-                                                           **postprocess))
+    labels = block.keep_owned(instances_any(region, n_classes, postprocess))
     n = int(labels.max())
     if n >= LABEL_STRIDE:
         raise ValueError(

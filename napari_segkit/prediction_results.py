@@ -115,8 +115,10 @@ def measure_prediction(
         kwargs = scaled_sizes({}, zoom) if zoom != 1.0 else {}
     else:
         kwargs = settings.postprocess_kwargs(has_center, zoom)
-    instances = np.asarray(instances_of(probs, n_classes, tile_size=tile_size, **kwargs))
     geometry = geometry or {}
+    if probs.ndim == 4 and geometry.get("scale") is not None:  # a stack: 3-D voxel size
+        kwargs["scale"] = tuple(float(v) for v in np.ravel(geometry["scale"]))[-3:]
+    instances = np.asarray(instances_of(probs, n_classes, tile_size=tile_size, **kwargs))
     match = None
     out = Measured(instances=instances, table=pd.DataFrame())
     if gt_labels is not None:

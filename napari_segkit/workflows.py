@@ -155,7 +155,7 @@ def predict_and_measure(
     result = prediction.predict(model, request.image, progress=progress, stop=stop,
                                 tta=request.tta, tile_size=request.tile_size,
                                 device=request.device, diameter=request.diameter,
-                                instances=False, **extra)
+                                scale=request.scale, instances=False, **extra)
     out = PredictOutcome(
         probabilities=np.asarray(result.probabilities), n_classes=result.n_classes,
         semantic=np.asarray(result.semantic), class_names=list(model.class_names),

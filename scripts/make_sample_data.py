@@ -6,6 +6,10 @@ the click lies inside it, moved by up to 2 px of seeded jitter as a person's cli
 would be), some background clicks, and polygons / rectangles around nuclei, all in
 napari's own CSV formats.
 
+Also writes one small synthetic 3-D stack (``nuclei3d_synth``, made by our own generator
+:func:`napari_segkit.synthetic.synthetic_nuclei_stack`, no external source) with its
+labels and one click per nucleus in (z, y, x).
+
 Run:  .venv/bin/python scripts/make_sample_data.py [--source ../shared/data/nuclei]
 """
 
@@ -59,9 +63,51 @@ def background_clicks(labels: np.ndarray, rng: np.random.Generator, n: int) -> n
 def write_points(path: Path, coords: np.ndarray, classes: list[str]) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["index", "axis-0", "axis-1", "class"])
-        for i, ((r, c), k) in enumerate(zip(coords, classes)):
-            w.writerow([i, f"{r:g}", f"{c:g}", k])
+        w.writerow(["index", *[f"axis-{i}" for i in range(coords.shape[1])], "class"])
+        for i, (point, k) in enumerate(zip(coords, classes)):
+            w.writerow([i, *[f"{v:g}" for v in point], k])
+
+
+# the synthetic stack: 24 x 128 x 128 voxels of 1 x 0.25 x 0.25 um (seed used nowhere else)
+STACK_NAME, STACK_SHAPE, STACK_SPACING, STACK_SEED = "nuclei3d_synth", (24, 128, 128), \
+    (1.0, 0.25, 0.25), 20241
+STACK_TITLE = "Synthetic nuclei stack 24x128x128 (anisotropic)"
+
+
+def stack_clicks(labels: np.ndarray, spacing, rng: np.random.Generator) -> np.ndarray:
+    """One (z, y, x) per nucleus: its innermost voxel in physical distance, jittered in
+    (y, x) by up to 1 voxel (kept inside); z stays on a plane."""
+    clicks = []
+    for region in measure.regionprops(labels):
+        mask = np.pad(region.image, 1)
+        dist = ndi.distance_transform_edt(mask, sampling=spacing)[1:-1, 1:-1, 1:-1]
+        at = np.array(np.unravel_index(np.argmax(dist), dist.shape))
+        moved = at + np.concatenate([[0], rng.integers(-1, 2, size=2)])
+        if np.all((moved >= 0) & (moved < dist.shape)) and region.image[tuple(moved)]:
+            at = moved
+        clicks.append(np.asarray(region.bbox[:3]) + at)
+    return np.asarray(clicks, dtype=float)
+
+
+def write_synthetic_stack(out: Path) -> dict:
+    """The synthetic stack, its labels and clicks; returns its manifest row."""
+    from napari_segkit.synthetic import synthetic_nuclei_stack
+
+    stack = synthetic_nuclei_stack(STACK_SHAPE, spacing=STACK_SPACING, seed=STACK_SEED)
+    tifffile.imwrite(out / f"{STACK_NAME}.tif", stack.image, compression="zlib")
+    tifffile.imwrite(out / f"{STACK_NAME}_labels.tif", stack.labels, compression="zlib")
+    rng = np.random.default_rng(STACK_SEED)
+    clicks = stack_clicks(stack.labels, STACK_SPACING, rng)
+    far = ndi.distance_transform_edt(stack.labels == 0, sampling=STACK_SPACING) > 3.0
+    zyx = np.argwhere(far)
+    bg = zyx[rng.choice(len(zyx), size=8, replace=False)].astype(float)
+    write_points(out / f"{STACK_NAME}_points.csv", np.concatenate([clicks, bg]),
+                 ["nucleus"] * len(clicks) + ["background"] * len(bg))
+    return {"name": STACK_NAME, "image": f"{STACK_NAME}.tif", "labels": f"{STACK_NAME}_labels.tif",
+            "points": f"{STACK_NAME}_points.csv", "shapes": "", "title": STACK_TITLE,
+            "source": f"synthetic (napari_segkit.synthetic, seed {STACK_SEED})",
+            "n_nuclei": int(stack.labels.max()),
+            "spacing": " ".join(f"{s:g}" for s in STACK_SPACING)}
 
 
 def write_shapes(path: Path, labels: np.ndarray, rng: np.random.Generator, n: int) -> None:
@@ -127,7 +173,8 @@ def main() -> None:
             shapes = f"{name}_shapes.csv"
         rows.append({"name": name, "image": f"{name}.tif", "labels": f"{name}_labels.tif",
                      "points": f"{name}_points.csv", "shapes": shapes, "title": title,
-                     "source": f"{folder}/{stem}", "n_nuclei": int(labels.max())})
+                     "source": f"{folder}/{stem}", "n_nuclei": int(labels.max()), "spacing": ""})
+    rows.append(write_synthetic_stack(args.out))
     with open(args.out / "manifest.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

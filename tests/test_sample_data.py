@@ -18,15 +18,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("name", [row["name"] for row in list_samples()])
 def test_each_sample_opens_with_labels_and_clicks(name):
-    (image, img_kw, _), (labels, _, kind), (coords, pts_kw, pkind) = load_sample(name)
+    (image, img_kw, _), (labels, lab_kw, kind), (coords, pts_kw, pkind) = load_sample(name)
     assert kind == "labels" and pkind == "points"
-    assert labels.shape == image.shape[:2] and labels.max() > 0
-    assert img_kw["rgb"] == (image.ndim == 3)
+    assert labels.shape == image.shape[: labels.ndim] and labels.max() > 0
+    assert img_kw["rgb"] == (image.ndim == 3 and labels.ndim == 2)
+    assert coords.shape[1] == labels.ndim
+    # a stack carries its voxel size on every layer
+    assert img_kw.get("scale") == lab_kw.get("scale") == pts_kw.get("scale")
+    assert (img_kw.get("scale") is not None) == (labels.ndim == 3)
     classes = pts_kw["features"]["class"]
     assert set(classes) == {"nucleus", "background"}
-    nuclei = coords[np.asarray(classes == "nucleus")].round().astype(int)
-    # every example click lies on a nucleus of the ground truth
-    assert (labels[nuclei[:, 0], nuclei[:, 1]] > 0).all()
+    nuclei = coords[np.asarray(classes == "nucleus")]
+    # every example click lies on a nucleus of the ground truth, exactly on a plane
+    assert np.array_equal(nuclei, nuclei.round())
+    assert (labels[tuple(nuclei.astype(int).T)] > 0).all()
     assert (classes == "nucleus").sum() == len(np.unique(labels)) - 1
 
 
@@ -36,6 +41,21 @@ def test_sample_data_menu_in_napari(make_napari_viewer):
     names = [layer.name for layer in viewer.layers]
     assert names == ["fluo_512", "fluo_512 ground truth", "fluo_512 clicks"]
     assert viewer.layers["fluo_512 clicks"].features["class"].dtype == "category"
+
+
+def test_synthetic_stack_sample_opens_in_3d_with_its_scale(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-segkit", "nuclei3d_synth")
+    image = viewer.layers["nuclei3d_synth"]
+    assert image.data.shape == (24, 128, 128) and not image.rgb
+    for layer in viewer.layers:
+        assert tuple(layer.scale) == (1.0, 0.25, 0.25)
+    clicks = viewer.layers["nuclei3d_synth clicks"]
+    labels = viewer.layers["nuclei3d_synth ground truth"].data
+    nuclei = clicks.data[np.asarray(clicks.features["class"] == "nucleus")].astype(int)
+    assert len(nuclei) == labels.max()
+    # one click per nucleus, each on its own nucleus
+    assert len(set(labels[tuple(nuclei.T)])) == labels.max()
 
 
 @pytest.mark.slow

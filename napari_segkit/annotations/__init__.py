@@ -14,12 +14,13 @@ Sparse labels (for training from clicks) use :data:`SPARSE_IGNORE`,
 :data:`SPARSE_BACKGROUND` and :data:`SPARSE_OBJECT`.
 
 Modules: :mod:`.shapes` (polygons, boxes), :mod:`.outlines` (keypoints, 2-D and 3-D),
-:mod:`.clicks` (clicks -> masks or sparse labels), :mod:`.modes` (an annotation layer
+:mod:`.clicks` (clicks -> masks or sparse labels; stacks via :mod:`.clicks3d`), :mod:`.modes` (an annotation layer
 and a mode -> labels, as the Annotate dock and ``napari-segkit convert`` name them).
 """
 
 from .._common import SPARSE_BACKGROUND, SPARSE_IGNORE, SPARSE_OBJECT
 from .clicks import clicks_to_labels, clicks_to_sparse_labels, estimate_object_radius
+from .clicks3d import estimate_object_radius_3d
 from .modes import MODES, POINT_MODES, SHAPE_MODES, convert_points, convert_shapes
 from .outlines import outline_to_labels
 from .shapes import FILLABLE_SHAPES, boxes_to_labels, polygons_to_labels
@@ -38,6 +39,7 @@ __all__ = [
     "convert_points",
     "convert_shapes",
     "estimate_object_radius",
+    "estimate_object_radius_3d",
     "outline_to_labels",
     "polygons_to_labels",
 ]

@@ -1,5 +1,6 @@
 """Clicks (one per object, plus background clicks) -> instance masks or sparse training
-labels, for 2-D gray or RGB images. See :mod:`napari_segkit.annotations` for the conventions."""
+labels, for 2-D gray or RGB images; (z, y, x) stacks go to :mod:`.clicks3d`. See
+:mod:`napari_segkit.annotations` for the conventions."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .._common import (
     check_scale,
     image_kind,
 )
+from .clicks3d import clicks_to_labels_3d, clicks_to_sparse_labels_3d, is_stack
 from .common import grayscale, points_inside, warn_outside
 
 __all__ = ["clicks_to_labels", "clicks_to_sparse_labels", "estimate_object_radius"]
@@ -361,6 +363,9 @@ def clicks_to_labels(
     objects keep their own pixels; each object keeps the component holding its click,
     with holes filled.
     """
+    if is_stack(image):  # (z, y, x) stack: 3-D masks, scale required
+        return clicks_to_labels_3d(image, points, scale=scale, classes=classes,
+                                   max_radius=max_radius)
     gray, obj, bg, spacing, max_radius = _split_clicks(image, points, classes, scale, max_radius)
     result = _click_segmentation(gray, obj, bg, spacing, max_radius)
     return as_label_dtype(result["labels"])
@@ -415,6 +420,9 @@ def clicks_to_sparse_labels(
     Object evidence wins over background evidence; clicked pixels always get their
     click's class.
     """
+    if is_stack(image):  # (z, y, x) stack: 3-D sparse labels, scale required
+        return clicks_to_sparse_labels_3d(image, points, scale=scale, classes=classes,
+                                          max_radius=max_radius)
     gray, obj, bg, spacing, max_radius = _split_clicks(image, points, classes, scale, max_radius)
     shape = gray.shape
     res = _click_segmentation(gray, obj, bg, spacing, max_radius)
