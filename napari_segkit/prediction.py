@@ -47,8 +47,10 @@ __all__ = [
     "LABEL_STRIDE",
     "Prediction",
     "PredictionCancelled",
+    "block_margin",
     "blockwise_instances",
     "load_model_cached",
+    "owned_instances",
     "predict",
     "predict_dask",
     "predict_prepared",
@@ -73,8 +75,9 @@ def _kind(shape: tuple[int, ...]) -> str:
     return kind
 
 
-def _margin(tile_size: int | tuple[int, int], dask_overlap: int | None) -> int:
-    """Context around a block: ``dask_overlap``, by default a quarter tile (at least 32)."""
+def block_margin(tile_size: int | tuple[int, int], dask_overlap: int | None) -> int:
+    """Context around a block for instances: ``dask_overlap``, by default a quarter tile
+    (at least 32)."""
     th, tw = as_pair(tile_size, "tile_size")
     margin = int(dask_overlap) if dask_overlap is not None else max(32, min(th, tw) // 4)
     if margin < 0:
@@ -282,7 +285,7 @@ def instances_of(
     """Instance labels of numpy probabilities, block by block for planes larger than
     ``instance_block`` squared (see :func:`predict`)."""
     if probs.shape[-2] * probs.shape[-1] > instance_block**2:
-        margin = _margin(tile_size, dask_overlap)
+        margin = block_margin(tile_size, dask_overlap)
         return blockwise_instances(probs, n_classes, instance_block, margin, postprocess)
     return instances_from_probabilities(probs, n_classes=n_classes, **postprocess)
 
@@ -328,7 +331,7 @@ def blockwise_instances(
     owned = []
     total = 0
     for b in BlockGrid.regular(probs.shape[-2:], block, margin).blocks:
-        labels = _owned_instances(probs[(..., *b.region)], n_classes, b, postprocess or {})
+        labels = owned_instances(probs[(..., *b.region)], n_classes, b, postprocess or {})
         owned.append((labels.astype(np.uint16), b.region, total))
         total += int(labels.max())
     out = np.zeros(probs.shape[1:], label_dtype(total))
@@ -339,9 +342,10 @@ def blockwise_instances(
     return out
 
 
-def _owned_instances(region: np.ndarray, n_classes: int, block: Block, postprocess: dict
+def owned_instances(region: np.ndarray, n_classes: int, block: Block, postprocess: dict
                      ) -> np.ndarray:
-    """Instance labels of a block's region, keeping only the objects the block owns."""
+    """Instance labels of a block's region (probabilities over ``block.region``), keeping
+    only the objects the block owns (numbered 1..n)."""
     labels = block.keep_owned(instances_from_probabilities(region, n_classes=n_classes,
                                                            **postprocess))
     n = int(labels.max())
@@ -431,7 +435,7 @@ def predict_dask(
     loaded = as_model(model)
     cfg = loaded.config
     k, n_out = cfg.n_classes, cfg.n_classes + cfg.n_extra
-    margin = _margin(tile_size, dask_overlap)
+    margin = block_margin(tile_size, dask_overlap)
 
     stack = kind in ("stack", "rgb_stack")
     rgb = kind in ("rgb", "rgb_stack")
@@ -477,7 +481,7 @@ def _dask_instances(probs: Any, k: int, grid: BlockGrid, postprocess: dict) -> A
     import dask.array as da
 
     owned = {
-        b.index: dask.delayed(_owned_instances, pure=True)(
+        b.index: dask.delayed(owned_instances, pure=True)(
             probs[(..., *b.region)], k, b, postprocess
         )
         for b in grid.blocks

@@ -3,7 +3,9 @@
 * :func:`predict_and_measure` / :func:`run_prediction`: predict one image, measure its
   objects and, with ground truth (labels or one click per object), score them. The
   Predict dock runs it in a worker thread, the CLI and the demo call it directly.
-* :func:`predict_folder`: every TIFF of a folder -> label images and one objects table.
+* :func:`predict_folder`: every TIFF of a folder -> label images and one objects table;
+  large images go block by block (:mod:`napari_segkit.predict_blocks`), with a tqdm bar
+  of tiles (:class:`TileProgress`) when asked.
 * :func:`run_training`: run a :func:`napari_segkit.training.train` generator to the end
   with an ``on_event`` callback; :class:`TrainingProgress` is such a callback (a tqdm
   bar for terminals and logs).
@@ -21,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import io, measure, metrics, model_io, postprocess, prediction
+from . import io, measure, metrics, model_io, postprocess, predict_blocks, prediction
+from .memory_limits import tiff_array_info
 from .training import TrainEvent, train
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "PredictOutcome",
     "PredictRequest",
     "STATUS_VALUES",
+    "TileProgress",
     "TrainingProgress",
     "counts_text",
     "display_order",
@@ -271,31 +275,65 @@ def scores_text(summary: dict) -> str:
 def predict_folder(
     model: Any, images: str | Path | list[Path], out: str | Path, *, tile_size: int = 256,
     tta: bool = False, device: Any = None, log: Callable[[str], Any] = print,
-    diameter: Any = None,
+    diameter: Any = None, progress_bar: bool = False,
 ) -> pd.DataFrame:
     """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
     and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
     column first), also written as ``out/objects.csv``. ``model`` as in :func:`open_model`;
-    ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`)."""
+    ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`).
+
+    Images are sized from their header first: those that
+    :func:`napari_segkit.predict_blocks.needs_blockwise` (large planes, or more than the
+    memory budget) are predicted block by block, file to file, with memory bounded by
+    the block; ``log`` says so. ``progress_bar``: a tqdm bar of tiles per image on
+    stderr (:class:`TileProgress`)."""
     model = open_model(model)
     files = images if isinstance(images, list) else io.image_files(images)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = []
     for path in files:
-        image = io.read_image(path)
-        outcome = predict_and_measure(PredictRequest(image, path.stem, model, tta=tta,
-                                                     tile_size=tile_size, device=device,
-                                                     diameter=diameter))
-        io.write_labels(out / f"{path.stem}_instances.tif", outcome.instances)
-        io.write_labels(out / f"{path.stem}_semantic.tif", outcome.semantic)
-        table = outcome.table
+        bar = TileProgress(path.stem) if progress_bar else None
+        try:
+            table = _predict_file(model, Path(path), out, bar, log, tile_size=tile_size,
+                                  tta=tta, device=device, diameter=diameter)
+        finally:
+            if bar is not None:
+                bar.close()
         table.insert(0, "image", path.stem)
         tables.append(table)
         log(f"{path.stem}: {len(table)} objects")
     objects = pd.concat(tables, ignore_index=True)
     objects.to_csv(out / "objects.csv", index=False)
     return objects
+
+
+def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any,
+                  log: Callable[[str], Any], *, tile_size: int, tta: bool, device: Any,
+                  diameter: Any) -> pd.DataFrame:
+    """One image of :func:`predict_folder`: its label files written, its table returned."""
+    shape, dtype = tiff_array_info(path)
+    reason = predict_blocks.blockwise_reason(shape, dtype)
+    instances_path = out / f"{path.stem}_instances.tif"
+    semantic_path = out / f"{path.stem}_semantic.tif"
+    if reason is not None:
+        if diameter is not None:
+            raise ValueError(
+                f"{path.name} ({' x '.join(map(str, shape))}) is predicted block by block, "
+                "which does not zoom images: leave out --diameter, or resize the image first"
+            )
+        log(f"{path.stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
+            "block by block")
+        return predict_blocks.predict_file_blockwise(
+            model, path, instances_path, semantic_path, tile_size=tile_size, tta=tta,
+            device=device, progress=progress)
+    image = io.read_image(path)
+    outcome = predict_and_measure(PredictRequest(image, path.stem, model, tta=tta,
+                                                 tile_size=tile_size, device=device,
+                                                 diameter=diameter), progress=progress)
+    io.write_labels(instances_path, outcome.instances)
+    io.write_labels(semantic_path, outcome.semantic)
+    return outcome.table
 
 
 # --------------------------------------------------------------------------- training
@@ -330,6 +368,35 @@ class _LogLines:
 
     def flush(self) -> None:
         self.stream.flush()
+
+
+class TileProgress:
+    """A ``progress(done_tiles, total_tiles)`` callback that shows prediction as a tqdm bar
+    of tiles: in place on a terminal, a line every few seconds elsewhere (logs, pipes)."""
+
+    def __init__(self, desc: str, stream=None) -> None:
+        self.desc = desc
+        self.stream = stream or sys.stderr
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            import shutil
+
+            from tqdm import tqdm
+
+            tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+            self.bar = tqdm(total=total, unit="tile", desc=self.desc,
+                            file=self.stream if tty else _LogLines(self.stream),
+                            mininterval=0.2 if tty else 5.0,
+                            ncols=shutil.get_terminal_size((100, 24)).columns)
+        if total != self.bar.total:  # a second pass (test-time zoom) has its own tiles
+            self.bar.reset(total=total)
+        self.bar.update(max(done - self.bar.n, 0))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class TrainingProgress:
