@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._common import Cancelled, ProgressCallback, StopFlag, image_kind, label_dtype
+from .memory_limits import format_bytes, memory_budget
 from .model_io import as_model, load_model_cached
 from .normalization import FittedNormalization, Normalization, check_image, subsample_planes
 from .object_size import resize_image, resize_probabilities
@@ -147,6 +148,7 @@ def predict_probabilities(
     h, w = planes.shape[1:3]
     per_plane = count_tiles((h, w), tile_size=tile, overlap=overlap, divisor=divisor)
     total = per_plane * planes.shape[0]
+    _check_fits(image.shape, n_out * planes.shape[0] * h * w * 4)
     out = np.empty((n_out, planes.shape[0], h, w), np.float32)
     dev = select_device(device)
     channels_last = dev.type == "cpu"  # faster oneDNN convolutions on the CPU
@@ -164,6 +166,19 @@ def predict_probabilities(
                 progress_offset=(z * per_plane, total),
             )  # fmt: skip
     return out[:, 0] if kind in ("gray", "rgb") else out
+
+
+def _check_fits(shape: tuple[int, ...], need: int) -> None:
+    """ValueError before allocating probabilities that do not fit the memory budget."""
+    budget = memory_budget()
+    if need > budget:
+        raise ValueError(
+            f"the probabilities of an image of shape {tuple(shape)} take {format_bytes(need)}, "
+            f"more than the {format_bytes(budget)} this machine can give them (half of the "
+            "free memory): predict it block by block, from a file with "
+            "napari_segkit.predict_blocks.predict_file_blockwise (what `napari-segkit "
+            "predict` does) or lazily with predict(model, open_image(path).data)"
+        )
 
 
 def predict_prepared(net: Any, x: np.ndarray, device: Any, n_classes: int,

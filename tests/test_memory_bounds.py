@@ -295,3 +295,18 @@ def test_streamed_instances_match_whole_image_prediction(tmp_path):
     assert abs(n - int(whole.instances.max())) <= 1
     assert match_instances(whole.instances, labels).f1 >= 0.99
     assert (semantic != whole.semantic).mean() < 1e-3
+
+
+def test_predict_refuses_probabilities_beyond_the_budget_before_allocating(monkeypatch):
+    """An in-memory image whose probabilities would not fit is refused with a message
+    (budget made small here instead of making a huge array)."""
+    from napari_segkit import prediction
+
+    monkeypatch.setattr(prediction, "memory_budget", lambda: 10 * 2**20)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = SegModel.new(UNetConfig(width=4, depth=1))
+    image = np.zeros((1024, 1024), np.uint8)  # 4 x 1024^2 float32 = 16 MiB > 10 MiB
+    with pytest.raises(ValueError, match="block by block"):
+        prediction.predict(model, image)
+    prediction.predict(model, image[:256, :256])  # 1 MiB: fine
