@@ -310,3 +310,16 @@ def test_predict_refuses_probabilities_beyond_the_budget_before_allocating(monke
     with pytest.raises(ValueError, match="block by block"):
         prediction.predict(model, image)
     prediction.predict(model, image[:256, :256])  # 1 MiB: fine
+
+
+def test_cli_predict_shows_tile_progress(tiny_model_path, tmp_path, capsys):
+    from napari_segkit.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "small.tif", _blob_image(300))
+    assert main(["predict", "--model", str(tiny_model_path), "--images", str(images),
+                 "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"small: .*\| *\d+/\d+ ", err), err
+    assert "tile" in err
