@@ -219,7 +219,7 @@ def predict_file_blockwise(
         import dask.array as da
 
         with dask.config.set(scheduler="synchronous"):  # one block in memory at a time
-            table = blockwise_object_table(da.from_zarr(labels, chunks=data.chunks[:2]), data)
+            table = blockwise_object_table(da.from_zarr(labels, chunks=(block, block)), data)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return table
