@@ -143,12 +143,14 @@ def predict_probabilities(
     planes = image[None] if kind in ("gray", "rgb") else image
     rgb = kind in ("rgb", "rgb_stack")
     settings = Normalization.from_dict(model.normalization)
+    whole_image = normalization is None  # block paths pass a fixed normalisation
     if normalization is None and kind in ("stack", "rgb_stack"):
         normalization = settings.fit(subsample_planes(planes), cfg.in_channels, rgb)
     h, w = planes.shape[1:3]
     per_plane = count_tiles((h, w), tile_size=tile, overlap=overlap, divisor=divisor)
     total = per_plane * planes.shape[0]
-    _check_fits(image.shape, n_out * planes.shape[0] * h * w * 4)
+    if whole_image:  # block paths size their blocks themselves
+        _check_fits(image.shape, n_out * planes.shape[0] * h * w * 4)
     out = np.empty((n_out, planes.shape[0], h, w), np.float32)
     dev = select_device(device)
     channels_last = dev.type == "cpu"  # faster oneDNN convolutions on the CPU
