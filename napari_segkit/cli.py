@@ -234,7 +234,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = image_files(args.images)
     objects = predict_folder(model, files, args.out, tile_size=args.tile_size, tta=args.tta,
                              device=None if args.device == "auto" else args.device,
-                             diameter=args.diameter, axes=args.axes, channel=args.channel)
+                             diameter=args.diameter, axes=args.axes, channel=args.channel,
+                             progress_bar=True)
     print(f"wrote {len(files)} x (<stem>_instances.tif, <stem>_semantic.tif) and objects.csv "
           f"({len(objects)} rows) to {args.out}")
     return 0

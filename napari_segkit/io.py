@@ -22,9 +22,11 @@ import pandas as pd
 import tifffile
 
 from ._common import as_label_dtype
+from .memory_limits import READ_BYTES_PER_PIXEL, format_bytes, memory_budget, tiff_array_info
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "check_image_fits_memory",
     "image_files",
     "read_image",
     "squeeze_image",
@@ -61,6 +63,7 @@ def read_image(path: PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image file {str(path)!r}: check the path")
+    check_image_fits_memory(path)
     try:
         data = tifffile.imread(path)
     except Exception as exc:  # tifffile raises several kinds for broken files
@@ -104,6 +107,27 @@ def tiff_axes(path: PathLike, shape: tuple[int, ...]) -> str | None:
         return None  # singletons were kept (a 1 x N image): plain rows and columns
     named = "".join(axes[i] for i in keep)
     return named if tuple(full[i] for i in keep) == tuple(shape) else None
+
+
+def check_image_fits_memory(path: PathLike, bytes_per_pixel: int = READ_BYTES_PER_PIXEL,
+                            budget: int | None = None) -> None:
+    """ValueError, before any pixel is read, when the TIFF at ``path`` plus
+    ``bytes_per_pixel`` of work per pixel would not fit the memory budget
+    (:func:`napari_segkit.memory_limits.memory_budget` unless ``budget`` is given)."""
+    shape, dtype = tiff_array_info(path)
+    pixels = int(np.prod(shape, dtype=np.float64))
+    need = pixels * (dtype.itemsize + bytes_per_pixel)
+    budget = memory_budget() if budget is None else int(budget)
+    if need > budget:
+        size = " x ".join(str(n) for n in shape)
+        raise ValueError(
+            f"{str(path)!r} is a {size} {dtype} image: reading and working on it needs about "
+            f"{format_bytes(need)}, more than the {format_bytes(budget)} this machine can "
+            "give it (half of the free memory). `napari-segkit predict` segments large "
+            "TIFFs block by block (choose the block work with --tile-size); for other "
+            "steps save it as OME-Zarr (open it with napari_segkit.io_zarr.open_image) "
+            "or crop it into smaller images"
+        )
 
 
 def image_files(folder: PathLike) -> list[Path]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import math
 import os
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,21 @@ FORMAT_NAME = "napari-segkit-model"
 FORMAT_VERSION = 1
 DEFAULT_CLASS_NAMES = ["background", "interior", "boundary"]
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "default_nuclei.safetensors"
+
+#: Largest safetensors header read (JSON: tensor names, shapes, offsets and the metadata);
+#: napari-segkit's own headers are a few kB.
+MAX_HEADER_BYTES = 8 * 2**20
+#: Bounds on the network settings a model file may ask for, checked before anything is
+#: built: the shipped model is depth 3, width 16; the widest level has width * 2**depth
+#: channels.
+CONFIG_BOUNDS = {"in_channels": (1, 16), "n_classes": (2, 256), "n_extra": (0, 16),
+                 "depth": (1, 8), "width": (1, 256)}
+MAX_LEVEL_CHANNELS = 4096
+#: Largest network (parameters + buffers) a model file may describe: 100 M values
+#: (400 MB as float32); the shipped model has about 0.5 M.
+MAX_NETWORK_VALUES = 100_000_000
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
+                "I8": 1, "U8": 1, "BOOL": 1}
 
 
 class ModelFileError(ValueError):
@@ -151,24 +168,127 @@ def _fail(path: Path, why: str) -> ModelFileError:
     )
 
 
+def read_safetensors_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a safetensors file (tensor entries and ``__metadata__``), read
+    without the tensors and checked: at most :data:`MAX_HEADER_BYTES`, every tensor's
+    dtype, shape and byte range consistent and inside the file. Raises ModelFileError."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise _fail(path, "it is too short to be a safetensors file")
+        n = struct.unpack("<Q", head)[0]
+        if n > MAX_HEADER_BYTES:
+            raise _fail(path, f"its header declares {n} bytes, more than the "
+                              f"{MAX_HEADER_BYTES} bytes a model file's header may have "
+                              "(the file is corrupt or not a model file)")
+        if 8 + n > size:
+            raise _fail(path, "its header is truncated (the file is incomplete)")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, f"its header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise _fail(path, "its header is not a JSON object")
+    data_bytes = size - 8 - n
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        _check_tensor_entry(path, name, entry, data_bytes)
+    return header
+
+
+def _check_tensor_entry(path: Path, name: str, entry: Any, data_bytes: int) -> None:
+    ok = isinstance(entry, dict) and entry.get("dtype") in _DTYPE_BYTES
+    shape = entry.get("shape") if ok else None
+    offsets = entry.get("data_offsets") if ok else None
+    ok = ok and isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+    ok = ok and isinstance(offsets, list) and len(offsets) == 2
+    ok = ok and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1]
+    if not ok:
+        raise _fail(path, f"the header entry of tensor {name!r} is malformed")
+    nbytes = math.prod(shape) * _DTYPE_BYTES[entry["dtype"]]
+    if offsets[1] - offsets[0] != nbytes or offsets[1] > data_bytes:
+        raise _fail(path, f"tensor {name!r} (shape {tuple(shape)}) does not fit in the file "
+                          "(the file is truncated or corrupt)")
+
+
+def check_config_bounds(config: UNetConfig) -> None:
+    """ValueError when ``config`` asks for a network beyond :data:`CONFIG_BOUNDS`."""
+    for name, (low, high) in CONFIG_BOUNDS.items():
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"its config asks for {name}={value!r}; napari-segkit builds "
+                             f"networks with {name} in {low}..{high}")
+    widest = config.width * 2**config.depth
+    if widest > MAX_LEVEL_CHANNELS:
+        raise ValueError(f"its config (width={config.width}, depth={config.depth}) asks for "
+                         f"{widest} channels at the deepest level, more than "
+                         f"{MAX_LEVEL_CHANNELS}")
+
+
+def expected_tensor_shapes(config: UNetConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor the network of ``config`` stores, found by building
+    it on torch's "meta" device (no memory for weights is allocated)."""
+    check_config_bounds(config)
+    with torch.device("meta"):
+        net = build_network(config)
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    values = sum(math.prod(s) for s in shapes.values())
+    if values > MAX_NETWORK_VALUES:
+        raise ValueError(f"its config describes a network of {values:,} values, more than "
+                         f"{MAX_NETWORK_VALUES:,}")
+    return shapes
+
+
+def _check_tensors(path: Path, header: dict, config: UNetConfig) -> None:
+    """Stored tensor names and shapes against those the config implies."""
+    try:
+        expected = expected_tensor_shapes(config)
+    except ValueError as exc:
+        raise _fail(path, str(exc)) from exc
+    stored = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    unexpected = sorted(set(stored) - set(expected))
+    missing = sorted(set(expected) - set(stored))
+    wrong = sorted(k for k in set(stored) & set(expected) if stored[k] != expected[k])
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {_names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors {_names(unexpected)}")
+    if wrong:
+        problems.append("tensors of the wrong shape " + ", ".join(
+            f"{k} {stored[k]} (expected {expected[k]})" for k in wrong[:5]))
+    if problems:
+        raise _fail(path, "its weights do not fit the network its config describes: "
+                          + "; ".join(problems))
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegModel:
-    """Read a model written by :func:`save_model`; the network is in eval mode on ``device``."""
+    """Read a model written by :func:`save_model`; the network is in eval mode on ``device``.
+
+    Nothing is built or read before the header has been checked: its size
+    (:data:`MAX_HEADER_BYTES`), the config against :data:`CONFIG_BOUNDS` and the stored
+    tensors' names and shapes against those the config implies.
+    """
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "the file does not exist")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            header = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises its own error types and OSError
-        raise _fail(path, f"it is not a valid safetensors file or it is truncated ({exc})") from exc
-    if "segkit" not in header:
+    header = read_safetensors_header(path)
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or "segkit" not in metadata:
         raise _fail(path, "it has no napari-segkit metadata (not a napari-segkit model)")
     try:
-        meta = json.loads(header["segkit"])
-    except json.JSONDecodeError as exc:
+        meta = json.loads(metadata["segkit"])
+    except (TypeError, json.JSONDecodeError) as exc:
         raise _fail(path, f"its metadata is corrupt ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise _fail(path, "its metadata is not napari-segkit model metadata")
@@ -183,6 +303,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         )
     try:
         config = UNetConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _fail(path, f"its settings do not describe a napari-segkit network ({exc})") from exc
+    _check_tensors(path, header, config)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types and OSError
+        raise _fail(path, f"it is not a valid safetensors file or it is truncated ({exc})") from exc
+    try:
         net = build_network(config)
         ref = net.state_dict()
         tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}

@@ -36,6 +36,7 @@ import numpy as np
 from ._common import Cancelled, ProgressCallback, StopFlag, image_kind, label_dtype
 from .image_layout import check_array_layout
 from .instances3d import instances_any, with_voxel_size
+from .memory_limits import format_bytes, memory_budget
 from .model_io import as_model, load_model_cached
 from .normalization import FittedNormalization, Normalization, check_image, subsample_planes
 from .object_size import resize_image, resize_probabilities
@@ -49,8 +50,10 @@ __all__ = [
     "LABEL_STRIDE",
     "Prediction",
     "PredictionCancelled",
+    "block_margin",
     "blockwise_instances",
     "load_model_cached",
+    "owned_instances",
     "predict",
     "predict_dask",
     "predict_prepared",
@@ -75,8 +78,9 @@ def _kind(shape: tuple[int, ...]) -> str:
     return kind
 
 
-def _margin(tile_size: int | tuple[int, int], dask_overlap: int | None) -> int:
-    """Context around a block: ``dask_overlap``, by default a quarter tile (at least 32)."""
+def block_margin(tile_size: int | tuple[int, int], dask_overlap: int | None) -> int:
+    """Context around a block for instances: ``dask_overlap``, by default a quarter tile
+    (at least 32)."""
     th, tw = as_pair(tile_size, "tile_size")
     margin = int(dask_overlap) if dask_overlap is not None else max(32, min(th, tw) // 4)
     if margin < 0:
@@ -141,11 +145,14 @@ def predict_probabilities(
     planes = image[None] if kind in ("gray", "rgb") else image
     rgb = kind in ("rgb", "rgb_stack")
     settings = Normalization.from_dict(model.normalization)
+    whole_image = normalization is None  # block paths pass a fixed normalisation
     if normalization is None and kind in ("stack", "rgb_stack"):
         normalization = settings.fit(subsample_planes(planes), cfg.in_channels, rgb)
     h, w = planes.shape[1:3]
     per_plane = count_tiles((h, w), tile_size=tile, overlap=overlap, divisor=divisor)
     total = per_plane * planes.shape[0]
+    if whole_image:  # block paths size their blocks themselves
+        _check_fits(image.shape, n_out * planes.shape[0] * h * w * 4)
     out = np.empty((n_out, planes.shape[0], h, w), np.float32)
     dev = select_device(device)
     channels_last = dev.type == "cpu"  # faster oneDNN convolutions on the CPU
@@ -163,6 +170,19 @@ def predict_probabilities(
                 progress_offset=(z * per_plane, total),
             )  # fmt: skip
     return out[:, 0] if kind in ("gray", "rgb") else out
+
+
+def _check_fits(shape: tuple[int, ...], need: int) -> None:
+    """ValueError before allocating probabilities that do not fit the memory budget."""
+    budget = memory_budget()
+    if need > budget:
+        raise ValueError(
+            f"the probabilities of an image of shape {tuple(shape)} take {format_bytes(need)}, "
+            f"more than the {format_bytes(budget)} this machine can give them (half of the "
+            "free memory): predict it block by block, from a file with "
+            "napari_segkit.predict_blocks.predict_file_blockwise (what `napari-segkit "
+            "predict` does) or lazily with predict(model, open_image(path).data)"
+        )
 
 
 def predict_prepared(net: Any, x: np.ndarray, device: Any, n_classes: int,
@@ -290,7 +310,7 @@ def instances_of(
     """Instance labels of numpy probabilities, block by block for planes larger than
     ``instance_block`` squared (see :func:`predict`)."""
     if probs.shape[-2] * probs.shape[-1] > instance_block**2:
-        margin = _margin(tile_size, dask_overlap)
+        margin = block_margin(tile_size, dask_overlap)
         return blockwise_instances(probs, n_classes, instance_block, margin, postprocess)
     return instances_any(probs, n_classes, postprocess)
 
@@ -336,7 +356,7 @@ def blockwise_instances(
     owned = []
     total = 0
     for b in BlockGrid.regular(probs.shape[-2:], block, margin).blocks:
-        labels = _owned_instances(probs[(..., *b.region)], n_classes, b, postprocess or {})
+        labels = owned_instances(probs[(..., *b.region)], n_classes, b, postprocess or {})
         owned.append((labels.astype(np.uint16), b.region, total))
         total += int(labels.max())
     out = np.zeros(probs.shape[1:], label_dtype(total))
@@ -347,9 +367,10 @@ def blockwise_instances(
     return out
 
 
-def _owned_instances(region: np.ndarray, n_classes: int, block: Block, postprocess: dict
+def owned_instances(region: np.ndarray, n_classes: int, block: Block, postprocess: dict
                      ) -> np.ndarray:
-    """Instance labels of a block's region, keeping only the objects the block owns."""
+    """Instance labels of a block's region (probabilities over ``block.region``), keeping
+    only the objects the block owns (numbered 1..n)."""
     labels = block.keep_owned(instances_any(region, n_classes, postprocess))
     n = int(labels.max())
     if n >= LABEL_STRIDE:
@@ -438,7 +459,7 @@ def predict_dask(
     loaded = as_model(model)
     cfg = loaded.config
     k, n_out = cfg.n_classes, cfg.n_classes + cfg.n_extra
-    margin = _margin(tile_size, dask_overlap)
+    margin = block_margin(tile_size, dask_overlap)
 
     stack = kind in ("stack", "rgb_stack")
     rgb = kind in ("rgb", "rgb_stack")
@@ -484,7 +505,7 @@ def _dask_instances(probs: Any, k: int, grid: BlockGrid, postprocess: dict) -> A
     import dask.array as da
 
     owned = {
-        b.index: dask.delayed(_owned_instances, pure=True)(
+        b.index: dask.delayed(owned_instances, pure=True)(
             probs[(..., *b.region)], k, b, postprocess
         )
         for b in grid.blocks

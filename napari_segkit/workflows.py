@@ -3,7 +3,9 @@
 * :func:`predict_and_measure` / :func:`run_prediction`: predict one image, measure its
   objects and, with ground truth (labels or one click per object), score them. The
   Predict dock runs it in a worker thread, the CLI and the demo call it directly.
-* :func:`predict_folder`: every TIFF of a folder -> label images and one objects table.
+* :func:`predict_folder`: every TIFF of a folder -> label images and one objects table;
+  large images go block by block (:mod:`napari_segkit.predict_blocks`), with a tqdm bar
+  of tiles (:class:`TileProgress`) when asked.
 * :func:`run_training`: run a :func:`napari_segkit.training.train` generator to the end
   with an ``on_event`` callback; :class:`TrainingProgress` is such a callback (a tqdm
   bar for terminals and logs).
@@ -22,8 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import io, model_io, postprocess, prediction
+from . import io, model_io, postprocess, predict_blocks, prediction
 from .image_layout import read_image_as
+from .memory_limits import tiff_array_info
 from .output_paths import check_not_inside, check_output_folder
 from .prediction_results import (
     STATUS_VALUES,
@@ -38,6 +41,7 @@ __all__ = [
     "PredictOutcome",
     "PredictRequest",
     "STATUS_VALUES",
+    "TileProgress",
     "TrainingProgress",
     "counts_text",
     "display_order",
@@ -293,6 +297,7 @@ def predict_folder(
     diameter: Any = None, axes: str | None = None, channel: int | None = None,
     settings: PostprocessSettings | None = None,
     progress: Callable[[int, int], Any] | None = None, stop: Any = None,
+    progress_bar: bool = False,
 ) -> pd.DataFrame:
     """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
     and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
@@ -302,6 +307,12 @@ def predict_folder(
     :func:`napari_segkit.image_layout.read_image_as`; ambiguous layouts are reported on
     stderr). ``out`` may not be the image folder. ``settings``: post-processing (None:
     the defaults).
+
+    Images are sized from their header first: those that
+    :func:`napari_segkit.predict_blocks.needs_blockwise` (large planes, or more than the
+    memory budget) are predicted block by block, file to file, with memory bounded by
+    the block; ``log`` says so. ``progress_bar``: a tqdm bar of tiles per image on
+    stderr (:class:`TileProgress`).
 
     ``progress(done_images, total_images)`` follows the images. ``stop`` (a callable or a
     ``threading.Event``) ends the run at the next tile batch: the images finished until
@@ -316,26 +327,22 @@ def predict_folder(
     out.mkdir(parents=True, exist_ok=True)
     stopped = _stop_check(stop)
     tables: list[pd.DataFrame] = []
+    options = {"tile_size": tile_size, "tta": tta, "device": device, "diameter": diameter,
+               "axes": axes, "channel": channel, "settings": settings, "stop": stop}
     try:
         for done, path in enumerate(files):
             if progress is not None:
                 progress(done, len(files))
             if stopped():
                 break
-            image, note = read_image_as(path, axes, channel)
-            if note:
-                print(f"note: {note}", file=sys.stderr)
-            request = PredictRequest(image, path.stem, model, tta=tta, tile_size=tile_size,
-                                     device=device, diameter=diameter, settings=settings)
+            bar = TileProgress(path.stem) if progress_bar else None
             try:
-                with warnings.catch_warnings():  # read_image_as has told how axes were read
-                    warnings.filterwarnings("ignore", "an image of shape", UserWarning)
-                    outcome = predict_and_measure(request, stop=stop)
+                table = _predict_file(model, Path(path), out, bar, log, **options)
             except prediction.PredictionCancelled:
                 break
-            io.write_labels(out / f"{path.stem}_instances.tif", outcome.instances)
-            io.write_labels(out / f"{path.stem}_semantic.tif", outcome.semantic)
-            table = outcome.table
+            finally:
+                if bar is not None:
+                    bar.close()
             table.insert(0, "image", path.stem)
             tables.append(table)
             log(f"{path.stem}: {len(table)} objects")
@@ -360,6 +367,41 @@ def _stop_check(stop: Any) -> Callable[[], bool]:
     if hasattr(stop, "is_set"):
         return stop.is_set
     return lambda: bool(stop())
+
+
+def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any,
+                  log: Callable[[str], Any], *, tile_size: int, tta: bool, device: Any,
+                  diameter: Any, axes: str | None, channel: int | None,
+                  settings: PostprocessSettings | None, stop: Any) -> pd.DataFrame:
+    """One image of :func:`predict_folder`: its label files written, its table returned."""
+    shape, dtype = tiff_array_info(path)
+    reason = predict_blocks.blockwise_reason(shape, dtype)
+    instances_path = out / f"{path.stem}_instances.tif"
+    semantic_path = out / f"{path.stem}_semantic.tif"
+    if reason is not None:
+        if diameter is not None:
+            raise ValueError(
+                f"{path.name} ({' x '.join(map(str, shape))}) is predicted block by block, "
+                "which does not zoom images: leave out --diameter, or resize the image first"
+            )
+        log(f"{path.stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
+            "block by block")
+        extra = {} if settings is None else settings.postprocess_kwargs(
+            model.config.n_extra > 0)
+        return predict_blocks.predict_file_blockwise(
+            model, path, instances_path, semantic_path, tile_size=tile_size, tta=tta,
+            device=device, progress=progress, stop=stop, **extra)
+    image, note = read_image_as(path, axes, channel)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    request = PredictRequest(image, path.stem, model, tta=tta, tile_size=tile_size,
+                             device=device, diameter=diameter, settings=settings)
+    with warnings.catch_warnings():  # read_image_as has told how the axes were read
+        warnings.filterwarnings("ignore", "an image of shape", UserWarning)
+        outcome = predict_and_measure(request, progress=progress, stop=stop)
+    io.write_labels(instances_path, outcome.instances)
+    io.write_labels(semantic_path, outcome.semantic)
+    return outcome.table
 
 
 # --------------------------------------------------------------------------- training
@@ -400,6 +442,35 @@ class _LogLines:
 
     def flush(self) -> None:
         self.stream.flush()
+
+
+class TileProgress:
+    """A ``progress(done_tiles, total_tiles)`` callback that shows prediction as a tqdm bar
+    of tiles: in place on a terminal, a line every few seconds elsewhere (logs, pipes)."""
+
+    def __init__(self, desc: str, stream=None) -> None:
+        self.desc = desc
+        self.stream = stream or sys.stderr
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            import shutil
+
+            from tqdm import tqdm
+
+            tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+            self.bar = tqdm(total=total, unit="tile", desc=self.desc,
+                            file=self.stream if tty else _LogLines(self.stream),
+                            mininterval=0.2 if tty else 5.0,
+                            ncols=shutil.get_terminal_size((100, 24)).columns)
+        if total != self.bar.total:  # a second pass (test-time zoom) has its own tiles
+            self.bar.reset(total=total)
+        self.bar.update(max(done - self.bar.n, 0))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class TrainingProgress:
