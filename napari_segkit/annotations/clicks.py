@@ -19,7 +19,7 @@ from .._common import (
     image_kind,
 )
 from .clicks3d import clicks_to_labels_3d, clicks_to_sparse_labels_3d, is_stack
-from .common import grayscale, points_inside, warn_outside
+from .common import click_threshold, grayscale, points_inside, warn_outside
 
 __all__ = ["clicks_to_labels", "clicks_to_sparse_labels", "estimate_object_radius"]
 
@@ -112,14 +112,7 @@ def _click_thresholds(smooth: np.ndarray, clicks: np.ndarray, radius_px: np.ndar
         win = smooth[max(0, r - wr) : r + wr + 1, max(0, c - wc) : c + wc + 1]
         cr, cc = (np.ceil(0.25 * radius_px[i])).astype(int)
         core = smooth[max(0, r - cr) : r + cr + 1, max(0, c - cc) : c + cc + 1]
-        level = float(np.median(core))
-        if np.ptp(win) < 1e-6:
-            out[i] = level - 1e-6
-            continue
-        otsu = filters.threshold_otsu(win)
-        below = win[win <= otsu]
-        background = float(np.median(below)) if below.size else float(win.min())
-        out[i] = min(otsu, 0.5 * (level + background))
+        out[i] = click_threshold(win, core)
     return out
 
 

@@ -25,7 +25,7 @@ from .._common import (
     background_mask,
     image_kind,
 )
-from .common import points_inside, warn_outside
+from .common import click_threshold, points_inside, warn_outside
 
 __all__ = [
     "Z_TOLERANCE",
@@ -180,15 +180,8 @@ def _click_thresholds(smooth, clicks, radius: float, spacing) -> np.ndarray:
     window = np.ceil(1.5 * radius / spacing).astype(int) + 1
     core = np.ceil(0.25 * radius / spacing).astype(int)
     for i, c in enumerate(clicks):
-        win = smooth[_box(c, window, smooth.shape)]
-        level = float(np.median(smooth[_box(c, core, smooth.shape)]))
-        if np.ptp(win) < 1e-6:
-            out[i] = level - 1e-6
-            continue
-        otsu = filters.threshold_otsu(win)
-        below = win[win <= otsu]
-        background = float(np.median(below)) if below.size else float(win.min())
-        out[i] = min(otsu, 0.5 * (level + background))
+        out[i] = click_threshold(smooth[_box(c, window, smooth.shape)],
+                                 smooth[_box(c, core, smooth.shape)])
     return out
 
 

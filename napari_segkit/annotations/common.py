@@ -11,7 +11,8 @@ import numpy as np
 
 from .._common import PERCENTILES, is_rgb, luminance
 
-__all__ = ["check_shape", "grayscale", "is_flat", "points_inside", "warn_outside"]
+__all__ = ["check_shape", "click_threshold", "grayscale", "is_flat", "points_inside",
+           "warn_outside"]
 
 
 def check_shape(shape: Sequence[int] | np.ndarray) -> tuple[int, ...]:
@@ -86,3 +87,19 @@ def grayscale(image: np.ndarray, what: str = "image") -> np.ndarray:
     if hi <= lo:
         hi = lo + 1.0
     return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+
+
+def click_threshold(window: np.ndarray, core: np.ndarray) -> float:
+    """The intensity that separates a clicked object from its surroundings: Otsu's
+    threshold of the (smoothed) ``window`` around the click, lowered to halfway between
+    the object's level (median of ``core``, the pixels right at the click) and the
+    background's (median below Otsu); just under the object's level in a flat window."""
+    level = float(np.median(core))
+    if np.ptp(window) < 1e-6:
+        return level - 1e-6
+    from skimage import filters
+
+    otsu = filters.threshold_otsu(window)
+    below = window[window <= otsu]
+    background = float(np.median(below)) if below.size else float(window.min())
+    return min(otsu, 0.5 * (level + background))
