@@ -19,7 +19,7 @@ from .._common import (
     image_kind,
 )
 from .clicks3d import clicks_to_labels_3d, clicks_to_sparse_labels_3d, is_stack
-from .common import click_threshold, grayscale, points_inside, warn_outside
+from .common import click_threshold, grayscale, keep_clicked_part, points_inside, warn_outside
 
 __all__ = ["clicks_to_labels", "clicks_to_sparse_labels", "estimate_object_radius"]
 
@@ -268,32 +268,13 @@ def _click_segmentation(
     labels = segmentation.watershed(landscape, markers, mask=mask)
     labels[labels > n] = 0
     return {
-        "labels": _clean_instances(labels, seeds, n),
+        "labels": keep_clicked_part(labels, seeds, n),
         "smooth": smooth,
         "dist": dist,
         "pixel_threshold": pixel_threshold,
         "landscape": -smooth / contrast + dist / scale,
         "seeds": seeds,
     }
-
-
-def _clean_instances(labels: np.ndarray, seeds: np.ndarray, n: int) -> np.ndarray:
-    """Keep each object's component that holds its click; fill its holes."""
-    out = np.zeros_like(labels)
-    for i, sl in enumerate(ndi.find_objects(labels, max_label=n), start=1):
-        if sl is None:
-            continue
-        m = labels[sl] == i
-        comp, k = ndi.label(m)
-        if k > 1:
-            at = comp[seeds[sl] == i]
-            m = comp == (
-                at[0] if at.size and at[0] else np.argmax(np.bincount(comp.ravel())[1:]) + 1
-            )
-        m = ndi.binary_fill_holes(m)
-        region = out[sl]
-        region[m & (region == 0)] = i
-    return out
 
 
 def clicks_to_labels(

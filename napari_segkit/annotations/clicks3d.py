@@ -25,7 +25,7 @@ from .._common import (
     background_mask,
     image_kind,
 )
-from .common import click_threshold, points_inside, warn_outside
+from .common import click_threshold, keep_clicked_part, points_inside, warn_outside
 
 __all__ = [
     "Z_TOLERANCE",
@@ -210,26 +210,8 @@ def _segment(gray, obj, bg, spacing, max_radius) -> dict:
     landscape = -smooth / contrast + dist / max_radius
     labels = segmentation.watershed(landscape, markers, mask=mask)
     labels[labels == n + 1] = 0
-    return {"labels": _clean(labels, seeds, n), "smooth": smooth, "dist": dist,
+    return {"labels": keep_clicked_part(labels, seeds, n), "smooth": smooth, "dist": dist,
             "pixel_threshold": pixel_threshold, "landscape": landscape, "seeds": seeds}
-
-
-def _clean(labels: np.ndarray, seeds: np.ndarray, n: int) -> np.ndarray:
-    """Keep each object's 3-D component (face-connected) that holds its click; fill its
-    holes (closed in 3-D)."""
-    out = np.zeros_like(labels)
-    for i, sl in enumerate(ndi.find_objects(labels, max_label=n), start=1):
-        if sl is None:
-            continue
-        m = labels[sl] == i
-        comp, k = ndi.label(m)
-        if k > 1:
-            at = comp[seeds[sl] == i]
-            m = comp == (at[0] if at.size and at[0] else np.argmax(np.bincount(comp.ravel())[1:]) + 1)
-        m = ndi.binary_fill_holes(m)
-        region = out[sl]
-        region[m & (region == 0)] = i
-    return out
 
 
 def _boundaries(labels: np.ndarray) -> np.ndarray:

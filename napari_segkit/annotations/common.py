@@ -11,8 +11,8 @@ import numpy as np
 
 from .._common import PERCENTILES, is_rgb, luminance
 
-__all__ = ["check_shape", "click_threshold", "grayscale", "is_flat", "points_inside",
-           "warn_outside"]
+__all__ = ["check_shape", "click_threshold", "grayscale", "is_flat", "keep_clicked_part",
+           "points_inside", "warn_outside"]
 
 
 def check_shape(shape: Sequence[int] | np.ndarray) -> tuple[int, ...]:
@@ -103,3 +103,25 @@ def click_threshold(window: np.ndarray, core: np.ndarray) -> float:
     below = window[window <= otsu]
     background = float(np.median(below)) if below.size else float(window.min())
     return min(otsu, 0.5 * (level + background))
+
+
+def keep_clicked_part(labels: np.ndarray, seeds: np.ndarray, n: int) -> np.ndarray:
+    """Per object ``1..n`` of ``labels`` (2-D or 3-D): keep its face-connected component
+    that holds its seed (``seeds == id``; the largest one if none does) and fill its holes."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros_like(labels)
+    for i, sl in enumerate(ndi.find_objects(labels, max_label=n), start=1):
+        if sl is None:
+            continue
+        m = labels[sl] == i
+        comp, k = ndi.label(m)
+        if k > 1:
+            at = comp[seeds[sl] == i]
+            m = comp == (
+                at[0] if at.size and at[0] else np.argmax(np.bincount(comp.ravel())[1:]) + 1
+            )
+        m = ndi.binary_fill_holes(m)
+        region = out[sl]
+        region[m & (region == 0)] = i
+    return out
