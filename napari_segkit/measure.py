@@ -149,6 +149,29 @@ def check_translate(translate: Sequence[float], ndim: int) -> tuple[float, ...]:
     return values[-ndim:]
 
 
+def geometry_columns(label_ids: np.ndarray, centroids: np.ndarray, size_px: np.ndarray,
+                     spacing: np.ndarray, offset: np.ndarray, physical: str | None) -> dict:
+    """The label, centroid, size and equivalent-diameter columns of an object table, from
+    each object's id, centroid ``(N, ndim)`` and size in pixels / voxels (shared by the
+    in-memory and the block-wise tables)."""
+    ndim = centroids.shape[1]
+    data: dict[str, np.ndarray] = {"label": np.asarray(label_ids, dtype=np.int64)}
+    for i in range(ndim):
+        data[f"centroid-{i}"] = centroids[:, i]
+    if physical is not None:
+        for i, a in enumerate(axis_names(ndim)):
+            data[f"centroid_{a}_{physical}"] = centroids[:, i] * spacing[i] + offset[i]
+    size_name = "area" if ndim == 2 else "volume"
+    data[f"{size_name}_{'px' if ndim == 2 else 'vox'}"] = size_px.astype(np.int64)
+    size_phys = size_px * float(np.prod(spacing))
+    if physical is not None:
+        data[f"{size_name}_{physical}{'' if physical == 'scaled' else ndim}"] = size_phys
+    data["equivalent_diameter_px"] = equivalent_diameter(size_px, ndim)
+    if physical is not None:
+        data[f"equivalent_diameter_{physical}"] = equivalent_diameter(size_phys, ndim)
+    return data
+
+
 def object_table(
     labels,
     image=None,
@@ -205,21 +228,10 @@ def object_table(
     props = ["label", "centroid", "area"] + (["intensity_mean"] if img is not None else [])
     table = regionprops_table(labels, intensity_image=img, properties=props)
     size_px = np.asarray(table["area"], dtype=np.float64)
-    data: dict[str, np.ndarray] = {"label": np.asarray(table["label"], dtype=np.int64)}
-    for i in range(ndim):
-        data[f"centroid-{i}"] = np.asarray(table[f"centroid-{i}"], dtype=np.float64)
-    if physical is not None:
-        for i, a in enumerate(axis_names(ndim)):
-            data[f"centroid_{a}_{physical}"] = data[f"centroid-{i}"] * spacing[i] + offset[i]
-    size_name = "area" if ndim == 2 else "volume"
-    data[f"{size_name}_{'px' if ndim == 2 else 'vox'}"] = size_px.astype(np.int64)
-    size_phys = size_px * float(np.prod(spacing))
-    if physical is not None:
-        power = "" if physical == "scaled" else str(ndim)
-        data[f"{size_name}_{physical}{power}"] = size_phys
-    data["equivalent_diameter_px"] = equivalent_diameter(size_px, ndim)
-    if physical is not None:
-        data[f"equivalent_diameter_{physical}"] = equivalent_diameter(size_phys, ndim)
+    centroids = np.stack([np.asarray(table[f"centroid-{i}"], dtype=np.float64)
+                          for i in range(ndim)], axis=1)  # fmt: skip
+    data = geometry_columns(np.asarray(table["label"], dtype=np.int64), centroids, size_px,
+                            spacing, offset, physical)
     if img is not None:
         mean = np.asarray(table["intensity_mean"], dtype=np.float64)
         data["mean_intensity"] = mean

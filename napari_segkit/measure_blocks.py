@@ -21,13 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import check_scale
-from .measure import (
-    axis_names,
-    check_translate,
-    column_names,
-    equivalent_diameter,
-    unit_name,
-)
+from .measure import check_translate, column_names, geometry_columns, unit_name
 
 __all__ = ["blockwise_object_table", "BLOCK"]
 
@@ -119,20 +113,8 @@ def blockwise_object_table(
     total = np.stack([np.bincount(inverse, weights=sums[:, j], minlength=len(label_ids))
                       for j in range(sums.shape[1])], axis=1)  # fmt: skip
     size_px = total[:, 0]
-    data: dict[str, np.ndarray] = {"label": label_ids.astype(np.int64)}
-    for i in range(ndim):
-        data[f"centroid-{i}"] = total[:, 1 + i] / size_px
-    if physical is not None:
-        for i, a in enumerate(axis_names(ndim)):
-            data[f"centroid_{a}_{physical}"] = data[f"centroid-{i}"] * spacing[i] + offset[i]
-    size_name = "area" if ndim == 2 else "volume"
-    data[f"{size_name}_{'px' if ndim == 2 else 'vox'}"] = size_px.astype(np.int64)
-    size_phys = size_px * float(np.prod(spacing))
-    if physical is not None:
-        data[f"{size_name}_{physical}{'' if physical == 'scaled' else ndim}"] = size_phys
-    data["equivalent_diameter_px"] = equivalent_diameter(size_px, ndim)
-    if physical is not None:
-        data[f"equivalent_diameter_{physical}"] = equivalent_diameter(size_phys, ndim)
+    data = geometry_columns(label_ids, total[:, 1:1 + ndim] / size_px[:, None], size_px,
+                            spacing, offset, physical)
     if img is not None:
         data["mean_intensity"] = total[:, 1 + ndim] / size_px
         data["integrated_intensity"] = total[:, 1 + ndim]
