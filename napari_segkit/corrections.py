@@ -82,9 +82,12 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
     from .prediction import predict
     from .targets import instance_targets
 
-    if prediction is None:
-        prediction = predict(model, image, tta=True)
-    base = prediction.instances if corrections.labels is None else np.asarray(corrections.labels)
+    if corrections.labels is not None and len(corrections) == 0:
+        base = np.asarray(corrections.labels)  # the user's edits alone: nothing to predict
+    else:
+        if prediction is None:
+            prediction = predict(model, image, tta=True)
+        base = prediction.instances if corrections.labels is None else np.asarray(corrections.labels)
     if base.shape != np.shape(image)[:2]:
         raise ValueError(f"edited labels of shape {base.shape} do not match the image "
                          f"{np.shape(image)[:2]}")
@@ -104,16 +107,13 @@ def correction_training(
     """Fine-tune ``model`` (the current one: a SegModel, a model file or ``"default"``) on its own
     prediction corrected by the user; a :func:`napari_segkit.training.train` generator
     (yields progress events, returns the retrained model; ``model`` is not modified)."""
-    from .model_io import load_default_model, load_model
+    from .model_io import as_model
     from .training import TrainConfig, train
 
     if len(images) != len(corrections):
         raise ValueError(f"got {len(images)} images and {len(corrections)} corrections; "
                          "give one Corrections (possibly empty) per image")
-    if isinstance(model, str) and model == "default":
-        model = load_default_model()
-    elif isinstance(model, (str, os.PathLike)):
-        model = load_model(model)
+    model = as_model(model)  # only predicted with here; train() trains a copy
     cfg = replace(config) if config is not None else TrainConfig(time_budget_s=60.0, steps=10**7)
     cfg.val_fraction = 0.0
     targets = [correction_targets(model, im, c, boundary_width=cfg.boundary_width)
@@ -125,14 +125,10 @@ def correction_training(
 def retrain_with_corrections(model, images, corrections, *, config=None, out_path=None,
                              progress: Callable | None = None):
     """Run :func:`correction_training` to the end and return the retrained model."""
-    gen = correction_training(model, images, corrections, config=config, out_path=out_path)
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(ev)
+    from .train_config import run_to_end
+
+    return run_to_end(correction_training(model, images, corrections, config=config,
+                                          out_path=out_path), progress)
 
 
 def corrections_from_layers(coords, classes=None, edited_labels=None,

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._common import background_mask
+
 _FLIPS = ((), (1,), (0,), (0, 1))
 
 
@@ -106,9 +108,7 @@ def suggest_clicks(
     inst = instances_from_probabilities(mean[:k], mean[k] if mean.shape[0] > k else None)
     n_obj = int(inst.max())
     coords = None if clicks is None else np.asarray(clicks, float).reshape(-1, 2)
-    is_bg = np.zeros(0 if coords is None else len(coords), bool)
-    if classes is not None and coords is not None:
-        is_bg = np.array([str(c).strip().lower() == "background" for c in classes], bool)
+    is_bg = background_mask(classes, 0 if coords is None else len(coords))
     nuc, bg, missed = _click_counts(inst, coords, is_bg, n_obj)
 
     cands: list[tuple[float, tuple[float, float], str]] = []
