@@ -33,9 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Cancelled, ProgressCallback, StopFlag, image_kind, label_dtype
+from ._common import Cancelled, ProgressCallback, StopFlag, image_kind
 from .image_layout import check_array_layout
-from .instances3d import instances_any, with_voxel_size
+from .instance_blocks import (  # noqa: F401  (re-exported: prediction is where callers look)
+    INSTANCE_BLOCK,
+    LABEL_STRIDE,
+    block_margin,
+    blockwise_instances,
+    instances_of,
+    owned_instances,
+)
+from .instances3d import with_voxel_size
 from .memory_limits import format_bytes, memory_budget
 from .model_io import as_model, load_model_cached
 from .normalization import FittedNormalization, Normalization, check_image, subsample_planes
@@ -62,10 +70,6 @@ __all__ = [
 
 #: What a stopped prediction raises (:class:`napari_segkit._common.Cancelled`).
 PredictionCancelled = Cancelled
-#: Plane size (pixels a side) above which numpy predictions post-process block by block.
-INSTANCE_BLOCK = 2048
-#: Dask instance labels are ``block_index * LABEL_STRIDE + local_id``.
-LABEL_STRIDE = 1 << 16
 
 
 def _kind(shape: tuple[int, ...]) -> str:
@@ -76,16 +80,6 @@ def _kind(shape: tuple[int, ...]) -> str:
             "(Z, Y, X) or (Z, Y, X, 3); select a single time point / channel first"
         )
     return kind
-
-
-def block_margin(tile_size: int | tuple[int, int], dask_overlap: int | None) -> int:
-    """Context around a block for instances: ``dask_overlap``, by default a quarter tile
-    (at least 32)."""
-    th, tw = as_pair(tile_size, "tile_size")
-    margin = int(dask_overlap) if dask_overlap is not None else max(32, min(th, tw) // 4)
-    if margin < 0:
-        raise ValueError(f"dask_overlap must be >= 0, got {dask_overlap}")
-    return margin
 
 
 def predict_probabilities(
@@ -298,23 +292,6 @@ def predict(
     return Prediction(probs, semantic, labels, k)
 
 
-def instances_of(
-    probs: np.ndarray,
-    n_classes: int,
-    *,
-    tile_size: int | tuple[int, int] = 256,
-    dask_overlap: int | None = None,
-    instance_block: int = INSTANCE_BLOCK,
-    **postprocess: Any,
-) -> np.ndarray:
-    """Instance labels of numpy probabilities, block by block for planes larger than
-    ``instance_block`` squared (see :func:`predict`)."""
-    if probs.shape[-2] * probs.shape[-1] > instance_block**2:
-        margin = block_margin(tile_size, dask_overlap)
-        return blockwise_instances(probs, n_classes, instance_block, margin, postprocess)
-    return instances_any(probs, n_classes, postprocess)
-
-
 def _predict_at_diameter(model, image, diameter, *, instances: bool, tile_size,
                          dask_overlap, instance_block: int, **kwargs: Any) -> Prediction:
     """:func:`predict` with test-time zoom (see :mod:`napari_segkit.test_time_zoom`)."""
@@ -342,42 +319,6 @@ def _predict_at_diameter(model, image, diameter, *, instances: bool, tile_size,
         labels = instances_of(probs, k, tile_size=tile_size, dask_overlap=dask_overlap,
                               instance_block=instance_block, **postprocess)
     return Prediction(probs, semantic_from_probabilities(probs[:k]), labels, k, zoom, d)
-
-
-def blockwise_instances(
-    probs: np.ndarray, n_classes: int, block: int, margin: int, postprocess: dict | None = None
-) -> np.ndarray:
-    """Instances of a large numpy prediction, one block at a time (bounded memory).
-
-    Each block is post-processed with ``margin`` pixels of context and owns the objects
-    whose centre lies in its core (the dask path's rule); owned objects are numbered on
-    from the previous blocks' and pasted whole into one output array.
-    """
-    owned = []
-    total = 0
-    for b in BlockGrid.regular(probs.shape[-2:], block, margin).blocks:
-        labels = owned_instances(probs[(..., *b.region)], n_classes, b, postprocess or {})
-        owned.append((labels.astype(np.uint16), b.region, total))
-        total += int(labels.max())
-    out = np.zeros(probs.shape[1:], label_dtype(total))
-    for labels, region, offset in owned:
-        mask = labels > 0
-        target = out[(..., *region)]
-        target[mask] = labels[mask].astype(out.dtype) + offset
-    return out
-
-
-def owned_instances(region: np.ndarray, n_classes: int, block: Block, postprocess: dict
-                     ) -> np.ndarray:
-    """Instance labels of a block's region (probabilities over ``block.region``), keeping
-    only the objects the block owns (numbered 1..n)."""
-    labels = block.keep_owned(instances_any(region, n_classes, postprocess))
-    n = int(labels.max())
-    if n >= LABEL_STRIDE:
-        raise ValueError(
-            f"a dask block holds {n} objects (max {LABEL_STRIDE - 1}); use smaller chunks"
-        )
-    return labels
 
 
 # ---------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .normalization import DEFAULT_NORMALIZATION
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
            "TrainingInterrupted", "check_patch_size", "check_train_config",
-           "fine_tune_settings"]
+           "fine_tune_settings", "run_to_end"]
 
 NEW_MODEL_LR = 3e-3
 FINE_TUNE_LR = 5e-4
@@ -218,3 +219,24 @@ def check_patch_size(cfg: TrainConfig, images: Sequence, width: int, device) -> 
                          f"{cfg.batch_size} needs about {need / 2**30:.0f} GiB to train, more than "
                          f"the {have / 2**30:.0f} GiB of {device.type} memory; use a patch size of "
                          f"at most {smaller}")
+
+
+def run_to_end(events: Generator, on_event: Callable | None = None) -> Any:
+    """Drive a training generator (:func:`train` or one that wraps it) to the end and return
+    its model; ``on_event`` receives every event. Ctrl-C in ``on_event`` is passed to the
+    trainer, which writes what it has (:class:`TrainingInterrupted`); the generator is
+    closed on any error, so its thread count and device memory are restored."""
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as finished:
+                return finished.value
+            if on_event is not None:
+                try:
+                    on_event(event)
+                except KeyboardInterrupt:
+                    events.throw(KeyboardInterrupt())
+                    raise
+    finally:
+        events.close()

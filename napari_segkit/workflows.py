@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, model_io, postprocess, predict_blocks, prediction
+from ._common import is_stopped
 from .image_layout import read_image_as
 from .memory_limits import tiff_array_info
 from .output_paths import check_not_inside, check_output_folder
@@ -34,6 +35,8 @@ from .prediction_results import (
     measure_prediction,
     status_image,
 )
+from .progress_bars import TileProgress, TrainingProgress
+from .train_config import run_to_end
 from .training import TrainEvent, train
 
 __all__ = [
@@ -180,7 +183,9 @@ def refine(outcome: PredictOutcome, request: PredictRequest,
     if outcome.probabilities is None:
         raise ValueError("there is no prediction to post-process: press Predict first")
     probs, k = outcome.probabilities, outcome.n_classes
-    fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
+    fg = outcome.probability  # the foreground map does not change with post-processing
+    if fg is None:
+        fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
     geometry = {"scale": request.scale, "units": request.units, "translate": request.translate}
     measured = measure_prediction(
         probs, k, request.image, settings=settings, zoom=outcome.zoom, geometry=geometry,
@@ -325,7 +330,6 @@ def predict_folder(
         check_not_inside(out, files[0].parent, "out")
     model = open_model(model)
     out.mkdir(parents=True, exist_ok=True)
-    stopped = _stop_check(stop)
     tables: list[pd.DataFrame] = []
     options = {"tile_size": tile_size, "tta": tta, "device": device, "diameter": diameter,
                "axes": axes, "channel": channel, "settings": settings, "stop": stop}
@@ -333,7 +337,7 @@ def predict_folder(
         for done, path in enumerate(files):
             if progress is not None:
                 progress(done, len(files))
-            if stopped():
+            if is_stopped(stop):
                 break
             bar = TileProgress(path.stem) if progress_bar else None
             try:
@@ -359,14 +363,6 @@ def predict_folder(
         columns=["image", "label"])
     objects.to_csv(out / "objects.csv", index=False)
     return objects
-
-
-def _stop_check(stop: Any) -> Callable[[], bool]:
-    if stop is None:
-        return lambda: False
-    if hasattr(stop, "is_set"):
-        return stop.is_set
-    return lambda: bool(stop())
 
 
 def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any,
@@ -410,118 +406,4 @@ def run_training(*args: Any, on_event: Callable[[TrainEvent], Any] | None = None
     """Run :func:`napari_segkit.training.train` (same arguments) to the end and return the
     final model; ``on_event`` receives every event. The generator is closed on an error
     (e.g. Ctrl-C in ``on_event``), so its thread count and device memory are restored."""
-    events = train(*args, **kwargs)
-    try:
-        while True:
-            try:
-                event = next(events)
-            except StopIteration as finished:
-                return finished.value
-            if on_event is not None:
-                try:
-                    on_event(event)
-                except KeyboardInterrupt:
-                    # Ctrl-C in the callback: the trainer writes what it has and re-raises
-                    # (napari_segkit.training.TrainingInterrupted)
-                    events.throw(KeyboardInterrupt())
-                    raise
-    finally:
-        events.close()
-
-
-class _LogLines:
-    """A stream for tqdm that writes each refresh as its own line (logs, pipes)."""
-
-    def __init__(self, stream) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        text = text.strip("\r\n ")
-        if text:
-            self.stream.write(text + "\n")
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-class TileProgress:
-    """A ``progress(done_tiles, total_tiles)`` callback that shows prediction as a tqdm bar
-    of tiles: in place on a terminal, a line every few seconds elsewhere (logs, pipes)."""
-
-    def __init__(self, desc: str, stream=None) -> None:
-        self.desc = desc
-        self.stream = stream or sys.stderr
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            import shutil
-
-            from tqdm import tqdm
-
-            tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-            self.bar = tqdm(total=total, unit="tile", desc=self.desc,
-                            file=self.stream if tty else _LogLines(self.stream),
-                            mininterval=0.2 if tty else 5.0,
-                            ncols=shutil.get_terminal_size((100, 24)).columns)
-        if total != self.bar.total:  # a second pass (test-time zoom) has its own tiles
-            self.bar.reset(total=total)
-        self.bar.update(max(done - self.bar.n, 0))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-class TrainingProgress:
-    """An ``on_event`` callback that shows training as a tqdm bar.
-
-    With a time budget the bar counts seconds (elapsed / budget), otherwise steps; the
-    postfix shows the step, the loss, the best validation scores so far and the device.
-    On a terminal the bar updates in place; elsewhere a line every few seconds.
-    """
-
-    def __init__(self, time_budget_s: float | None = None, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.time_budget_s = float(time_budget_s) if time_budget_s else None
-        self.bar = None  # made at the first event, when the number of steps is known
-        self.last: TrainEvent | None = None
-        self.scores: dict[str, str] = {}  # the last validation scores
-
-    def _make_bar(self, total_steps: int):
-        import shutil
-
-        from tqdm import tqdm
-
-        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        unit = "s" if self.time_budget_s else "step"
-        return tqdm(
-            total=self.time_budget_s or total_steps or None, unit=unit,
-            file=self.stream if tty else _LogLines(self.stream),
-            mininterval=0.2 if tty else 5.0, ncols=shutil.get_terminal_size((100, 24)).columns,
-            bar_format=("{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
-                        if self.time_budget_s else None),
-        )
-
-    def __call__(self, event: TrainEvent) -> None:
-        self.last = event
-        if self.bar is None:
-            self.bar = self._make_bar(event.total_steps)
-        bar = self.bar
-        if self.time_budget_s:
-            done = bar.total if event.kind == "done" else min(event.elapsed_s, bar.total)
-        else:
-            done = event.step
-        if event.kind == "validation":
-            self.scores = {name: f"{value:.3f}" for name, value
-                           in (("val F1", event.val_f1), ("val IoU", event.val_iou))
-                           if value is not None}
-        postfix = {"step": event.step}
-        if event.loss is not None:
-            postfix["loss"] = f"{event.loss:.3f}"
-        bar.set_postfix({**postfix, **self.scores, "device": event.device}, refresh=False)
-        bar.update(max(done - bar.n, 0))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return run_to_end(train(*args, **kwargs), on_event)
