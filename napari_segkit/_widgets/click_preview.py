@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QApplication
 from .._common import background_mask, classes_of
 from .._common import spatial_shape as label_shape
 from ..annotations import clicks_to_labels
-from .layers import geometry_of, log, spatial_shape, to_image_pixels
+from .layers import geometry_of, layer_pixels, log, spatial_shape, to_image_pixels
 
 #: Opacity of the preview masks (the clicks stay visible above them).
 PREVIEW_OPACITY = 0.45
@@ -35,7 +35,9 @@ def preview_name(points: Points) -> str:
 def _click_masks(
     pixels: np.ndarray, coords: np.ndarray, classes: np.ndarray | None, scale: tuple
 ) -> tuple[np.ndarray | None, str]:
-    """(masks, message) for one preview; masks None when the clicks cannot be converted."""
+    """(masks, message) for one preview; masks None when the clicks cannot be converted
+    (runs in a worker: lazy pixels are read here, not on the GUI thread)."""
+    pixels = np.asarray(pixels)
     shape = label_shape(pixels.shape)
     n_objects = int(np.sum(~background_mask(classes, len(coords))))
     if n_objects == 0:
@@ -121,7 +123,7 @@ class ClickPreview:
         coords = to_image_pixels(points, image, points.data)
         classes = classes_of(points.features)
         scale = tuple(image.scale[-len(spatial_shape(image)):])
-        worker = create_worker(_click_masks, np.asarray(image.data), coords, classes, scale)
+        worker = create_worker(_click_masks, layer_pixels(image), coords, classes, scale)
         worker.returned.connect(lambda result: self._show(points, image, *result))
         worker.errored.connect(lambda err: log.warning("click preview failed: %s", err))
         worker.finished.connect(self._finished)

@@ -30,7 +30,7 @@ from .._sample_data import points_layer_kwargs
 from ..corrections import Corrections, correction_training, corrections_from_layers
 from ..training import TrainConfig
 from ..workflows import open_model
-from .layers import spatial_shape, to_image_pixels, user_errors
+from .layers import layer_pixels, spatial_shape, to_image_pixels, user_errors
 from .session import SESSION
 from .train import default_model_path
 
@@ -77,7 +77,7 @@ class CorrectionPanel(Container):
         return image
 
     def _image_data(self, image: Image) -> np.ndarray:
-        data = np.asarray(image.data[0] if image.multiscale else image.data)
+        data = np.asarray(layer_pixels(image))
         return data if (data.ndim == 2 or is_rgb(data.shape)) else data.squeeze()
 
     def corrections_layer(self, image: Image) -> Points | None:
@@ -162,7 +162,7 @@ class CorrectionPanel(Container):
             self.history[image.name] = (self._image_data(image), corrections)
             images = [im for im, _ in self.history.values()]
             fixes = [c for _, c in self.history.values()]
-            model = open_model(self.dock.chosen_model())
+            model = self.dock.chosen_model()  # loaded by the worker, off the GUI thread
             config = TrainConfig(time_budget_s=float(self.seconds.value), steps=10**7)
             out_path = default_model_path(f"{image.name}-corrected")
             out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,5 +214,5 @@ def _suggest(model, image, coords, classes):
 
 
 def _retrain(model, images, corrections, config, out_path, stop_event):
-    yield from correction_training(model, images, corrections, config=config,
+    yield from correction_training(open_model(model), images, corrections, config=config,
                                    out_path=out_path, stop=stop_event)

@@ -31,6 +31,12 @@ def geometry_of(image: Layer | None) -> dict[str, Any]:
     return {"scale": tuple(image.scale), "translate": tuple(image.translate)}
 
 
+def layer_pixels(image: Image) -> Any:
+    """An Image layer's pixels: its full-resolution level when multiscale (lazy data stays
+    lazy: convert it off the GUI thread)."""
+    return image.data[0] if image.multiscale else image.data
+
+
 def spatial_shape(image: Image) -> tuple[int, ...]:
     """Shape of the image's spatial axes (drops the RGB channel axis)."""
     shape = tuple(image.data.shape)

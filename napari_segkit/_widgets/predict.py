@@ -50,7 +50,7 @@ from ..workflows import (
 )
 from .batch import BatchPanel
 from .corrections import CorrectionPanel
-from .layers import full_width, layers_of, scroll_page, spatial_shape, unit_of
+from .layers import full_width, layer_pixels, layers_of, scroll_page, spatial_shape, unit_of
 from .outcome_layers import STATUS_COLORS, show_outcome_layers
 from .plots import HistogramCanvas
 from .postprocess_panel import PostprocessPanel, check_diameter_model
@@ -128,8 +128,6 @@ class PredictWidget(Container):
         self.native.layout().addWidget(self.tabs)
 
         self.worker = None
-        self.refine_worker = None
-        self._refine_again = False
         self.stop_event = threading.Event()
         self.outcome: PredictOutcome | None = None
         self.request: PredictRequest | None = None  # what the last prediction was asked
@@ -224,7 +222,7 @@ class PredictWidget(Container):
         image: Image | None = self.image.value
         if image is None:
             raise ValueError("open or choose an image first")
-        data = image.data[0] if image.multiscale else image.data
+        data = layer_pixels(image)
         ndim = len(spatial_shape(image))
         scale = tuple(float(s) for s in image.scale[-ndim:])
         translate = tuple(float(t) for t in image.translate[-ndim:])
