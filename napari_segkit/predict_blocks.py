@@ -20,7 +20,7 @@ the memory budget is small), never by the image: the full 4 x H x W probabilitie
 never held. Objects must be smaller than about twice the margin (default: a quarter
 tile, at least 32 px), as in the dask path.
 
-:func:`needs_blockwise` says when the CLI / :func:`napari_segkit.workflows.predict_folder`
+:func:`blockwise_reason` says when the CLI / :func:`napari_segkit.workflows.predict_folder`
 take this path: planes above :data:`BLOCKWISE_MIN_PIXELS`, or images whose in-memory
 prediction (:data:`napari_segkit.memory_limits.PREDICT_BYTES_PER_PIXEL` per pixel) would
 not fit half of the available memory.
@@ -50,7 +50,6 @@ __all__ = [
     "BLOCKWISE_MIN_PIXELS",
     "block_size_for",
     "blockwise_reason",
-    "needs_blockwise",
     "predict_file_blockwise",
 ]
 
@@ -79,11 +78,6 @@ def blockwise_reason(shape: tuple[int, ...], dtype: Any, budget: int | None = No
     if plane > BLOCKWISE_MIN_PIXELS:
         return f"its plane is larger than {math.isqrt(BLOCKWISE_MIN_PIXELS)}^2 pixels"
     return None
-
-
-def needs_blockwise(shape: tuple[int, ...], dtype: Any, budget: int | None = None) -> bool:
-    """True when an image of ``shape`` / ``dtype`` should be predicted block by block."""
-    return blockwise_reason(shape, dtype, budget) is not None
 
 
 def block_size_for(context: int, budget: int | None = None, largest: int = INSTANCE_BLOCK) -> int:

@@ -314,7 +314,7 @@ def predict_folder(
     the defaults).
 
     Images are sized from their header first: those that
-    :func:`napari_segkit.predict_blocks.needs_blockwise` (large planes, or more than the
+    :func:`napari_segkit.predict_blocks.blockwise_reason` names (large planes, or more than the
     memory budget) are predicted block by block, file to file, with memory bounded by
     the block; ``log`` says so. ``progress_bar``: a tqdm bar of tiles per image on
     stderr (:class:`TileProgress`).
