@@ -40,6 +40,11 @@ def load_split(root: Path, split: str):
     return images, labels, names
 
 
+def _grey_only(images, labels, names):
+    keep = [i for i, im in enumerate(images) if im.ndim == 2]
+    return [images[i] for i in keep], [labels[i] for i in keep], [names[i] for i in keep]
+
+
 def evaluate(model, images, labels) -> dict:
     """Pooled scores of ``model`` through the user's path (``prediction.predict``)."""
     from napari_segkit.metrics import evaluate_instances, summarise
@@ -82,6 +87,9 @@ def main() -> None:
     ap.add_argument("--finish", metavar="CHECKPOINT",
                     help="skip training: score this checkpoint (written by an earlier run "
                          "with --out) on val/ and write it as --out, rounded to float16")
+    ap.add_argument("--no-colour", action="store_true",
+                    help="leave every colour (RGB) image out of training: a start model "
+                         "for measuring fine-tuning on a new domain (bench_finetune --start)")
     ap.add_argument("--zoom", type=float, nargs=2, default=(0.5, 2.0),
                     help="zoom augmentation range; 1 1 disables it")
     args = ap.parse_args()
@@ -89,6 +97,9 @@ def main() -> None:
     tr_x, tr_y, tr_n = load_split(root, "train")
     s_x, s_y, s_n = load_split(root, "sample_512")
     va_x, va_y, va_n = load_split(root, "val")
+    if args.no_colour:
+        tr_x, tr_y, tr_n = _grey_only(tr_x, tr_y, tr_n)
+        s_x, s_y, s_n = _grey_only(s_x, s_y, s_n)
     # checkpoint selection on held-out train/ images (grayscale, like most real use)
     gray = [i for i, im in enumerate(tr_x) if im.ndim == 2]
     pick = set(np.random.default_rng(args.seed).choice(gray, size=args.holdout, replace=False).tolist()
@@ -99,7 +110,7 @@ def main() -> None:
     keep = [i for i in range(len(tr_x)) if i not in pick]
     tr_x, tr_y, tr_n = [tr_x[i] for i in keep], [tr_y[i] for i in keep], [tr_n[i] for i in keep]
     provenance = {
-        "name": "default nuclei model",
+        "name": "nuclei model, no colour images" if args.no_colour else "default nuclei model",
         "data": {"train": tr_n + s_n, "checkpoint_selection": ho_n, "val": va_n},
     }
     torch.set_num_threads(args.threads)
