@@ -233,6 +233,11 @@ def _match_from_iou(iou, gt_ids, pred_ids, iou_threshold: float) -> InstanceMatc
     )
 
 
+def _check_threshold(iou_threshold: float) -> None:
+    if not 0.0 < float(iou_threshold) <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+
+
 def match_instances(gt, pred, iou_threshold: float = 0.5) -> InstanceMatch:
     """Match predicted objects one-to-one to ground-truth objects.
 
@@ -248,8 +253,7 @@ def match_instances(gt, pred, iou_threshold: float = 0.5) -> InstanceMatch:
     iou_threshold : float
         Minimum IoU of a matched pair, in (0, 1].
     """
-    if not 0.0 < float(iou_threshold) <= 1.0:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    _check_threshold(iou_threshold)
     iou, gt_ids, pred_ids = iou_matrix(gt, pred)
     return _match_from_iou(iou, gt_ids, pred_ids, float(iou_threshold))
 
@@ -437,6 +441,14 @@ def evaluate_instances(gt, pred, iou_threshold: float = 0.5) -> dict:
     relative_count_error ((n_pred - n_gt) / n_gt; 0.0 if both are empty, None if only
     the ground truth is).
     """
+    return match_and_evaluate(gt, pred, iou_threshold)[1]
+
+
+def match_and_evaluate(gt, pred, iou_threshold: float = 0.5) -> tuple[InstanceMatch, dict]:
+    """:func:`match_instances` and :func:`evaluate_instances` from one IoU matrix (the
+    matrix is most of their cost; the Predict dock needs both at every post-processing
+    change)."""
+    _check_threshold(iou_threshold)
     iou, gt_ids, pred_ids = iou_matrix(gt, pred)
     m = _match_from_iou(iou, gt_ids, pred_ids, float(iou_threshold))
     err = m.n_pred - m.n_gt
@@ -444,7 +456,7 @@ def evaluate_instances(gt, pred, iou_threshold: float = 0.5) -> dict:
         rel = err / m.n_gt
     else:
         rel = 0.0 if m.n_pred == 0 else None
-    return {
+    return m, {
         "n_gt": m.n_gt,
         "n_pred": m.n_pred,
         "iou_threshold": float(iou_threshold),

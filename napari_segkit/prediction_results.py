@@ -129,11 +129,10 @@ def measure_prediction(
                 "choose the ground truth labels of this image"
             )
         if gt.any():
-            match = metrics.match_instances(gt, instances)
+            match, out.scores = metrics.match_and_evaluate(gt, instances)
             out.missed_table = measure.missed_objects(gt, instances, image, match=match,
                                                       **geometry)
             out.missed = np.where(np.isin(gt, match.missed_gt), gt, 0)
-            out.scores = metrics.evaluate_instances(gt, instances)
             out.summary.update({f"gt_{key}": value for key, value in out.scores.items()})
         else:
             _nothing_to_score(out, f"ground truth {gt_name!r} has no objects")

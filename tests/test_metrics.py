@@ -11,6 +11,7 @@ from napari_segkit.metrics import (
     count_error,
     evaluate_instances,
     iou_matrix,
+    match_and_evaluate,
     match_instances,
     points_vs_instances,
     semantic_scores,
@@ -159,6 +160,19 @@ def test_evaluate_is_json_and_consistent():
     json.dumps(r)
     assert r["n_gt"] == 1 and r["n_pred"] == 1 and r["f1"] == 1.0
     assert r["ap_dsb"] == pytest.approx(0.7)
+
+
+def test_match_and_evaluate_equals_the_two_calls_and_checks_the_threshold():
+    gt = square((40, 40), 2, 2, 10, 10)
+    square((40, 40), 20, 20, 8, 12, label=7, out=gt)
+    pred = square((40, 40), 3, 2, 10, 10, label=3)
+    square((40, 40), 30, 2, 5, 5, label=4, out=pred)
+    match, scores = match_and_evaluate(gt, pred)
+    assert scores == evaluate_instances(gt, pred)
+    assert match == match_instances(gt, pred)
+    assert match.missed_gt == [7] and match.false_pred == [4]
+    with pytest.raises(ValueError, match="iou_threshold"):
+        match_and_evaluate(gt, pred, 0.0)
 
 
 def test_summarise_pools_counts():
