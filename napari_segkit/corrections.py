@@ -71,12 +71,15 @@ class Corrections:
 
 
 def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
-                       boundary_width: int = 1, prediction=None):
+                       boundary_width: int = 1, prediction=None, distill: bool = False):
     """Training targets for one image: the current model's prediction (or the edited
     labels) corrected by the clicks (see module docstring).
 
     ``prediction`` may pass a :class:`napari_segkit.prediction.Prediction` of ``model`` on
-    ``image`` already at hand; otherwise one is made (mirror-averaged).
+    ``image`` already at hand; otherwise one is made (mirror-averaged). ``distill``: where
+    the clicks change nothing, the targets are the model's own confident classes and
+    centre map instead of targets re-derived from its instances (see
+    :func:`napari_segkit.click_targets.targets_from_clicks`).
     """
     from .click_targets import targets_from_clicks
     from .prediction import predict
@@ -96,7 +99,7 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
     return targets_from_clicks(image, corrections.coords, list(corrections.classes),
                                boundary_width=boundary_width, guide=base,
                                guide_probabilities=prediction.probabilities,
-                               unclicked="keep")
+                               unclicked="keep", distill=distill)
 
 
 def correction_training(
@@ -116,7 +119,8 @@ def correction_training(
     model = as_model(model)  # only predicted with here; train() trains a copy
     cfg = replace(config) if config is not None else TrainConfig(time_budget_s=60.0, steps=10**7)
     cfg.val_fraction = 0.0
-    targets = [correction_targets(model, im, c, boundary_width=cfg.boundary_width)
+    targets = [correction_targets(model, im, c, boundary_width=cfg.boundary_width,
+                                  distill=cfg.click_distill)
                for im, c in zip(images, corrections, strict=True)]
     return (yield from train(list(images), targets=targets, config=cfg, init=model,
                              out_path=out_path, stop=stop))

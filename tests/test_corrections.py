@@ -57,6 +57,27 @@ def test_corrections_become_targets_on_top_of_the_model_prediction():
         correction_targets(None, image, Corrections(labels=edited[:10]), prediction=_prediction(pred))
 
 
+def test_distilled_corrections_keep_the_models_own_outputs_where_nothing_was_corrected():
+    pred = np.zeros((48, 64), np.int32)
+    pred[24:34, 4:14] = 2   # nobody touches it
+    pred[24:34, 44:54] = 3  # not a nucleus: background click
+    image = (pred > 0).astype(np.float32) * 200
+    prediction = _prediction(pred)
+    prediction.probabilities[0, 20:22, 20:22] = 0.5  # unsure background: ignored
+    prediction.probabilities[1, 20:22, 20:22] = 0.5
+    prediction.probabilities[3] = np.linspace(0, 1, pred.size).reshape(pred.shape)
+    c = Corrections([(29, 49)], ["background"])
+    plain = correction_targets(None, image, c, prediction=prediction)
+    t = correction_targets(None, image, c, prediction=prediction, distill=True)
+    own = pred == 2
+    # the kept object: the model's confident classes (interior all over: no re-derived
+    # boundary ring) and its own centre map
+    assert (t.classes[own] == 1).all() and (plain.classes[own] == 2).any()
+    assert np.allclose(t.center[own], prediction.probabilities[3][own])
+    assert (t.classes[20:22, 20:22] < 0).all()
+    assert (t.classes[pred == 3] == 0).all()  # the correction still rules where it acts
+
+
 def test_retraining_starts_from_the_current_model_and_leaves_it_alone(fluo_256):
     from napari_segkit.model_io import load_default_model
 
