@@ -205,7 +205,7 @@ class CorrectionPanel(Container):
             self.status.value = (f"Retraining: step {event.step}, {event.elapsed_s:.0f}/"
                                  f"{event.budget_s or 0:.0f} s on {event.device}")
 
-    def _on_close(self) -> None:
+    def _on_close(self, *_) -> None:
         """The Predict dock or the viewer closed: stop retraining (the weights reached so
         far are saved, as Stop does); nothing is predicted afterwards."""
         if self._closed:

@@ -91,10 +91,12 @@ class _ParentWatcher(QObject):
         return False
 
 
-def watch_close(native: Any, on_close: Callable[[], None]) -> QObject:
-    """Call ``on_close()`` when the dock whose widget is ``native`` closes, or the viewer
-    (it may come twice). Keep the returned watcher referenced as long as the dock lives."""
+def watch_close(native: Any, on_close: Callable[..., None]) -> QObject:
+    """Call ``on_close(*ignored)`` when the dock whose widget is ``native`` closes, or the
+    viewer (it may come twice). ``on_close``: a bound method (Qt then holds no strong
+    reference to its object). Keep the returned watcher referenced as long as the dock
+    lives."""
     watcher = _ParentWatcher(on_close)
     native.installEventFilter(watcher)
-    native.destroyed.connect(lambda *_: on_close())
+    native.destroyed.connect(on_close)
     return watcher
