@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Train dock's start: fine-tune the default model or a new one")
     parser.add_argument("--no-training", action="store_true",
                         help="skip rows 2 and 3 (quick checks of the prediction rows)")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="leave the startup objects in the garbage collector's scans "
+                             "(a plugin dock in someone else's napari)")
     parser.add_argument("--steps", action="store_true",
                         help="print the GUI-thread time of each drawing step")
     args = parser.parse_args(argv)
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_segkit.workflows import DEFAULT_MODEL
 
     t0 = time.perf_counter()
-    viewer, docks = open_viewer("fluo_512", show=True)
+    viewer, docks = open_viewer("fluo_512", show=True, freeze_startup=not args.no_freeze)
     print(f"viewer and docks opened in {time.perf_counter() - t0:.1f} s")
     train = next(w for w in docks.values() if isinstance(w, TrainWidget))
     predict = next(w for w in docks.values() if isinstance(w, PredictWidget))
