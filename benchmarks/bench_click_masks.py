@@ -9,8 +9,12 @@ is more than 1.5x the nucleus' area (it spilled into neighbours or background). 
 with every nucleus clicked. Figures pool the clicked nuclei of all images per seed and
 give mean +- sd over 3 seeds.
 
+The click settings were chosen on ``sample_512`` and ``val`` (the default folders); for
+figures on images they were not chosen on, score ``--splits train --grayscale-only``
+(13 fluorescence images) or ``--splits train`` (with the 7 RGB ones).
+
 Run:  PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_click_masks.py
-      [--data /work/shared/data/nuclei] [--seeds 0 1 2]
+      [--data /work/shared/data/nuclei] [--seeds 0 1 2] [--splits train] [--grayscale-only]
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ from napari_segkit.annotations import clicks_to_labels
 DATA = Path("/work/shared/data/nuclei")
 
 
-def load_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image, labels) of sample_512 and val."""
+def load_pairs(root: Path, splits: tuple[str, ...] = ("sample_512", "val"),
+               grayscale_only: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image, labels) of the folders ``splits``; only 2-D (fluorescence) images
+    when ``grayscale_only``."""
     pairs = []
-    for split in ("sample_512", "val"):
+    for split in splits:
         for path in sorted((root / split / "images").glob("*.tif")):
             image = tifffile.imread(path)
+            if grayscale_only and image.ndim != 2:
+                continue
             labels = tifffile.imread(root / split / "labels" / path.name)
             pairs.append((f"{split}/{path.stem[:12]}", image, labels))
     return pairs
@@ -90,10 +98,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--splits", nargs="+", default=["sample_512", "val"],
+                        help="folders under --data to score (the click settings were "
+                             "chosen on sample_512 and val; train/ is held out)")
+    parser.add_argument("--grayscale-only", action="store_true",
+                        help="score only 2-D (fluorescence) images, not RGB ones")
     args = parser.parse_args()
-    pairs = load_pairs(args.data)
+    pairs = load_pairs(args.data, tuple(args.splits), args.grayscale_only)
     n_nuclei = sum(len(np.unique(lab[lab > 0])) for _, _, lab in pairs)
-    print(f"{len(pairs)} images (sample_512 + val), {n_nuclei} nuclei; seeds {args.seeds}")
+    kind = " (grayscale only)" if args.grayscale_only else ""
+    print(f"{len(pairs)} images of {' + '.join(args.splits)}{kind}, {n_nuclei} nuclei; "
+          f"seeds {args.seeds}")
     for title, fraction in (("10-15 % of nuclei clicked", (0.10, 0.15)), ("all clicked", None)):
         rows = np.array([run(pairs, s, fraction) for s in args.seeds])
         mean, sd, n = rows.mean(axis=0), rows.std(axis=0), rows[:, 2].mean()

@@ -12,8 +12,13 @@ on the fluo_512 sample, as ``python -m napari_segkit._widgets.launch`` opens the
    checkpoint and the end included;
 4. a prediction of a ``--size`` (default 1024) square image by the Predict dock, from the
    press of Predict to the result;
-5. drawing that result: the dock turning it into layers, a table and a histogram, plus
-   ``--draw-seconds`` (default 1.5) of repaints after.
+5. drawing that result: the dock turning it into layers, a table and a histogram (in
+   short steps, one per event-loop turn), plus ``--draw-seconds`` (default 1.5) of
+   repaints after;
+6. and 7. the same prediction again: the output layers now exist and are updated in
+   place.
+
+``--steps`` also prints how long each drawing step took on the GUI thread.
 
 Target for each of 2-5: max gap <= max(100 ms, 1.2 x the idle max gap).
 
@@ -88,6 +93,55 @@ def _warm_up_done() -> bool:
     return not any(t.name == "segkit-warm-up" for t in threading.enumerate())
 
 
+def _time_steps(predict) -> list[tuple[str, float]]:
+    """Wrap the Predict dock's drawing steps with timers; returns the list they fill."""
+    chain, found = predict._chain, []
+    start = chain.start
+
+    def timed_start(steps, done):
+        def timed(step):
+            def run():
+                t0 = time.perf_counter()
+                try:
+                    step()
+                finally:
+                    found.append((getattr(step, "__name__", "step"),
+                                  1000 * (time.perf_counter() - t0)))
+            return run
+        return start([timed(step) for step in steps], done)
+
+    chain.start = timed_start
+    return found
+
+
+def _train_rows(viewer, train, clock: GapClock, args, rows: list) -> None:
+    """Rows 2 and 3: the first Train press and the training."""
+    _raise_dock(train)
+    train.image.value = viewer.layers["fluo_512"]
+    train.annotation_layer.value = viewer.layers["fluo_512 clicks"]
+    train.init.value = args.init
+    train.minutes.value = args.train_seconds / 60.0
+    train.out.value = Path(tempfile.mkdtemp()) / "bench_gui.safetensors"
+
+    def first_step() -> bool:
+        ev = train.last_event
+        return (ev is not None and ev.kind == "step") or (
+            train.worker is not None and not train.running and train.start_button.enabled)
+
+    t_press = time.perf_counter()
+    press = clock.run_until(first_step, 600, before=train.start_button.native.click)
+    t_first = time.perf_counter() - t_press
+    rows.append(("first Train press", press, f"to the first step: {t_first:.1f} s"))
+    running = clock.run_until(lambda: train.start_button.enabled and not train.running,
+                              args.train_seconds + 600)
+    ev = train.last_event
+    rows.append((f"training ({args.train_seconds:g} s budget)", running,
+                 f"{ev.kind if ev else '?'} at step {ev.step if ev else 0}, "
+                 f"{time.perf_counter() - t_press:.1f} s in all"))
+    print("Train dock status:", train.status.value.replace("\n", " | "))
+
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-seconds", type=float, default=60.0)
@@ -96,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draw-seconds", type=float, default=1.5)
     parser.add_argument("--init", default="default", choices=["default", "none"],
                         help="Train dock's start: fine-tune the default model or a new one")
+    parser.add_argument("--no-training", action="store_true",
+                        help="skip rows 2 and 3 (quick checks of the prediction rows)")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="leave the startup objects in the garbage collector's scans "
+                             "(a plugin dock in someone else's napari)")
+    parser.add_argument("--steps", action="store_true",
+                        help="print the GUI-thread time of each drawing step")
     args = parser.parse_args(argv)
 
     from napari_segkit._widgets.launch import open_viewer
@@ -104,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_segkit.workflows import DEFAULT_MODEL
 
     t0 = time.perf_counter()
-    viewer, docks = open_viewer("fluo_512", show=True)
+    viewer, docks = open_viewer("fluo_512", show=True, freeze_startup=not args.no_freeze)
     print(f"viewer and docks opened in {time.perf_counter() - t0:.1f} s")
     train = next(w for w in docks.values() if isinstance(w, TrainWidget))
     predict = next(w for w in docks.values() if isinstance(w, PredictWidget))
@@ -130,31 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     train.status.value = ""
     rows.append(("(idle, 1 label repaint / s)", repaint, "reference: the cost of one repaint"))
 
-    # ---- training ----------------------------------------------------------------
-    _raise_dock(train)
-    train.image.value = viewer.layers["fluo_512"]
-    train.annotation_layer.value = viewer.layers["fluo_512 clicks"]
-    train.init.value = args.init
-    train.minutes.value = args.train_seconds / 60.0
-    train.out.value = Path(tempfile.mkdtemp()) / "bench_gui.safetensors"
-
-    def first_step() -> bool:
-        ev = train.last_event
-        return (ev is not None and ev.kind == "step") or (
-            train.worker is not None and not train.running and train.start_button.enabled)
-
-    t_press = time.perf_counter()
-    press = clock.run_until(first_step, 600, before=train.start_button.native.click)
-    t_first = time.perf_counter() - t_press
-    rows.append(("first Train press", press, f"to the first step: {t_first:.1f} s"))
-    running = clock.run_until(lambda: train.start_button.enabled and not train.running,
-                              args.train_seconds + 600)
-    ev = train.last_event
-    rows.append((f"training ({args.train_seconds:g} s budget)", running,
-                 f"{ev.kind if ev else '?'} at step {ev.step if ev else 0}, "
-                 f"{time.perf_counter() - t_press:.1f} s in all"))
-    print("Train dock status:", train.status.value.replace("\n", " | "))
-
+    if not args.no_training:
+        _train_rows(viewer, train, clock, args, rows)
     # ---- prediction ----------------------------------------------------------------
     _raise_dock(predict)
     reps = -(-args.size // 512)
@@ -162,29 +200,42 @@ def main(argv: list[str] | None = None) -> int:
     layer = viewer.add_image(big, name=f"fluo {args.size}")
     predict.image.value = layer
     predict.model_source.value = DEFAULT_MODEL
-    times: dict[str, float] = {}
-    show = predict.show_outcome
+    step_times = _time_steps(predict) if args.steps else None
+    for run in ("", " again"):
+        times: dict[str, float] = {}
+        show = predict.show_outcome
 
-    def timed_show(image, outcome):
-        times["show"] = time.perf_counter()
-        try:
-            return show(image, outcome)
-        finally:
-            times["shown"] = time.perf_counter()
+        def timed_show(*a, _show=show, _times=times, **k):
+            _times["show"] = time.perf_counter()
+            return _show(*a, **k)
 
-    predict.show_outcome = timed_show
-    t_press = time.perf_counter()
-    both = clock.run_until(
-        lambda: ("shown" in times and time.perf_counter() > times["shown"] + args.draw_seconds)
-        or (predict.worker is None and "show" not in times and time.perf_counter() - t_press > 1),
-        900, before=predict.run_button.native.click)
-    # a gap belongs to the drawing when it ends after the result arrived on the GUI thread
-    drawn = np.asarray(clock.ends) >= times.get("show", np.inf)
-    rows.append((f"prediction ({args.size} x {args.size})", both[~drawn],
-                 f"{times.get('show', np.nan) - t_press:.1f} s to the result"))
-    rows.append(("drawing the prediction", both[drawn],
-                 f"show_outcome {1000 * (times.get('shown', 0) - times.get('show', 0)):.0f} ms; "
-                 f"{predict.counts.value}"))
+        def drawn_and_settled(_times=times) -> bool:
+            if "show" in _times and "shown" not in _times and predict.worker is None:
+                _times["shown"] = time.perf_counter()
+            return "shown" in _times and time.perf_counter() > _times["shown"] + args.draw_seconds
+
+        predict.show_outcome = timed_show
+        if step_times is not None:
+            step_times.clear()
+        t_press = time.perf_counter()
+
+        def over(_times=times, _t_press=t_press) -> bool:
+            failed = (predict.worker is None and "show" not in _times
+                      and time.perf_counter() - _t_press > 1)
+            return drawn_and_settled() or failed
+
+        both = clock.run_until(over, 900, before=predict.run_button.native.click)
+        predict.show_outcome = show
+        # a gap belongs to the drawing when it ends after the result arrived on the GUI thread
+        drawn = np.asarray(clock.ends) >= times.get("show", np.inf)
+        rows.append((f"prediction{run} ({args.size}^2)", both[~drawn],
+                     f"{times.get('show', np.nan) - t_press:.1f} s to the result"))
+        rows.append((f"drawing the prediction{run}", both[drawn],
+                     f"drawn in {1000 * (times.get('shown', 0) - times.get('show', 0)):.0f} ms; "
+                     f"{predict.counts.value}"))
+        if step_times:
+            print(f"drawing steps{run} (ms on the GUI thread): " + ", ".join(
+                f"{name} {ms:.0f}" for name, ms in step_times))
 
     target = max(100.0, 1.2 * idle.max())
     print(f"\nlongest event-loop gap (10 ms QTimer); target: max gap <= max(100 ms, 1.2 x idle) "

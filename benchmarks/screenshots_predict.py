@@ -68,6 +68,8 @@ def main(out: Path) -> None:
     shoot("during")
     _wait(lambda: dock.worker is None)
     shoot("after")
+    # the histogram sits below the table in a scrolling tab: shot on its own as well
+    dock.histogram.grab().save(str(out / "predict_after_histogram.png"))
 
     dock.split.value = 6  # a live post-processing change
     _wait(lambda: not dock.refining())

@@ -37,7 +37,9 @@ def check_zoomable(kind: str | None, model_diameter: float | None) -> None:
     if model_diameter is None:
         raise ValueError(
             "this model file records no training object diameter (it predates test-time "
-            "zoom): use diameter=None, or retrain / fine-tune it with this napari-segkit"
+            "zoom), so the image cannot be rescaled to it: predict without a diameter "
+            "(diameter=None; 'Nucleus diameter' 0 in the Predict dock), or retrain / "
+            "fine-tune the model with this napari-segkit"
         )
 
 

@@ -15,28 +15,16 @@ import pandas as pd
 from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 
 from ..readable_table import readable_table
 from ..workflows import predict_folder
 from .layers import full_width
-from .postprocess_panel import check_diameter_model
+from .progress import Relay, Throttle, set_progress_quietly
 from .table import ObjectTable
 
 #: Where results go when no output folder is chosen (inside the image folder).
 DEFAULT_OUT = "segkit_results"
-
-
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signal)."""
-
-    progressed = Signal(int, int)
-
-
-def _predict_folder_job(**job: Any) -> pd.DataFrame:
-    """:func:`predict_folder`, with a plain message when the diameter cannot be used."""
-    check_diameter_model(job["model"], job.get("diameter"))
-    return predict_folder(**job)
 
 
 def _shortened(path: str, keep: int = 44) -> str:
@@ -74,8 +62,9 @@ class BatchPanel(Container):
         self.objects = pd.DataFrame()
         self.worker = None
         self.stop_event = threading.Event()
-        self._relay = _Relay()
+        self._relay = Relay()
         self._relay.progressed.connect(self._on_progress)
+        self._show_progress = Throttle(self._draw_progress)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
 
@@ -94,7 +83,7 @@ class BatchPanel(Container):
         self.progress.value = 0
         self.status.value = "Starting..."
         self._out = job["out"]
-        worker = thread_worker(_predict_folder_job)(
+        worker = thread_worker(predict_folder)(
             **job, progress=self._relay.progressed.emit, stop=self.stop_event, log=lambda _: None
         )
         worker.returned.connect(self._on_returned)
@@ -122,11 +111,15 @@ class BatchPanel(Container):
 
     def _on_progress(self, done: int, total: int) -> None:
         self._done, self._total = done, total
-        self.progress.value = int(1000 * done / max(total, 1))
+        self._show_progress(done, total)  # drawn at most about once a second
+
+    def _draw_progress(self, done: int, total: int) -> None:
+        set_progress_quietly(self.progress, int(1000 * done / max(total, 1)))
         if done < total and not self.stop_event.is_set():
             self.status.value = f"Predicting image {done + 1} of {total}..."
 
     def _on_returned(self, objects: pd.DataFrame) -> None:
+        self._show_progress.cancel()
         self.objects = readable_table(objects) if "label" in objects else objects
         self.table.set_frame(self.objects)
         self.table.show()

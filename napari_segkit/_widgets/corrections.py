@@ -7,7 +7,9 @@
    merged object; or paint / erase on the ``"<image> instances"`` layer.
 3. *Retrain with corrections* fine-tunes the current model on the corrected prediction of
    this image and of every image corrected before in this session (in a worker thread,
-   with a Stop button), publishes the new model as "Just trained" and predicts again.
+   with a Stop button; closing the Predict dock or the viewer stops it too), publishes the
+   new model as "Just trained" and predicts again. Its progress is redrawn about once a
+   second, as the Train dock's.
 
 Thin: the targets and the training are :mod:`napari_segkit.corrections` and
 :mod:`napari_segkit.suggestions`.
@@ -31,6 +33,7 @@ from ..corrections import Corrections, correction_training, corrections_from_lay
 from ..training import TrainConfig
 from ..workflows import open_model
 from .layers import layer_pixels, spatial_shape, to_image_pixels, user_errors
+from .progress import Throttle, set_progress_quietly, watch_close
 from .session import SESSION
 from .train import default_model_path
 
@@ -59,6 +62,9 @@ class CorrectionPanel(Container):
         self.worker = None
         self.stop_event = threading.Event()
         self.last_event = None
+        self._show_event = Throttle(self._draw_event)  # about once a second
+        self._closed = False  # the Predict dock (or the viewer) was closed
+        self._close_watch = watch_close(dock.native, self._on_close)
         self.suggest_button.changed.connect(self.suggest)
         self.corrections_button.changed.connect(self.add_corrections_layer)
         self.retrain_button.changed.connect(self.retrain)
@@ -131,17 +137,24 @@ class CorrectionPanel(Container):
 
     def _show_suggestions(self, image: Image, coords, scores, reasons) -> None:
         name = f"{image.name} suggestions"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
         features = pd.DataFrame({"rank": np.arange(1, len(coords) + 1), "score": scores,
                                  "reason": reasons})
-        self.viewer.add_points(
-            np.asarray(coords, float).reshape(-1, 2), name=name, features=features,
-            scale=image.scale[-2:], translate=image.translate[-2:], symbol="ring", size=14,
-            face_color="transparent", border_color=SUGGESTION_COLOR, border_width=0.15,
-            text={"string": "{rank}", "color": SUGGESTION_COLOR, "anchor": "upper_left"},
-        )
-        self.viewer.layers.selection.active = self.viewer.layers[name]
+        coords = np.asarray(coords, float).reshape(-1, 2)
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if isinstance(layer, Points):  # a new round updates the layer in place
+            layer.data = coords
+            layer.features = features
+            layer.scale, layer.translate = image.scale[-2:], image.translate[-2:]
+        else:
+            if layer is not None:  # a layer of another kind took the name
+                self.viewer.layers.remove(layer)
+            layer = self.viewer.add_points(
+                coords, name=name, features=features, scale=image.scale[-2:],
+                translate=image.translate[-2:], symbol="ring", size=14,
+                face_color="transparent", border_color=SUGGESTION_COLOR, border_width=0.15,
+                text={"string": "{rank}", "color": SUGGESTION_COLOR, "anchor": "upper_left"},
+            )  # fmt: skip
+        self.viewer.layers.selection.active = layer
         self.status.value = (f"{len(coords)} suggestions (1 = most useful): click there in "
                              f"the corrections layer where the model is wrong."
                              if len(coords) else "No place looks uncertain to the model.")
@@ -183,13 +196,29 @@ class CorrectionPanel(Container):
 
     def _on_event(self, event) -> None:
         self.last_event = event
-        self.progress.value = int(1000 * event.fraction)
+        if not self._closed:
+            self._show_event(event)
+
+    def _draw_event(self, event) -> None:
+        set_progress_quietly(self.progress, int(1000 * event.fraction))
         if event.kind == "step":
             self.status.value = (f"Retraining: step {event.step}, {event.elapsed_s:.0f}/"
                                  f"{event.budget_s or 0:.0f} s on {event.device}")
 
+    def _on_close(self, *_) -> None:
+        """The Predict dock or the viewer closed: stop retraining (the weights reached so
+        far are saved, as Stop does); nothing is predicted afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_event.set()
+        self._show_event.cancel()
+
     def _on_finished(self) -> None:
         self.worker = None
+        self._show_event.cancel()
+        if self._closed:
+            return
         try:
             self.retrain_button.enabled, self.stop_button.enabled = True, False
         except RuntimeError:  # the dock was closed meanwhile

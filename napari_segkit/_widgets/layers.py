@@ -54,14 +54,23 @@ def set_output_layer(
     geometry = geometry_of(like)
     existing = viewer.layers[name] if name in viewer.layers else None
     if existing is not None and isinstance(existing, getattr(napari.layers, kind.capitalize())):
-        existing.data = data
+        if existing.data is not data:  # an unchanged layer is not redrawn
+            existing.data = data  # (napari redraws on its own)
         for key, value in {**geometry, **kwargs}.items():
             with contextlib.suppress(AttributeError, ValueError, TypeError):
-                setattr(existing, key, value)
-        existing.refresh()
+                if not _same(getattr(existing, key), value):
+                    setattr(existing, key, value)
         return existing
     add = getattr(viewer, f"add_{kind}")
     return add(data, name=name, **geometry, **kwargs)
+
+
+def _same(current: Any, value: Any) -> bool:
+    """True when setting ``value`` would change nothing (saves a redraw)."""
+    try:
+        return bool(np.array_equal(np.asarray(current), np.asarray(value)))
+    except (TypeError, ValueError):
+        return False
 
 
 @contextlib.contextmanager

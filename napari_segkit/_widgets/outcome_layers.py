@@ -1,12 +1,16 @@
 """The layers a prediction shows: probability, semantic classes, instances and, with ground
 truth labels, the match status of each predicted object and the missed true objects.
 
-Each is named after its image (``"<image> instances"``) and updated in place on a rerun;
-layers that a run no longer produces (match status without ground truth) are removed.
+Each is named after its image (``"<image> instances"``) and updated in place on a rerun
+(an unchanged one, e.g. the probability after a post-processing change, is left as it
+is); layers that a run no longer produces (match status without ground truth) are
+removed. :func:`outcome_layer_steps` gives the work one layer at a time, for the dock to
+run one per event-loop turn.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import napari
@@ -22,27 +26,47 @@ STATUS_COLORS = {"matched": "#2ecc40", "false positive": "#ff4136", "missed": "#
 
 def show_outcome_layers(viewer: napari.Viewer, image: Image, outcome: PredictOutcome
                         ) -> dict[str, Any]:
-    """Add or update the output layers of ``outcome``; returns them by kind."""
-    name = image.name
+    """Add or update the output layers of ``outcome`` at once; returns them by kind."""
     out: dict[str, Any] = {}
-    out["probability"] = set_output_layer(
-        viewer, f"{name} probability", outcome.probability, "image", like=image,
-        colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), visible=False,
-    )  # fmt: skip
-    out["semantic"] = set_output_layer(
-        viewer, f"{name} semantic", outcome.semantic, "labels", like=image, visible=False
-    )
-    names = outcome.class_names
-    out["semantic"].features = pd.DataFrame({"index": range(len(names)), "class": names})
-    out["instances"] = set_output_layer(
-        viewer, f"{name} instances", outcome.instances, "labels", like=image, opacity=0.6
-    )
-    out["instances"].features = outcome.table.assign(index=outcome.table["label"])
-    for key in ("status", "missed"):
-        layer_name = f"{name} {'match status' if key == 'status' else 'missed'}"
-        if getattr(outcome, key) is None and layer_name in viewer.layers:
-            viewer.layers.remove(layer_name)
-    if outcome.status is not None:
+    for step in outcome_layer_steps(viewer, image, outcome, out):
+        step()
+    return out
+
+
+def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOutcome,
+                        out: dict[str, Any]) -> list[Callable[[], None]]:
+    """The layer work of ``outcome`` as steps, one layer each (adding a layer to napari is
+    the costly part; run them one per event-loop turn). Each step fills ``out`` by kind."""
+    name = image.name
+
+    def probability() -> None:
+        out["probability"] = set_output_layer(
+            viewer, f"{name} probability", outcome.probability, "image", like=image,
+            colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), visible=False,
+        )  # fmt: skip
+
+    def semantic() -> None:
+        out["semantic"] = set_output_layer(
+            viewer, f"{name} semantic", outcome.semantic, "labels", like=image, visible=False
+        )
+        names = outcome.class_names
+        if list(out["semantic"].features.get("class", [])) != list(names):
+            out["semantic"].features = pd.DataFrame({"index": range(len(names)),
+                                                     "class": names})
+
+    def instances() -> None:
+        out["instances"] = set_output_layer(
+            viewer, f"{name} instances", outcome.instances, "labels", like=image, opacity=0.6
+        )
+        out["instances"].features = outcome.table.assign(index=outcome.table["label"])
+
+    def stale() -> None:
+        for key in ("status", "missed"):
+            layer_name = f"{name} {'match status' if key == 'status' else 'missed'}"
+            if getattr(outcome, key) is None and layer_name in viewer.layers:
+                viewer.layers.remove(layer_name)
+
+    def status() -> None:
         colors = {STATUS_VALUES[s]: STATUS_COLORS[s] for s in STATUS_VALUES}
         out["status"] = set_output_layer(
             viewer, f"{name} match status", outcome.status, "labels", like=image,
@@ -51,7 +75,8 @@ def show_outcome_layers(viewer: napari.Viewer, image: Image, outcome: PredictOut
         out["status"].colormap = DirectLabelColormap(
             color_dict={**colors, None: "transparent", 0: "transparent"}
         )
-    if outcome.missed is not None:
+
+    def missed() -> None:
         ids = outcome.missed_table["label"].tolist()
         out["missed"] = set_output_layer(
             viewer, f"{name} missed", outcome.missed, "labels", like=image, opacity=0.9
@@ -62,4 +87,14 @@ def show_outcome_layers(viewer: napari.Viewer, image: Image, outcome: PredictOut
                         0: "transparent"}
         )
         out["missed"].features = outcome.missed_table.assign(index=outcome.missed_table["label"])
-    return out
+
+    steps = [probability, semantic, instances, stale]
+    if outcome.status is not None:
+        steps.append(status)
+    if outcome.missed is not None:
+        steps.append(missed)
+    suffixes = {probability: "probability", semantic: "semantic", instances: "instances",
+                status: "match status", missed: "missed"}
+    for step, suffix in suffixes.items():  # adding a layer is long: a turn of its own
+        step.own_turn = f"{name} {suffix}" not in viewer.layers
+    return steps

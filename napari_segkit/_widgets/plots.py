@@ -1,11 +1,9 @@
-"""Plots that live in docks: the live training curves (QPainter) and a histogram of
-per-object values (matplotlib)."""
+"""The live training curves of the Train dock (QPainter). The Predict dock's histogram is
+in :mod:`.histogram`."""
 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPalette, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
@@ -146,54 +144,3 @@ class TrainingPlot(QWidget):
             painter.setPen(QPen(fg, 1))
             painter.drawText(QPointF(x + 17, 13), label)
             x += 17 + metrics.horizontalAdvance(label) + 10
-
-
-class HistogramCanvas(FigureCanvasQTAgg):
-    """Histogram of one per-object quantity (areas, IoUs, ...), a few lines high.
-
-    Drawn in the colours of the napari theme (:meth:`set_colors`), with whole-number
-    object counts on the y axis.
-    """
-
-    BAR = "#4c9be8"
-
-    def __init__(self, height: int = 170) -> None:
-        self.figure = Figure(figsize=(3.5, 1.8), layout="constrained")
-        super().__init__(self.figure)
-        self.axes = self.figure.add_subplot(111)
-        self.setFixedHeight(height)
-        self.values = np.zeros(0)
-        self.xlabel = ""
-        self.background, self.foreground = "#ffffff", "#000000"
-        self.show_values([], "")
-
-    def set_colors(self, background: str, foreground: str) -> None:
-        """Background and text / axis colours (e.g. from ``napari.utils.theme``)."""
-        self.background, self.foreground = background, foreground
-        self.show_values(self.values, self.xlabel)
-
-    def show_values(
-        self, values, xlabel: str, *, bins: int | np.ndarray = 30, value_range=None
-    ) -> None:
-        """Draw a histogram of ``values``; an empty input says "no objects"."""
-        from matplotlib.ticker import MaxNLocator
-
-        self.values = np.asarray(values, dtype=float)
-        self.values = self.values[np.isfinite(self.values)]
-        self.xlabel = xlabel
-        ax, fg = self.axes, self.foreground
-        ax.clear()
-        self.figure.set_facecolor(self.background)
-        ax.set_facecolor(self.background)
-        if self.values.size:
-            ax.hist(self.values, bins=bins, range=value_range, color=self.BAR, edgecolor="none")
-        else:
-            ax.text(0.5, 0.5, "no objects", ha="center", va="center", transform=ax.transAxes,
-                    color=fg)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.set_xlabel(xlabel, fontsize=8, color=fg)
-        ax.set_ylabel("objects", fontsize=8, color=fg)
-        ax.tick_params(labelsize=7, colors=fg)
-        for spine in ax.spines.values():
-            spine.set_color(fg)
-        self.draw_idle()

@@ -20,31 +20,11 @@ from qtpy.QtCore import Qt, QTimer
 from ..object_size import estimate_diameter
 from ..postprocess import DEFAULT_SIZES
 from ..prediction_results import SPLIT_LEVELS, PostprocessSettings
-from ..workflows import PredictOutcome, open_model, refine
+from ..workflows import PredictOutcome, refine
+from .outcome_display import OutcomeDisplay, Superseded, with_display
 
 #: Quiet time after the last control change before post-processing runs again (ms).
 DEBOUNCE_MS = 200
-#: What a diameter asked of a model that records no training nucleus size says.
-NO_DIAMETER = (
-    "this model records no training nucleus size, so the image cannot be rescaled to it. "
-    "Set 'Nucleus diameter' to 0, or use a model trained or fine-tuned with this version "
-    "of napari-segkit."
-)
-
-
-def check_diameter_model(model_source: Any, diameter: float | None) -> None:
-    """ValueError (:data:`NO_DIAMETER`) when ``diameter`` is asked of a model that cannot
-    rescale to it; a model that cannot be opened is left to the job to report."""
-    if diameter is None:
-        return
-    try:
-        model = open_model(model_source)
-    except (ValueError, FileNotFoundError):
-        return
-    if model.object_diameter is None:
-        raise ValueError(NO_DIAMETER)
-
-
 class PostprocessPanel(Container):
     """Controls of the Predict dock ``dock`` and the live re-run of post-processing.
 
@@ -82,6 +62,7 @@ class PostprocessPanel(Container):
         super().__init__(widgets=[self.threshold, self.min_size, self.split])
         self.worker = None
         self._again = False
+        self._drawing = False  # a post-processed result is being drawn
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -125,7 +106,8 @@ class PostprocessPanel(Container):
         if self.worker is not None:
             self._again = True
             return None
-        worker = thread_worker(refine)(dock.outcome, dock.request, self.settings())
+        worker = thread_worker(with_display(refine))(dock.outcome, dock.request,
+                                                     self.settings())
         worker.returned.connect(self._on_refined)
         worker.errored.connect(lambda err: show_error(f"Post-processing failed: {err}"))
         worker.finished.connect(self._on_finished)
@@ -138,7 +120,8 @@ class PostprocessPanel(Container):
         """True while a change waits for the quiet time or its post-processing runs."""
         return self._timer.isActive() or self.worker is not None or self._again
 
-    def _on_refined(self, outcome: PredictOutcome) -> None:
+    def _on_refined(self, result: tuple[PredictOutcome, OutcomeDisplay | None]) -> None:
+        outcome, display = result
         dock = self.dock
         image = dock.predicted_image
         if image is None or image not in dock.viewer.layers:
@@ -146,14 +129,29 @@ class PostprocessPanel(Container):
         current = dock.outcome
         if current is None or current.probabilities is not outcome.probabilities:
             return  # a new prediction arrived meanwhile: this result is stale
-        dock.show_outcome(image, outcome, announce=False)
-        s = outcome.settings
-        split = "default" if s.split == 0 else f"{s.split}/{SPLIT_LEVELS}"
-        unit = "voxels" if outcome.instances.ndim == 3 else "px"
-        dock.stage.value = (f"Post-processed: threshold {s.fg_threshold:.2f} · "
-                            f"min. {s.min_size} {unit} · split {split}")
+        self._drawing = True
+        dock.show_outcome(image, outcome, announce=False, display=display,
+                          then=lambda err: self._on_drawn(outcome, err))
+
+    def _on_drawn(self, outcome: PredictOutcome, err: Exception | None) -> None:
+        self._drawing = False
+        if isinstance(err, Superseded):  # a newer result is being drawn
+            pass
+        elif err is not None:
+            show_error(f"Could not show the post-processed result: {err}")
+        else:
+            s = outcome.settings
+            split = "default" if s.split == 0 else f"{s.split}/{SPLIT_LEVELS}"
+            unit = "voxels" if outcome.instances.ndim == 3 else "px"
+            self.dock.stage.value = (f"Post-processed: threshold {s.fg_threshold:.2f} · "
+                                     f"min. {s.min_size} {unit} · split {split}")
+        self._finish()
 
     def _on_finished(self) -> None:
+        if not self._drawing:  # else the drawing's end finishes
+            self._finish()
+
+    def _finish(self) -> None:
         self.worker = None
         if self._again:
             self._again = False

@@ -11,7 +11,6 @@ and histogram, the correction loop and a folder run (:mod:`.batch`).
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,32 +31,29 @@ from napari.layers import Image, Labels, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from napari.utils.theme import get_theme
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QTabWidget
 
 from .._common import classes_of
 from ..measure import axis_names
-from ..readable_table import GT_ID, OBJECT_ID, readable_table
-from ..workflows import (
-    DEFAULT_MODEL,
-    PredictOutcome,
-    PredictRequest,
-    counts_text,
-    run_prediction,
-    scores_text,
-    size_column,
-    size_unit,
-)
+from ..readable_table import GT_ID, OBJECT_ID
+from ..workflows import DEFAULT_MODEL, PredictOutcome, PredictRequest, run_prediction
 from .batch import BatchPanel
 from .corrections import CorrectionPanel
+from .histogram import HistogramPlot
 from .layers import full_width, layer_pixels, layers_of, scroll_page, spatial_shape, unit_of
-from .outcome_layers import STATUS_COLORS, show_outcome_layers
-from .plots import HistogramCanvas
-from .postprocess_panel import PostprocessPanel, check_diameter_model
+from .outcome_display import (
+    OutcomeDisplay,
+    StepChain,
+    Superseded,
+    prepare_display,
+    with_display,
+)
+from .outcome_layers import STATUS_COLORS, outcome_layer_steps
+from .postprocess_panel import PostprocessPanel
+from .progress import Relay, Throttle, set_progress_quietly
 from .session import SESSION
 from .table import ObjectTable
-
-log = logging.getLogger("napari_segkit")
 
 MODEL_FILE = "Model file..."
 JUST_TRAINED = "Just trained"
@@ -67,13 +63,6 @@ __all__ = ["PredictWidget", "STATUS_COLORS", "points_in_image"]
 
 # ---------------------------------------------------------------------------
 # the dock
-
-
-class _Relay(QObject):
-    """Carries progress from the worker thread to the GUI thread (queued signals)."""
-
-    progressed = Signal(int, int)
-    staged = Signal(str)
 
 
 class PredictWidget(Container):
@@ -113,7 +102,7 @@ class PredictWidget(Container):
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft)  # wrapped labels get cut
         self.postprocess.native.layout().setContentsMargins(0, 0, 0, 0)
         self.table = ObjectTable()
-        self.histogram = HistogramCanvas()
+        self.histogram = HistogramPlot()
         self.table.hide()  # both until there is something to show
         self.histogram.hide()
         self.predicted_image: Image | None = None  # the image of the last prediction shown
@@ -134,8 +123,10 @@ class PredictWidget(Container):
         self.rows = pd.DataFrame()  # what the table shows: predicted objects + missed GT
         self.summary: dict[str, Any] = {}
         self.output: dict[str, Any] = {}  # layers of the last run
-        self._relay = _Relay()
-        self._relay.progressed.connect(self._on_progress)
+        self._chain = StepChain()  # draws a result in short steps
+        self._relay = Relay()
+        self._show_progress = Throttle(self._on_progress)  # about once a second
+        self._relay.progressed.connect(self._show_progress)
         self._relay.staged.connect(self._on_stage)
 
         self.model_file.visible = False
@@ -153,11 +144,13 @@ class PredictWidget(Container):
         self._apply_theme()
         self._on_image(self.image.value)
         SESSION.model_trained.connect(self._on_model_trained)
-        self.native.destroyed.connect(
-            lambda *_: SESSION.model_trained.disconnect(self._on_model_trained, missing_ok=True)
-        )
+        self.native.destroyed.connect(self._on_destroyed)
         if SESSION.last_model_path:
             self._on_model_trained(SESSION.last_model_path, select=False)
+
+    def _on_destroyed(self, *_) -> None:
+        SESSION.model_trained.disconnect(self._on_model_trained, missing_ok=True)
+        self._chain.abandon()
 
     # ---- choices -------------------------------------------------------------------
     def _images(self, _=None) -> list:
@@ -265,7 +258,7 @@ class PredictWidget(Container):
         self.stage.value = "Starting..."
         self._image_layer = self.image.value
         self._pending_request = request
-        worker = thread_worker(_predict_job)(
+        worker = thread_worker(with_display(run_prediction))(
             request,
             progress=self._relay.progressed.emit,
             stop=self.stop_event,
@@ -286,22 +279,33 @@ class PredictWidget(Container):
         self.stage.value = "Cancelling..."
 
     def _on_progress(self, done: int, total: int) -> None:
-        if total > 0:
-            self.progress.value = int(1000 * min(done / total, 1.0))
+        if total > 0 and self.worker is not None:
+            set_progress_quietly(self.progress, int(1000 * min(done / total, 1.0)))
             self.stage.value = f"Predicting: {done}/{total} tiles"
 
     def _on_stage(self, text: str) -> None:
+        self._show_progress.cancel()  # a new stage: older tile counts are stale
         self.stage.value = text
 
     def _on_errored(self, err: Exception) -> None:
         show_error(f"Prediction failed: {err}")
 
     def _on_finished(self) -> None:
+        if not self._chain.running:  # else the result is being drawn: it releases the dock
+            self._release()
+
+    def _release(self) -> None:
         self.worker = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
 
-    def _on_returned(self, outcome: PredictOutcome) -> None:
+    def drawing(self) -> bool:
+        """True while a result is being drawn (layers, table, histogram)."""
+        return self._chain.running
+
+    def _on_returned(self, result: tuple[PredictOutcome, OutcomeDisplay | None]) -> None:
+        outcome, display = result
+        self._show_progress.cancel()
         if outcome.cancelled:
             self.stage.value = "Cancelled."
             show_info("Prediction cancelled.")
@@ -310,11 +314,17 @@ class PredictWidget(Container):
             self.stage.value = "Failed."
             show_error(outcome.error)
             return
-        try:
-            self.request = self._pending_request
-            self.show_outcome(self._image_layer, outcome)
-        except Exception as err:  # noqa: BLE001 - e.g. the image layer was deleted meanwhile
-            log.exception("showing the prediction failed")
+        self.request = self._pending_request
+        self.stage.value = "Showing the result..."
+        self.show_outcome(self._image_layer, outcome, display=display,
+                          then=lambda err: self._on_shown(outcome, err))
+
+    def _on_shown(self, outcome: PredictOutcome, err: Exception | None) -> None:
+        self._release()
+        if isinstance(err, Superseded):  # a newer result is being drawn
+            return
+        if err is not None:
+            self.stage.value = "Failed."
             show_error(f"Could not show the prediction: {err}")
             return
         for text in outcome.warnings:
@@ -329,30 +339,43 @@ class PredictWidget(Container):
         return self.postprocess.refining()
 
     # ---- showing results -------------------------------------------------------------
-    def show_outcome(self, image: Image, outcome: PredictOutcome, announce: bool = True) -> None:
-        """Add or update the output layers, the labels, the table and the histogram."""
-        self.outcome = outcome
-        self.predicted_image = image
-        self.summary = dict(outcome.summary)
-        self.output = show_outcome_layers(self.viewer, image, outcome)
-        self.ground_truth.reset_choices()
-        self.rows = readable_table(outcome.table, outcome.missed_table, outcome.instances.ndim)
-        self.table.set_frame(self.rows)
-        self.counts.value = counts_text(self.summary, outcome.table)
-        self.scores.value = scores_text(self.summary)
-        if "best_iou" in outcome.table:
-            values = self.rows["best IoU"].to_numpy(dtype=float)
-            self.histogram.show_values(values, "best IoU with ground truth", value_range=(0, 1))
-        else:
-            col = size_column(outcome.table)
-            what = "area" if col.startswith("area") else "volume"
-            self.histogram.show_values(
-                outcome.table[col].to_numpy(dtype=float), f"{what} ({size_unit(col)})"
-            )
-        self.table.show()
-        self.histogram.show()
-        if announce:
-            show_info(self.counts.value)
+    def show_outcome(self, image: Image, outcome: PredictOutcome, announce: bool = True,
+                     display: OutcomeDisplay | None = None, then=None) -> None:
+        """Add or update the output layers, the labels, the table and the histogram.
+
+        Runs in short steps, one per event-loop turn (a layer, a slice of table rows, the
+        histogram), so napari repaints and takes input meanwhile; ``then(error or None)``
+        runs when all is shown. ``display``: prepared by the worker (else made here).
+        """
+        display = prepare_display(outcome) if display is None else display
+        out: dict[str, Any] = {}
+
+        def begin() -> None:
+            self.outcome, self.predicted_image = outcome, image
+            self.summary = dict(outcome.summary)
+            self.output = out  # filled as the layers come
+
+        def texts() -> None:
+            self.ground_truth.reset_choices()
+            self.rows = display.rows
+            self.counts.value, self.scores.value = display.counts, display.scores
+
+        def histogram() -> None:
+            h = display.histogram
+            self.histogram.show_counts(h.counts, h.edges, h.xlabel)
+            self.table.show()
+            self.histogram.show()
+
+        def done(err: Exception | None) -> None:
+            self.table.setUpdatesEnabled(True)  # also when the table was left half-filled
+            if err is None and announce:
+                show_info(display.counts)
+            if then is not None:
+                then(err)
+
+        steps = [begin, *outcome_layer_steps(self.viewer, image, outcome, out), texts,
+                 *self.table.fill_steps(display.rows, display.cells), histogram]
+        self._chain.start(steps, done)
 
     # ---- table interaction -----------------------------------------------------------
     def select_row(self, position: int) -> None:
@@ -421,16 +444,6 @@ class PredictWidget(Container):
         frame.to_csv(path, index=False)
         show_info(f"Saved {what} to {path}")
         return path
-
-
-def _predict_job(request: PredictRequest, **kwargs: Any) -> PredictOutcome:
-    """:func:`run_prediction`, with a plain message when a diameter is asked of a model
-    that records no training nucleus size."""
-    try:
-        check_diameter_model(request.model, request.diameter)
-    except ValueError as err:
-        return PredictOutcome(error=f"Predict: {err}")
-    return run_prediction(request, **kwargs)
 
 
 def _done_text(outcome: PredictOutcome) -> str:

@@ -27,6 +27,12 @@ def _format(value) -> str:
     return str(value)
 
 
+def format_cells(frame: pd.DataFrame) -> list[list[str]]:
+    """The texts the table shows for ``frame``'s cells, row by row (no Qt: a worker
+    thread may prepare them)."""
+    return [[_format(v) for v in row] for row in frame.to_numpy(dtype=object)]
+
+
 class _SortableItem(QTableWidgetItem):
     """Sorts numerically when both cells hold numbers."""
 
@@ -52,26 +58,48 @@ class ObjectTable(QTableWidget):
         self.setMinimumHeight(160)
         self.itemSelectionChanged.connect(self._emit_selection)
 
-    def set_frame(self, frame: pd.DataFrame | None) -> None:
-        """Replace the table's content with ``frame`` (None clears it)."""
-        self.frame = pd.DataFrame() if frame is None else frame.reset_index(drop=True)
-        self.setSortingEnabled(False)
-        self.blockSignals(True)
-        try:
+    def set_frame(self, frame: pd.DataFrame | None,
+                  cells: list[list[str]] | None = None) -> None:
+        """Replace the table's content with ``frame`` (None clears it); ``cells`` are its
+        texts when already formatted (:func:`format_cells`)."""
+        for step in self.fill_steps(frame, cells, chunk=1 << 30):
+            step()
+
+    def fill_steps(self, frame: pd.DataFrame | None, cells: list[list[str]] | None = None,
+                   chunk: int = 200) -> list:
+        """:meth:`set_frame` as steps to run in turn: the header, ``chunk`` rows at a
+        time, then sorting and column widths (a long table never holds the GUI thread
+        for long)."""
+        frame = pd.DataFrame() if frame is None else frame.reset_index(drop=True)
+        cells = format_cells(frame) if cells is None else cells
+
+        def begin() -> None:
+            self.frame = frame
+            self.setUpdatesEnabled(False)  # one repaint at the end, not one per slice
+            self.setSortingEnabled(False)
             self.clear()
-            self.setColumnCount(len(self.frame.columns))
-            self.setRowCount(len(self.frame))
-            self.setHorizontalHeaderLabels([str(c) for c in self.frame.columns])
-            values = self.frame.to_numpy(dtype=object)
-            for r in range(values.shape[0]):
-                for c in range(values.shape[1]):
-                    item = _SortableItem(_format(values[r, c]))
-                    item.setData(_ROW_ROLE, r)
-                    self.setItem(r, c, item)
-        finally:
-            self.blockSignals(False)
-        self.setSortingEnabled(True)
-        self.resizeColumnsToContents()
+            self.setColumnCount(len(frame.columns))
+            self.setRowCount(len(frame))
+            self.setHorizontalHeaderLabels([str(c) for c in frame.columns])
+
+        def rows(start: int) -> None:
+            self.blockSignals(True)
+            try:
+                for r in range(start, min(start + chunk, len(cells))):
+                    for c, text in enumerate(cells[r]):
+                        item = _SortableItem(text)
+                        item.setData(_ROW_ROLE, r)
+                        self.setItem(r, c, item)
+            finally:
+                self.blockSignals(False)
+
+        def end() -> None:
+            self.setSortingEnabled(True)
+            self.resizeColumnsToContents()
+            self.setUpdatesEnabled(True)
+
+        starts = range(0, len(cells), chunk)
+        return [begin, *[lambda s=s: rows(s) for s in starts], end]
 
     def frame_row_of(self, table_row: int) -> int:
         """Position in :attr:`frame` of the row shown at ``table_row``."""

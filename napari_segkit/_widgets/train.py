@@ -30,11 +30,12 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtCore import QTimer
 
 from .._common import classes_of
 from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, to_image_pixels, user_errors
 from .plots import TrainingPlot
+from .progress import REPAINT_EVERY_MS, set_progress_quietly, watch_close
 from .session import SESSION
 from .train_worker import (
     TrainFailure,
@@ -46,7 +47,7 @@ from .train_worker import (
 )
 
 WHOLE_IMAGE = "whole image"
-RENDER_EVERY_MS = 1000
+RENDER_EVERY_MS = REPAINT_EVERY_MS
 
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
@@ -103,20 +104,6 @@ def _format_s(seconds: float | None) -> str:
         return "--"
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-class _ParentWatcher(QObject):
-    """Calls ``on_orphaned`` when its widget loses its parent: napari takes a closed dock's
-    widget out of the window that way (the widget itself lives on)."""
-
-    def __init__(self, on_orphaned) -> None:
-        super().__init__()
-        self.on_orphaned = on_orphaned
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt name
-        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
-            self.on_orphaned()
-        return False
 
 
 class TrainWidget(Container):
@@ -200,9 +187,7 @@ class TrainWidget(Container):
         # closing the dock (napari un-parents its widget) or the viewer (the widget is
         # destroyed) stops training; the best weights so far are kept, as Stop does
         self._closed = False
-        self._parent_watcher = _ParentWatcher(self._on_close)
-        self.native.installEventFilter(self._parent_watcher)
-        self.native.destroyed.connect(self._on_close)
+        self._close_watch = watch_close(self.native, self._on_close)
         self._suggest_out(self.image.value)
 
     def _theme_plot(self) -> None:
@@ -395,14 +380,7 @@ class TrainWidget(Container):
             self._set_progress(value)
 
     def _set_progress(self, value: int) -> None:
-        """Set the bar without the immediate repaint QProgressBar makes: the change is
-        drawn with the other changes of this turn of the event loop, in one repaint."""
-        bar = self.progress.native
-        bar.setUpdatesEnabled(False)
-        try:
-            self.progress.value = value
-        finally:
-            bar.setUpdatesEnabled(True)  # schedules one (deferred) repaint
+        set_progress_quietly(self.progress, value)
 
     def _running_text(self, event, elapsed: float) -> str:
         loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass
@@ -25,10 +26,16 @@ _warm_up_started = threading.Event()
 FEW_HELD_OUT = 10
 
 
-def warm_up_imports() -> None:
+def warm_up_imports(freeze_after: bool = False) -> None:
     """Import torch and the trainer in a daemon thread (once per process), and take one
     optimiser step on a toy network: torch imports more (e.g. ``torch._dynamo``, over a
-    second, holding the GIL) at the first step of an optimiser."""
+    second, holding the GIL) at the first step of an optimiser.
+
+    ``freeze_after``: then move every object alive (napari, Qt, torch: about half a million)
+    out of the cyclic garbage collector's reach (``gc.freeze``). A full collection scans
+    them all and holds every thread, the GUI's included, for about a second on a 2-core
+    machine; it comes at random during training or prediction. For a process that napari
+    -segkit starts itself (``launch``); a plugin dock leaves the host process alone."""
     if _warm_up_started.is_set():
         return
     _warm_up_started.set()
@@ -46,6 +53,8 @@ def warm_up_imports() -> None:
                 optimizer.step()
         except Exception:  # noqa: BLE001 - the Train press reports import errors itself
             log.debug("warming up the training imports failed", exc_info=True)
+        if freeze_after:
+            gc.freeze()
 
     threading.Thread(target=work, name="segkit-warm-up", daemon=True).start()
 

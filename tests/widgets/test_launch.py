@@ -15,3 +15,37 @@ def test_open_viewer_docks_everything_with_sample_data(qtbot):
         assert docks["Annotate and convert"].image.value is viewer.layers["fluo_256"]
     finally:
         viewer.close()
+
+
+FREEZE = """
+import threading, time, gc
+from qtpy.QtWidgets import QApplication
+from napari_segkit._widgets.launch import open_viewer
+viewer, docks = open_viewer("fluo_256", show=False, freeze_startup=True)
+end = time.monotonic() + 200
+while any(t.name == "segkit-warm-up" for t in threading.enumerate()) and time.monotonic() < end:
+    QApplication.processEvents(); time.sleep(0.05)
+t0 = time.perf_counter(); gc.collect(); ms = 1000 * (time.perf_counter() - t0)
+print("FROZEN", gc.get_freeze_count(), ms)
+viewer.close()
+"""
+
+
+def test_the_launched_viewer_keeps_startup_objects_out_of_full_collections(tmp_path):
+    """A full garbage collection scanned napari's, Qt's and torch's ~0.5 M objects and held
+    the GUI thread for about a second; the launched viewer freezes them after warm-up."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1",
+           "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-c", FREEZE], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    line = [s for s in out.stdout.splitlines() if s.startswith("FROZEN")]
+    assert line, out.stderr[-2000:]
+    frozen, collect_ms = int(line[0].split()[1]), float(line[0].split()[2])
+    assert frozen > 100_000  # napari, Qt and torch objects
+    assert collect_ms < 300  # a full collection no longer scans them

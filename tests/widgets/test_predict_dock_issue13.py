@@ -314,17 +314,16 @@ def test_histogram_hidden_until_prediction_dark_and_whole_counts(dock, qtbot, no
     assert widget.histogram.isHidden()
     _predict(qtbot, widget)
     assert not widget.histogram.isHidden()
-    figure = widget.histogram.figure
-    face = np.asarray(figure.get_facecolor()[:3])
-    assert face.mean() < 0.4  # dark like the dock, not white
-    ax = widget.histogram.axes
-    label_color = np.asarray(ax.xaxis.label.get_color() if not isinstance(
-        ax.xaxis.label.get_color(), str) else _rgb(ax.xaxis.label.get_color()))
-    assert label_color[:3].mean() > 0.6  # light text on the dark background
-    widget.histogram.figure.canvas.draw()
-    ticks = ax.get_yticks()
-    assert np.allclose(ticks, np.round(ticks))
-    assert "px²" in ax.get_xlabel()
+    histogram = widget.histogram
+    assert np.mean(_rgb(histogram.background)) < 0.4  # dark like the dock, not white
+    assert np.mean(_rgb(histogram.foreground)) > 0.6  # light text on the dark background
+    image = histogram.grab().toImage()
+    corner = image.pixelColor(2, 2)
+    assert max(corner.red(), corner.green(), corner.blue()) < 100  # drawn dark
+    ticks = histogram.y_ticks()
+    assert all(isinstance(t, int) for t in ticks) and ticks[-1] >= histogram.counts.max()
+    assert histogram.counts.sum() == len(widget.outcome.table)  # one count per object
+    assert "px²" in histogram.xlabel
 
 
 def _rgb(color):

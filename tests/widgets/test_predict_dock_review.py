@@ -1,0 +1,170 @@
+"""Review findings in the Predict dock, driven as a user would: Retrain with corrections
+stops with its dock and redraws its progress about once a second; suggestions update their
+layer; a post-processing change leaves the probability layer alone; a diameter asked of a
+model that records none gets the core's one message; a result is drawn in short steps."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_segkit._sample_data import fluo_256  # noqa: E402
+from napari_segkit._widgets import corrections as corrections_module  # noqa: E402
+from napari_segkit._widgets import layers as layers_module  # noqa: E402
+from napari_segkit._widgets import predict as predict_module  # noqa: E402
+from napari_segkit._widgets.predict import MODEL_FILE, PredictWidget  # noqa: E402
+from napari_segkit._widgets.session import SESSION  # noqa: E402
+from napari_segkit.model_io import load_model  # noqa: E402
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tiny_model_path, monkeypatch, tmp_path):
+    errors: list[str] = []
+    for module in (predict_module, corrections_module, layers_module):
+        monkeypatch.setattr(module, "show_error", errors.append)
+    monkeypatch.setattr(corrections_module, "default_model_path",
+                        lambda name: tmp_path / f"{name}.safetensors")
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in fluo_256():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    widget = PredictWidget(viewer)
+    qt_dock = viewer.window.add_dock_widget(widget)
+    widget.image.value = viewer.layers["fluo_256"]
+    widget.model_source.value = MODEL_FILE
+    widget.model_file.value = tiny_model_path
+    return viewer, widget, qt_dock, errors
+
+
+def _predict(qtbot, widget):
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+
+
+def _start_retraining(viewer, widget, seconds: int):
+    panel = widget.corrections
+    layer = panel.add_corrections_layer()
+    clicks = viewer.layers["fluo_256 clicks"]
+    layer.add(np.asarray(clicks.data)[:4])
+    panel.seconds.value = seconds
+    assert panel.retrain() is not None
+    return panel
+
+
+def test_closing_the_predict_dock_stops_retraining(dock, qtbot):
+    viewer, widget, qt_dock, errors = dock
+    _predict(qtbot, widget)
+    trained = []
+    SESSION.model_trained.connect(trained.append)
+    try:
+        panel = _start_retraining(viewer, widget, seconds=600)
+        qtbot.waitUntil(lambda: panel.last_event is not None and panel.last_event.step >= 2,
+                        timeout=60_000)
+        worker = panel.worker
+        qt_dock.title.close_button.click()  # the dock's own close button
+        qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+        qtbot.wait(200)
+    finally:
+        SESSION.model_trained.disconnect(trained.append)
+    assert panel.last_event.kind == "stopped", "retraining stopped with its dock"
+    assert panel.last_event.elapsed_s < 60
+    assert trained == [] and widget.worker is None  # nothing published, no new prediction
+    assert errors == []
+
+
+def test_retraining_progress_is_redrawn_about_once_a_second(dock, qtbot):
+    viewer, widget, _, errors = dock
+    _predict(qtbot, widget)
+    panel = widget.corrections
+    events, draws = [], []
+    draw = panel._show_event.show
+    panel._show_event.show = lambda event: (draws.append(time.perf_counter()), draw(event))
+    on_event = panel._on_event
+    panel._on_event = lambda event: (events.append(event), on_event(event))
+    panel = _start_retraining(viewer, widget, seconds=5)
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)  # predicts again
+    assert len(events) > 3 and 1 <= len(draws) <= len(events)
+    assert np.all(np.diff(draws) >= 0.9), np.diff(draws)  # never two repaints within 0.9 s
+    assert panel.progress.value == 1000 and "Retrained" in panel.status.value
+    assert errors == []
+
+
+def test_suggestions_update_their_layer_in_place(dock, qtbot):
+    viewer, widget, _, errors = dock
+    _predict(qtbot, widget)
+    panel = widget.corrections
+    panel.suggest()
+    qtbot.waitUntil(lambda: "fluo_256 suggestions" in viewer.layers, timeout=30_000)
+    layer = viewer.layers["fluo_256 suggestions"]
+    removed = []
+    viewer.layers.events.removed.connect(lambda e: removed.append(e.value))
+    n = len(layer.data)
+    assert n >= 1
+    layer.data = np.empty((0, 2))  # the user deletes them; a new round comes
+    panel.suggest()
+    qtbot.waitUntil(lambda: len(viewer.layers["fluo_256 suggestions"].data) == n,
+                    timeout=30_000)
+    assert viewer.layers["fluo_256 suggestions"] is layer and removed == []
+    ranks = layer.features["rank"].tolist()
+    assert ranks == list(range(1, len(layer.data) + 1))
+    assert [str(t) for t in layer.text.values] == [str(r) for r in ranks]
+    assert errors == []
+
+
+def test_post_processing_leaves_the_probability_layer_alone(dock, qtbot):
+    viewer, widget, _, errors = dock
+    _predict(qtbot, widget)
+    probability = viewer.layers["fluo_256 probability"]
+    instances = viewer.layers["fluo_256 instances"]
+    changed = {"probability": 0, "instances": 0}
+    probability.events.data.connect(lambda e: changed.__setitem__(
+        "probability", changed["probability"] + 1))
+    instances.events.data.connect(lambda e: changed.__setitem__(
+        "instances", changed["instances"] + 1))
+    widget.threshold.value = 0.7
+    qtbot.waitUntil(lambda: widget.refining(), timeout=5_000)
+    qtbot.waitUntil(lambda: not widget.refining(), timeout=30_000)
+    assert changed["instances"] >= 1 and changed["probability"] == 0
+    assert viewer.layers["fluo_256 probability"] is probability
+    assert errors == []
+
+
+def test_a_diameter_for_a_model_without_one_gives_one_plain_message(dock, qtbot,
+                                                                    tiny_model_path):
+    viewer, widget, _, errors = dock
+    assert load_model(tiny_model_path).object_diameter is None
+    widget.diameter.value = 30
+    _predict(qtbot, widget)
+    assert len(errors) == 1, errors
+    assert "records no training object diameter" in errors[0]
+    assert "'Nucleus diameter' 0" in errors[0]  # what to do, in the dock's words
+    assert widget.run_button.enabled and "fluo_256 instances" not in viewer.layers
+
+
+def test_a_result_is_drawn_in_short_turns_and_a_rerun_updates_layers(dock, qtbot):
+    viewer, widget, _, errors = dock
+    from napari_segkit._widgets import outcome_display
+
+    turns = []
+    chain = widget._chain
+    start = chain.start
+
+    def counting_start(steps, done):
+        turns.append(len(steps))
+        return start(steps, done)
+
+    chain.start = counting_start
+    _predict(qtbot, widget)
+    first = {name: viewer.layers[f"fluo_256 {name}"] for name in
+             ("probability", "semantic", "instances")}
+    assert not chain.running and turns and turns[0] >= 5
+    assert widget.table.rowCount() == len(widget.rows) > 0
+    assert widget.histogram.counts.sum() == len(widget.outcome.table)
+    _predict(qtbot, widget)  # the same again: the same layers, updated
+    assert all(viewer.layers[f"fluo_256 {name}"] is layer for name, layer in first.items())
+    assert outcome_display.TURN_BUDGET_MS <= 50
+    assert errors == []
