@@ -28,23 +28,28 @@ not fit half of the available memory.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._common import ProgressCallback, StopFlag, label_dtype
+from ._common import Cancelled, ProgressCallback, StopFlag, is_stopped, label_dtype
 from .memory_limits import PREDICT_BYTES_PER_PIXEL, format_bytes, memory_budget
 from .model_io import as_model
-from .normalization import Normalization, subsample_planes
+from .normalization import FittedNormalization, Normalization, subsample_planes
 from .postprocess import semantic_from_probabilities
 from .prediction import INSTANCE_BLOCK, block_margin, owned_instances, predict_probabilities
-from .tiling import BlockGrid, as_pair, count_tiles, round_up
+from .tiling import Block, BlockGrid, as_pair, count_tiles, round_up
 
 __all__ = [
     "BLOCKWISE_MIN_PIXELS",
@@ -105,6 +110,7 @@ def predict_file_blockwise(
     progress: ProgressCallback | None = None,
     stop: StopFlag = None,
     work_dir: str | os.PathLike | None = None,
+    client: Any = None,
     **postprocess: Any,
 ) -> pd.DataFrame:
     """Predict a 2-D image file block by block into ``instances_path`` and
@@ -130,6 +136,12 @@ def predict_file_blockwise(
         :class:`~napari_segkit.prediction.PredictionCancelled` when set.
     work_dir
         Where the temporary zarr arrays go (default: beside ``instances_path``).
+    client
+        A :class:`distributed.Client` (see :func:`napari_segkit.schedulers.open_client`):
+        the blocks are predicted on its workers (the model is sent to each worker once,
+        each worker reads its blocks from ``source``, which must be a path the workers
+        see); progress then advances a block at a time. None: here, one block after
+        another. The results are the same either way.
     postprocess
         Keyword arguments of :func:`napari_segkit.postprocess.instances_from_probabilities`.
 
@@ -172,13 +184,13 @@ def predict_file_blockwise(
     tile = (round_up(th, divisor), round_up(tw, divisor))
     counts = [count_tiles(_shape(o.region), tile_size=tile, overlap=overlap, divisor=divisor)
               for o in outer.blocks]
-    total_tiles, done_tiles = sum(counts), 0
     k = cfg.n_classes
     settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
-                "device": device, "tta": tta, "stop": stop}
+                "device": device, "tta": tta, "stop": stop if client is None else None}
     instances_path, semantic_path = Path(instances_path), Path(semantic_path)
     work = Path(tempfile.mkdtemp(prefix=".segkit-blocks-",
                                  dir=work_dir or instances_path.parent))
+    job = BlockJob(norm, k, settings, dict(postprocess))
     try:
         chunks = (OUTPUT_TILE, OUTPUT_TILE)
         labels = zarr.open_array(work / "instances.zarr", mode="w", shape=(height, width),
@@ -186,28 +198,20 @@ def predict_file_blockwise(
         semantic = zarr.open_array(work / "semantic.zarr", mode="w", shape=(height, width),
                                    chunks=chunks, dtype=np.uint8, fill_value=0)
         n_objects = 0
-        for b, o, n_tiles in zip(grid.blocks, outer.blocks, counts, strict=True):
-            sub = None
-            if progress is not None:
-                def sub(done: int, _total: int, offset: int = done_tiles) -> None:
-                    progress(offset + done, total_tiles)
-            region = np.asarray(data[(*o.region,)])
-            probs = predict_probabilities(model, region, normalization=norm, progress=sub,
-                                          **settings)
-            inner = tuple(slice(r.start - q.start, r.stop - q.start)
-                          for r, q in zip(b.region, o.region, strict=True))
-            probs = probs[(slice(None), *inner)]
-            core = b.core_in_region
-            semantic[b.core] = semantic_from_probabilities(probs[(slice(None, k), *core)])
-            owned = owned_instances(probs, k, b, postprocess)
-            del probs, region
+        pairs = list(zip(grid.blocks, outer.blocks, strict=True))
+        if client is None:
+            results = _blocks_here(model, job, data, pairs, counts, progress)
+        else:
+            results = _blocks_on_cluster(client, model, job, _source_key(source), pairs,
+                                         counts, progress, stop)
+        for b, (core_semantic, owned) in zip(grid.blocks, results, strict=True):
+            semantic[b.core] = core_semantic
             if owned.any():
                 current = labels[b.region]
                 mask = owned > 0
-                current[mask] = owned[mask] + np.uint32(n_objects)
+                current[mask] = owned[mask].astype(np.uint32) + np.uint32(n_objects)
                 labels[b.region] = current
                 n_objects += int(owned.max())
-            done_tiles += n_tiles
         _write_tiff(instances_path, labels, label_dtype(n_objects))
         _write_tiff(semantic_path, semantic, np.uint8)
         import dask.array as da
@@ -217,6 +221,132 @@ def predict_file_blockwise(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return table
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """What every block of one image is predicted with (small: sent with each task; the
+    model travels separately, once per worker)."""
+
+    normalization: FittedNormalization
+    n_classes: int
+    settings: dict
+    postprocess: dict
+
+    def run(self, model: Any, region: np.ndarray, b: Block, o: Block,
+            progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Semantic labels of ``b``'s core and the objects ``b`` owns over ``b.region``
+        (numbered 1..n, uint16), from the pixels of ``o.region`` (``b`` plus context)."""
+        probs = predict_probabilities(model, region, normalization=self.normalization,
+                                      progress=progress, **self.settings)
+        inner = tuple(slice(r.start - q.start, r.stop - q.start)
+                      for r, q in zip(b.region, o.region, strict=True))
+        probs = probs[(slice(None), *inner)]
+        k = self.n_classes
+        core = semantic_from_probabilities(probs[(slice(None, k), *b.core_in_region)])
+        owned = owned_instances(probs, k, b, self.postprocess)  # < LABEL_STRIDE objects
+        return core, owned.astype(np.uint16)
+
+
+def _blocks_here(model: Any, job: BlockJob, data: Any, pairs: list, counts: list[int],
+                 progress: ProgressCallback | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Block results in order, computed in this process (tile progress)."""
+    total, done = sum(counts), 0
+    for (b, o), n_tiles in zip(pairs, counts, strict=True):
+        sub = None
+        if progress is not None:
+            def sub(tiles: int, _total: int, offset: int = done) -> None:
+                progress(offset + tiles, total)
+        yield job.run(model, _read_region(data, o), b, o, sub)
+        done += n_tiles
+
+
+def _read_region(data: Any, o: Block) -> np.ndarray:
+    part = data[(*o.region,)]
+    if hasattr(part, "compute"):  # dask: read here, whatever the default scheduler
+        return np.asarray(part.compute(scheduler="synchronous"))
+    return np.asarray(part)
+
+
+def _source_key(source: Any) -> tuple[str, int]:
+    """(absolute path, modification time) of a file or folder workers can open."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError("predicting on a dask cluster reads the image on the workers: "
+                         "give its path (a .zarr folder or a .tif file), not an array")
+    path = Path(source).resolve()
+    return str(path), path.stat().st_mtime_ns
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_image(path: str, mtime_ns: int) -> Any:
+    """The image a worker reads its blocks from, opened once per worker process."""
+    from .io_zarr import open_image
+
+    return open_image(path, max_in_memory_pixels=0).data
+
+
+def _cluster_block(model: Any, job: BlockJob, source: tuple[str, int], b: Block,
+                   o: Block) -> tuple[np.ndarray, np.ndarray]:
+    """One block on a dask worker (module level: workers import it by name)."""
+    return job.run(model, _read_region(_worker_image(*source), o), b, o)
+
+
+def _blocks_on_cluster(client: Any, model: Any, job: BlockJob, source: tuple[str, int],
+                       pairs: list, counts: list[int], progress: ProgressCallback | None,
+                       stop: StopFlag) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Block results in order, computed on the workers of ``client``.
+
+    The model is scattered to every worker once; at most two blocks per worker thread
+    are submitted or held at a time (memory here stays bounded); results are yielded in
+    block order as they complete; ``stop`` cancels what is still queued.
+    """
+    from distributed import as_completed
+
+    model_future = client.scatter(model, broadcast=True, hash=False)
+    slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+    window = 2 * max(1, slots)
+    total, done_tiles = sum(counts), 0
+    tag = uuid.uuid4().hex[:8]
+    pending = as_completed(loop=client.loop)
+    index_of: dict[str, int] = {}
+    ready: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    submitted = 0
+
+    def fill() -> None:
+        nonlocal submitted
+        while submitted < len(pairs) and len(index_of) + len(ready) < window:
+            future = client.submit(_cluster_block, model_future, job, source,
+                                   *pairs[submitted], key=f"segkit-block-{tag}-{submitted}",
+                                   pure=False)
+            index_of[future.key] = submitted
+            pending.add(future)
+            submitted += 1
+
+    try:
+        fill()
+        for wanted in range(len(pairs)):
+            while wanted not in ready:
+                if is_stopped(stop):
+                    raise Cancelled("prediction cancelled")
+                batch = pending.next_batch(block=False)
+                if not batch:
+                    time.sleep(0.05)
+                    continue
+                for future in batch:
+                    i = index_of.pop(future.key)
+                    ready[i] = future.result()  # a worker's error is raised here
+                    done_tiles += counts[i]
+                    if progress is not None:
+                        progress(done_tiles, total)
+                fill()
+            yield ready.pop(wanted)
+            fill()
+    finally:
+        futures = list(pending.futures) if hasattr(pending, "futures") else []
+        if futures:
+            client.cancel(futures)
+        pending.clear()
+        client.cancel([model_future])
 
 
 def _shape(region: tuple[slice, slice]) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import io, model_io, postprocess, predict_blocks, prediction
+from . import io, model_io, postprocess, predict_blocks, prediction, schedulers
 from ._common import is_stopped
 from .image_layout import read_image_as
 from .memory_limits import tiff_array_info
@@ -302,7 +302,7 @@ def predict_folder(
     diameter: Any = None, axes: str | None = None, channel: int | None = None,
     settings: PostprocessSettings | None = None,
     progress: Callable[[int, int], Any] | None = None, stop: Any = None,
-    progress_bar: bool = False,
+    progress_bar: bool = False, scheduler: Any = "threads",
 ) -> pd.DataFrame:
     """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
     and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
@@ -319,27 +319,48 @@ def predict_folder(
     the block; ``log`` says so. ``progress_bar``: a tqdm bar of tiles per image on
     stderr (:class:`TileProgress`).
 
+    ``scheduler``: ``"threads"`` (here), ``"local:N"`` (a local dask cluster of N
+    worker processes, started and shut down for this call), a dask scheduler address
+    (``"tcp://host:8786"``) or a :class:`distributed.Client`: the blocks of the images
+    predicted block by block then run on its workers (see
+    :mod:`napari_segkit.schedulers`); smaller images are predicted here. The results are
+    the same whatever the scheduler.
+
+    ``.zarr`` images (OME-Zarr or plain zarr, 2-D) are always predicted block by block.
+
     ``progress(done_images, total_images)`` follows the images. ``stop`` (a callable or a
     ``threading.Event``) ends the run at the next tile batch: the images finished until
     then are kept, written and returned (check ``stop`` to know the run was cut short).
     Interrupted (Ctrl-C), ``objects.csv`` keeps the objects of the images already done.
     """
-    files = [Path(p) for p in images] if isinstance(images, list) else io.image_files(images)
+    if isinstance(scheduler, str):
+        scheduler = schedulers.parse_scheduler(scheduler)  # a typo fails before any work
+    files = ([Path(p) for p in images] if isinstance(images, list)
+             else io.prediction_inputs(images))
     out = check_output_folder(out, "out")
     if out.resolve() in {p.resolve().parent for p in files}:
         check_not_inside(out, files[0].parent, "out")
     model = open_model(model)
     out.mkdir(parents=True, exist_ok=True)
-    tables: list[pd.DataFrame] = []
     options = {"tile_size": tile_size, "tta": tta, "device": device, "diameter": diameter,
                "axes": axes, "channel": channel, "settings": settings, "stop": stop}
+    with schedulers.open_client(scheduler, log=log) as client:
+        return _predict_files(model, files, out, log, progress, stop, progress_bar,
+                              {**options, "client": client})
+
+
+def _predict_files(model: model_io.SegModel, files: list[Path], out: Path,
+                   log: Callable[[str], Any], progress: Any, stop: Any, progress_bar: bool,
+                   options: dict) -> pd.DataFrame:
+    """The loop of :func:`predict_folder` over its images."""
+    tables: list[pd.DataFrame] = []
     try:
         for done, path in enumerate(files):
             if progress is not None:
                 progress(done, len(files))
             if is_stopped(stop):
                 break
-            bar = TileProgress(path.stem) if progress_bar else None
+            bar = TileProgress(io.image_stem(path)) if progress_bar else None
             try:
                 table = _predict_file(model, Path(path), out, bar, log, **options)
             except prediction.PredictionCancelled:
@@ -347,9 +368,9 @@ def predict_folder(
             finally:
                 if bar is not None:
                     bar.close()
-            table.insert(0, "image", path.stem)
+            table.insert(0, "image", io.image_stem(path))
             tables.append(table)
-            log(f"{path.stem}: {len(table)} objects")
+            log(f"{io.image_stem(path)}: {len(table)} objects")
         else:
             if progress is not None:
                 progress(len(files), len(files))
@@ -368,29 +389,40 @@ def predict_folder(
 def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any,
                   log: Callable[[str], Any], *, tile_size: int, tta: bool, device: Any,
                   diameter: Any, axes: str | None, channel: int | None,
-                  settings: PostprocessSettings | None, stop: Any) -> pd.DataFrame:
+                  settings: PostprocessSettings | None, stop: Any, client: Any = None,
+                  ) -> pd.DataFrame:
     """One image of :func:`predict_folder`: its label files written, its table returned."""
-    shape, dtype = tiff_array_info(path)
-    reason = predict_blocks.blockwise_reason(shape, dtype)
-    instances_path = out / f"{path.stem}_instances.tif"
-    semantic_path = out / f"{path.stem}_semantic.tif"
+    if path.suffix.lower() == ".zarr":
+        from .io_zarr import open_image
+
+        if axes is not None or channel is not None:
+            raise ValueError(f"{path.name}: --axes / --channel apply to TIFF files; a .zarr "
+                             "image is read with the axes its metadata gives")
+        lazy = open_image(path, max_in_memory_pixels=0).data
+        shape, dtype, reason = tuple(lazy.shape), lazy.dtype, "a .zarr image"
+    else:
+        shape, dtype = tiff_array_info(path)
+        reason = predict_blocks.blockwise_reason(shape, dtype)
+    stem = io.image_stem(path)
+    instances_path = out / f"{stem}_instances.tif"
+    semantic_path = out / f"{stem}_semantic.tif"
     if reason is not None:
         if diameter is not None:
             raise ValueError(
                 f"{path.name} ({' x '.join(map(str, shape))}) is predicted block by block, "
                 "which does not zoom images: leave out --diameter, or resize the image first"
             )
-        log(f"{path.stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
+        log(f"{stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
             "block by block")
         extra = {} if settings is None else settings.postprocess_kwargs(
             model.config.n_extra > 0)
         return predict_blocks.predict_file_blockwise(
             model, path, instances_path, semantic_path, tile_size=tile_size, tta=tta,
-            device=device, progress=progress, stop=stop, **extra)
+            device=device, progress=progress, stop=stop, client=client, **extra)
     image, note = read_image_as(path, axes, channel)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    request = PredictRequest(image, path.stem, model, tta=tta, tile_size=tile_size,
+    request = PredictRequest(image, stem, model, tta=tta, tile_size=tile_size,
                              device=device, diameter=diameter, settings=settings)
     with warnings.catch_warnings():  # read_image_as has told how the axes were read
         warnings.filterwarnings("ignore", "an image of shape", UserWarning)
