@@ -28,14 +28,10 @@ not fit half of the available memory.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import shutil
 import tempfile
-import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,16 +39,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._common import Cancelled, ProgressCallback, StopFlag, is_stopped, label_dtype
+from ._common import ProgressCallback, StopFlag, label_dtype
+from .block_jobs import BlockJob, blocks_here, blocks_on_cluster, source_key
 from .memory_limits import PREDICT_BYTES_PER_PIXEL, format_bytes, memory_budget
 from .model_io import as_model
-from .normalization import FittedNormalization, Normalization, subsample_planes
-from .postprocess import semantic_from_probabilities
-from .prediction import INSTANCE_BLOCK, block_margin, owned_instances, predict_probabilities
-from .tiling import Block, BlockGrid, as_pair, count_tiles, round_up
+from .normalization import Normalization, subsample_planes
+from .prediction import INSTANCE_BLOCK, block_margin
+from .tiling import BlockGrid, as_pair, count_tiles, round_up
 
 __all__ = [
     "BLOCKWISE_MIN_PIXELS",
+    "BlockLabels",
+    "predict_blocks_to_zarr",
     "block_size_for",
     "blockwise_reason",
     "predict_file_blockwise",
@@ -92,6 +90,88 @@ def block_size_for(context: int, budget: int | None = None, largest: int = INSTA
     budget = memory_budget() if budget is None else int(budget)
     side = math.isqrt(max(0, budget // PREDICT_BYTES_PER_PIXEL)) - 2 * context
     return int(min(largest, max(256, side // 256 * 256)))
+
+
+@dataclass
+class BlockLabels:
+    """What :func:`predict_blocks_to_zarr` wrote: disk-backed zarr arrays of the whole
+    image, the number of objects (labels 1..N) and the block edge used."""
+
+    instances: Any  # zarr.Array, uint32
+    semantic: Any  # zarr.Array, uint8
+    n_objects: int
+    block: int
+
+
+def predict_blocks_to_zarr(
+    model: Any,
+    data: Any,
+    work: str | os.PathLike,
+    *,
+    rgb: bool = False,
+    tile_size: int | tuple[int, int] = 256,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: Any = None,
+    tta: bool = False,
+    block: int | None = None,
+    dask_overlap: int | None = None,
+    progress: ProgressCallback | None = None,
+    stop: StopFlag = None,
+    client: Any = None,
+    source: Any = None,
+    **postprocess: Any,
+) -> BlockLabels:
+    """Predict a 2-D image (numpy, dask or any array that slices) block by block into
+    ``work/instances.zarr`` and ``work/semantic.zarr``; the image is only ever read a
+    block (plus context) at a time. ``rgb``: ``data`` is (H, W, 3|4). ``client`` /
+    ``source``: the blocks run on the workers of a :class:`distributed.Client`, which
+    read them from the file ``source``. Other parameters as in
+    :func:`predict_file_blockwise`."""
+    import zarr
+
+    model = as_model(model)
+    cfg = model.config
+    height, width = (int(n) for n in data.shape[:2])
+    margin = block_margin(tile_size, dask_overlap)
+    context = margin  # network input beyond the post-processed region
+    block = block_size_for(margin + context) if block is None else int(block)
+    if block < 1:
+        raise ValueError(f"block must be >= 1 pixel, got {block}")
+    norm = Normalization.from_dict(model.normalization).fit(
+        subsample_planes(data[None]), cfg.in_channels, rgb)
+    grid = BlockGrid.regular((height, width), block, margin)
+    outer = BlockGrid.regular((height, width), block, margin + context)
+    divisor = getattr(cfg, "divisor", 2**cfg.depth)
+    th, tw = as_pair(tile_size, "tile_size")
+    tile = (round_up(th, divisor), round_up(tw, divisor))
+    counts = [count_tiles(_shape(o.region), tile_size=tile, overlap=overlap, divisor=divisor)
+              for o in outer.blocks]
+    settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
+                "device": device, "tta": tta, "stop": stop if client is None else None}
+    job = BlockJob(norm, cfg.n_classes, settings, dict(postprocess))
+    work = Path(work)
+    chunks = (OUTPUT_TILE, OUTPUT_TILE)
+    labels = zarr.open_array(work / "instances.zarr", mode="w", shape=(height, width),
+                             chunks=chunks, dtype=np.uint32, fill_value=0)
+    semantic = zarr.open_array(work / "semantic.zarr", mode="w", shape=(height, width),
+                               chunks=chunks, dtype=np.uint8, fill_value=0)
+    n_objects = 0
+    pairs = list(zip(grid.blocks, outer.blocks, strict=True))
+    if client is None:
+        results = blocks_here(model, job, data, pairs, counts, progress)
+    else:
+        results = blocks_on_cluster(client, model, job, source_key(source), pairs, counts,
+                                    progress, stop)
+    for b, (core_semantic, owned) in zip(grid.blocks, results, strict=True):
+        semantic[b.core] = core_semantic
+        if owned.any():
+            current = labels[b.region]
+            mask = owned > 0
+            current[mask] = owned[mask].astype(np.uint32) + np.uint32(n_objects)
+            labels[b.region] = current
+            n_objects += int(owned.max())
+    return BlockLabels(labels, semantic, n_objects, block)
 
 
 def predict_file_blockwise(
@@ -152,13 +232,11 @@ def predict_file_blockwise(
         :func:`napari_segkit.measure_blocks.blockwise_object_table`.
     """
     import dask
-    import zarr
+    import dask.array as da
 
     from .io_zarr import open_image
     from .measure_blocks import blockwise_object_table
 
-    model = as_model(model)
-    cfg = model.config
     image = open_image(source, max_in_memory_pixels=0)
     if image.axes not in ("yx", "yxc"):
         raise ValueError(
@@ -167,186 +245,23 @@ def predict_file_blockwise(
             "napari_segkit.predict(model, open_image(path).data) (dask) and write the labels "
             "with napari_segkit.io_zarr_write"
         )
-    data = image.data
-    height, width = (int(n) for n in data.shape[:2])
-    margin = block_margin(tile_size, dask_overlap)
-    context = margin  # network input beyond the post-processed region
-    block = block_size_for(margin + context) if block is None else int(block)
-    if block < 1:
-        raise ValueError(f"block must be >= 1 pixel, got {block}")
-    rgb = image.axes == "yxc"
-    norm = Normalization.from_dict(model.normalization).fit(
-        subsample_planes(data[None]), cfg.in_channels, rgb)
-    grid = BlockGrid.regular((height, width), block, margin)
-    outer = BlockGrid.regular((height, width), block, margin + context)
-    divisor = getattr(cfg, "divisor", 2**cfg.depth)
-    th, tw = as_pair(tile_size, "tile_size")
-    tile = (round_up(th, divisor), round_up(tw, divisor))
-    counts = [count_tiles(_shape(o.region), tile_size=tile, overlap=overlap, divisor=divisor)
-              for o in outer.blocks]
-    k = cfg.n_classes
-    settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
-                "device": device, "tta": tta, "stop": stop if client is None else None}
     instances_path, semantic_path = Path(instances_path), Path(semantic_path)
     work = Path(tempfile.mkdtemp(prefix=".segkit-blocks-",
                                  dir=work_dir or instances_path.parent))
-    job = BlockJob(norm, k, settings, dict(postprocess))
     try:
-        chunks = (OUTPUT_TILE, OUTPUT_TILE)
-        labels = zarr.open_array(work / "instances.zarr", mode="w", shape=(height, width),
-                                 chunks=chunks, dtype=np.uint32, fill_value=0)
-        semantic = zarr.open_array(work / "semantic.zarr", mode="w", shape=(height, width),
-                                   chunks=chunks, dtype=np.uint8, fill_value=0)
-        n_objects = 0
-        pairs = list(zip(grid.blocks, outer.blocks, strict=True))
-        if client is None:
-            results = _blocks_here(model, job, data, pairs, counts, progress)
-        else:
-            results = _blocks_on_cluster(client, model, job, _source_key(source), pairs,
-                                         counts, progress, stop)
-        for b, (core_semantic, owned) in zip(grid.blocks, results, strict=True):
-            semantic[b.core] = core_semantic
-            if owned.any():
-                current = labels[b.region]
-                mask = owned > 0
-                current[mask] = owned[mask].astype(np.uint32) + np.uint32(n_objects)
-                labels[b.region] = current
-                n_objects += int(owned.max())
-        _write_tiff(instances_path, labels, label_dtype(n_objects))
-        _write_tiff(semantic_path, semantic, np.uint8)
-        import dask.array as da
-
+        done = predict_blocks_to_zarr(
+            model, image.data, work, rgb=image.axes == "yxc", tile_size=tile_size,
+            overlap=overlap, batch_size=batch_size, device=device, tta=tta, block=block,
+            dask_overlap=dask_overlap, progress=progress, stop=stop, client=client,
+            source=source, **postprocess)
+        _write_tiff(instances_path, done.instances, label_dtype(done.n_objects))
+        _write_tiff(semantic_path, done.semantic, np.uint8)
         with dask.config.set(scheduler="synchronous"):  # one block in memory at a time
-            table = blockwise_object_table(da.from_zarr(labels, chunks=(block, block)), data)
+            table = blockwise_object_table(
+                da.from_zarr(done.instances, chunks=(done.block, done.block)), image.data)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return table
-
-
-@dataclass(frozen=True)
-class BlockJob:
-    """What every block of one image is predicted with (small: sent with each task; the
-    model travels separately, once per worker)."""
-
-    normalization: FittedNormalization
-    n_classes: int
-    settings: dict
-    postprocess: dict
-
-    def run(self, model: Any, region: np.ndarray, b: Block, o: Block,
-            progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Semantic labels of ``b``'s core and the objects ``b`` owns over ``b.region``
-        (numbered 1..n, uint16), from the pixels of ``o.region`` (``b`` plus context)."""
-        probs = predict_probabilities(model, region, normalization=self.normalization,
-                                      progress=progress, **self.settings)
-        inner = tuple(slice(r.start - q.start, r.stop - q.start)
-                      for r, q in zip(b.region, o.region, strict=True))
-        probs = probs[(slice(None), *inner)]
-        k = self.n_classes
-        core = semantic_from_probabilities(probs[(slice(None, k), *b.core_in_region)])
-        owned = owned_instances(probs, k, b, self.postprocess)  # < LABEL_STRIDE objects
-        return core, owned.astype(np.uint16)
-
-
-def _blocks_here(model: Any, job: BlockJob, data: Any, pairs: list, counts: list[int],
-                 progress: ProgressCallback | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Block results in order, computed in this process (tile progress)."""
-    total, done = sum(counts), 0
-    for (b, o), n_tiles in zip(pairs, counts, strict=True):
-        sub = None
-        if progress is not None:
-            def sub(tiles: int, _total: int, offset: int = done) -> None:
-                progress(offset + tiles, total)
-        yield job.run(model, _read_region(data, o), b, o, sub)
-        done += n_tiles
-
-
-def _read_region(data: Any, o: Block) -> np.ndarray:
-    part = data[(*o.region,)]
-    if hasattr(part, "compute"):  # dask: read here, whatever the default scheduler
-        return np.asarray(part.compute(scheduler="synchronous"))
-    return np.asarray(part)
-
-
-def _source_key(source: Any) -> tuple[str, int]:
-    """(absolute path, modification time) of a file or folder workers can open."""
-    if not isinstance(source, (str, os.PathLike)):
-        raise ValueError("predicting on a dask cluster reads the image on the workers: "
-                         "give its path (a .zarr folder or a .tif file), not an array")
-    path = Path(source).resolve()
-    return str(path), path.stat().st_mtime_ns
-
-
-@functools.lru_cache(maxsize=4)
-def _worker_image(path: str, mtime_ns: int) -> Any:
-    """The image a worker reads its blocks from, opened once per worker process."""
-    from .io_zarr import open_image
-
-    return open_image(path, max_in_memory_pixels=0).data
-
-
-def _cluster_block(model: Any, job: BlockJob, source: tuple[str, int], b: Block,
-                   o: Block) -> tuple[np.ndarray, np.ndarray]:
-    """One block on a dask worker (module level: workers import it by name)."""
-    return job.run(model, _read_region(_worker_image(*source), o), b, o)
-
-
-def _blocks_on_cluster(client: Any, model: Any, job: BlockJob, source: tuple[str, int],
-                       pairs: list, counts: list[int], progress: ProgressCallback | None,
-                       stop: StopFlag) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Block results in order, computed on the workers of ``client``.
-
-    The model is scattered to every worker once; at most two blocks per worker thread
-    are submitted or held at a time (memory here stays bounded); results are yielded in
-    block order as they complete; ``stop`` cancels what is still queued.
-    """
-    from distributed import as_completed
-
-    model_future = client.scatter(model, broadcast=True, hash=False)
-    slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
-    window = 2 * max(1, slots)
-    total, done_tiles = sum(counts), 0
-    tag = uuid.uuid4().hex[:8]
-    pending = as_completed(loop=client.loop)
-    index_of: dict[str, int] = {}
-    ready: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    submitted = 0
-
-    def fill() -> None:
-        nonlocal submitted
-        while submitted < len(pairs) and len(index_of) + len(ready) < window:
-            future = client.submit(_cluster_block, model_future, job, source,
-                                   *pairs[submitted], key=f"segkit-block-{tag}-{submitted}",
-                                   pure=False)
-            index_of[future.key] = submitted
-            pending.add(future)
-            submitted += 1
-
-    try:
-        fill()
-        for wanted in range(len(pairs)):
-            while wanted not in ready:
-                if is_stopped(stop):
-                    raise Cancelled("prediction cancelled")
-                batch = pending.next_batch(block=False)
-                if not batch:
-                    time.sleep(0.05)
-                    continue
-                for future in batch:
-                    i = index_of.pop(future.key)
-                    ready[i] = future.result()  # a worker's error is raised here
-                    done_tiles += counts[i]
-                    if progress is not None:
-                        progress(done_tiles, total)
-                fill()
-            yield ready.pop(wanted)
-            fill()
-    finally:
-        futures = list(pending.futures) if hasattr(pending, "futures") else []
-        if futures:
-            client.cancel(futures)
-        pending.clear()
-        client.cancel([model_future])
 
 
 def _shape(region: tuple[slice, slice]) -> tuple[int, int]:

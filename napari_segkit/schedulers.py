@@ -20,6 +20,7 @@ only when a cluster is asked for.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,7 +123,7 @@ def open_client(scheduler: str | SchedulerSpec | None, *, processes: bool = True
         limit = local_memory_limit(spec.n_workers) if memory_limit is None else memory_limit
         with distributed.LocalCluster(
                 n_workers=spec.n_workers, threads_per_worker=1, processes=processes,
-                memory_limit=limit, dashboard_address=None, silence_logs="error") as cluster, \
+                memory_limit=limit, dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
                 distributed.Client(cluster, set_as_default=False) as client:
             if log is not None:
                 log(f"started a local dask cluster: {spec.n_workers} worker(s), 1 thread "
