@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=20000, help="image edge in pixels")
     p.add_argument("--workers", type=int, default=2, help="worker processes of local:N")
+    p.add_argument("--sources", type=Path, nargs="+",
+                   help="folders of source .tif images (default: make_bigdata's)")
     p.add_argument("--keep", type=Path, help="folder for the data (kept, reused when present)")
     p.add_argument("--run-one", nargs=3, metavar=("SCHEDULER", "SOURCE", "OUT"),
                    help=argparse.SUPPRESS)
@@ -91,8 +93,9 @@ def main(argv=None) -> int:
     zarr_path, tiles = work / f"mosaic_{args.size}.zarr", work / f"tiles_{args.size}"
     try:
         if not (zarr_path / ".zattrs").exists() and not (zarr_path / "zarr.json").exists():
+            sources = ["--sources", *map(str, args.sources)] if args.sources else []
             make_bigdata.main(["--out", str(zarr_path), "--size", str(args.size),
-                               "--tiles", str(tiles), "--overwrite"])
+                               "--tiles", str(tiles), "--overwrite", *sources])
         pixels = args.size**2
         runs = {}
         for name, source, scheduler in (("zarr, threads", zarr_path, "threads"),
