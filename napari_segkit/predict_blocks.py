@@ -101,6 +101,7 @@ class BlockLabels:
     semantic: Any  # zarr.Array, uint8
     n_objects: int
     block: int
+    class_pixels: np.ndarray  # pixels of each class (semantic label 0..K-1)
 
 
 def predict_blocks_to_zarr(
@@ -157,6 +158,7 @@ def predict_blocks_to_zarr(
     semantic = zarr.open_array(work / "semantic.zarr", mode="w", shape=(height, width),
                                chunks=chunks, dtype=np.uint8, fill_value=0)
     n_objects = 0
+    class_pixels = np.zeros(cfg.n_classes, np.int64)
     pairs = list(zip(grid.blocks, outer.blocks, strict=True))
     if client is None:
         results = blocks_here(model, job, data, pairs, counts, progress)
@@ -165,13 +167,14 @@ def predict_blocks_to_zarr(
                                     progress, stop)
     for b, (core_semantic, owned) in zip(grid.blocks, results, strict=True):
         semantic[b.core] = core_semantic
+        class_pixels += np.bincount(core_semantic.ravel(), minlength=cfg.n_classes)[:cfg.n_classes]
         if owned.any():
             current = labels[b.region]
             mask = owned > 0
             current[mask] = owned[mask].astype(np.uint32) + np.uint32(n_objects)
             labels[b.region] = current
             n_objects += int(owned.max())
-    return BlockLabels(labels, semantic, n_objects, block)
+    return BlockLabels(labels, semantic, n_objects, block, class_pixels)
 
 
 def predict_file_blockwise(

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import io, model_io, postprocess, predict_blocks, prediction, schedulers
+from . import (
+    io,
+    lazy_prediction,
+    model_io,
+    postprocess,
+    predict_blocks,
+    prediction,
+    schedulers,
+)
 from ._common import is_stopped
 from .image_layout import read_image_as
 from .memory_limits import tiff_array_info
@@ -124,6 +132,9 @@ class PredictOutcome:
     warnings: list[str] = field(default_factory=list)  # e.g. ground-truth clicks left out
     error: str | None = None
     cancelled: bool = False
+    #: block-wise predictions of lazy images: label levels (dask, level 0 = ``instances``
+    #: / ``semantic``) by name, to show as multiscale Labels; no probabilities are kept
+    levels: dict[str, list] | None = None
 
 
 def run_prediction(
@@ -157,6 +168,9 @@ def predict_and_measure(
     say = stage or (lambda _text: None)
     say("Loading model...")
     model = open_model(request.model)
+    if lazy_prediction.is_blockwise_input(request.image):
+        return _predict_lazy(request, model, progress, stop, say)
+    request.image = np.asarray(request.image)  # lazy stacks: read here, off the GUI thread
     say("Predicting...")
     extra = {} if request.settings is None else {"fg_threshold": request.settings.fg_threshold}
     result = prediction.predict(model, request.image, progress=progress, stop=stop,
@@ -176,10 +190,50 @@ def predict_and_measure(
     return refine(out, request, request.settings)
 
 
+def _predict_lazy(request: PredictRequest, model: model_io.SegModel, progress: Any, stop: Any,
+                  say: Callable[[str], Any]) -> PredictOutcome:
+    """:func:`predict_and_measure` of a lazy 2-D image: block by block at full resolution
+    (:func:`napari_segkit.lazy_prediction.predict_lazy`), never loaded whole."""
+    if request.diameter is not None:
+        raise ValueError("test-time zoom (diameter) works on images in memory; this image "
+                         "is predicted block by block: leave the diameter empty")
+    say("Predicting block by block...")
+    extra = {} if request.settings is None else request.settings.postprocess_kwargs(
+        model.config.n_extra > 0)
+    done = lazy_prediction.predict_lazy(
+        model, request.image, scale=request.scale, units=request.units,
+        translate=request.translate, tile_size=request.tile_size, tta=request.tta,
+        device=request.device, progress=progress, stop=stop, **extra)  # fmt: skip
+    warn = []
+    if request.gt_labels is not None or request.gt_points is not None:
+        warn.append(f"{request.gt_name} was not scored: scores need an image in memory, and "
+                    f"{request.image_name!r} was predicted block by block")
+    instances, table = done.instances[0], done.table
+    col = size_column(table)
+    sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
+    pixels = max(1, int(np.prod(instances.shape)))
+    label = str(request.model) if isinstance(request.model, (str, Path)) else "in-memory model"
+    summary = {"image": request.image_name, "model": label, "n_objects": len(table),
+               f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
+               f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
+               "foreground_fraction": float(table["area_px"].sum()) / pixels
+               if "area_px" in table else float("nan")}
+    for name, count in zip(model.class_names, done.class_pixels, strict=False):
+        summary[f"{name}_fraction"] = float(count) / pixels
+    return PredictOutcome(
+        n_classes=model.config.n_classes, semantic=done.semantic[0], instances=instances,
+        table=table, summary=summary, class_names=list(model.class_names),
+        model_diameter=model.object_diameter, settings=request.settings, warnings=warn,
+        levels={"instances": done.instances, "semantic": done.semantic})
+
+
 def refine(outcome: PredictOutcome, request: PredictRequest,
            settings: PostprocessSettings | None) -> PredictOutcome:
     """A new outcome from the probabilities ``outcome`` kept: instances with ``settings``,
     their table, match and scores (post-processing only, no forward pass)."""
+    if outcome.probabilities is None and outcome.levels is not None:
+        raise ValueError("a block-wise prediction keeps no probabilities: press Predict "
+                         "again to apply new post-processing settings")
     if outcome.probabilities is None:
         raise ValueError("there is no prediction to post-process: press Predict first")
     probs, k = outcome.probabilities, outcome.n_classes

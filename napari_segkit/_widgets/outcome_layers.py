@@ -25,18 +25,22 @@ def show_outcome_layers(viewer: napari.Viewer, image: Image, outcome: PredictOut
     """Add or update the output layers of ``outcome``; returns them by kind."""
     name = image.name
     out: dict[str, Any] = {}
-    out["probability"] = set_output_layer(
-        viewer, f"{name} probability", outcome.probability, "image", like=image,
-        colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), visible=False,
-    )  # fmt: skip
+    levels = outcome.levels or {}  # block-wise predictions: multiscale labels on disk
+    if outcome.probability is not None:
+        out["probability"] = set_output_layer(
+            viewer, f"{name} probability", outcome.probability, "image", like=image,
+            colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), visible=False,
+        )  # fmt: skip
+    elif f"{name} probability" in viewer.layers:  # an earlier in-memory run's
+        viewer.layers.remove(f"{name} probability")
     out["semantic"] = set_output_layer(
-        viewer, f"{name} semantic", outcome.semantic, "labels", like=image, visible=False
-    )
+        viewer, f"{name} semantic", levels.get("semantic", outcome.semantic), "labels",
+        like=image, visible=False, **_multiscale(levels))
     names = outcome.class_names
     out["semantic"].features = pd.DataFrame({"index": range(len(names)), "class": names})
     out["instances"] = set_output_layer(
-        viewer, f"{name} instances", outcome.instances, "labels", like=image, opacity=0.6
-    )
+        viewer, f"{name} instances", levels.get("instances", outcome.instances), "labels",
+        like=image, opacity=0.6, **_multiscale(levels))
     out["instances"].features = outcome.table.assign(index=outcome.table["label"])
     for key in ("status", "missed"):
         layer_name = f"{name} {'match status' if key == 'status' else 'missed'}"
@@ -63,3 +67,8 @@ def show_outcome_layers(viewer: napari.Viewer, image: Image, outcome: PredictOut
         )
         out["missed"].features = outcome.missed_table.assign(index=outcome.missed_table["label"])
     return out
+
+
+def _multiscale(levels: dict) -> dict[str, Any]:
+    """``multiscale=True`` for a list of label levels (napari would guess it too)."""
+    return {"multiscale": True} if levels else {}
