@@ -127,8 +127,8 @@ def test_threads_and_cluster_write_identical_labels_with_progress(blob, tmp_path
 
 
 def test_cluster_stop_cancels(blob, tmp_path):
-    from napari_segkit.prediction import PredictionCancelled
     from napari_segkit.predict_blocks import predict_file_blockwise
+    from napari_segkit.prediction import PredictionCancelled
 
     path = io_zarr_write.write_image_zarr(tmp_path / "m.zarr", _mosaic(512), chunks=(256, 256))
     with schedulers.open_client("local:1", processes=False) as client, \
