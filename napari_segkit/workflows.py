@@ -91,7 +91,7 @@ def open_model(source: Any) -> model_io.SegModel:
 class PredictRequest:
     """One image to predict and measure, with what the job needs (plain arrays, no layers)."""
 
-    image: np.ndarray
+    image: Any  # numpy; a lazy 2-D image (dask, zarr) is predicted block by block
     image_name: str
     model: Any  # a SegModel, a model file path, "default" or DEFAULT_MODEL
     scale: tuple[float, ...] | None = None  # only when the image is scaled or has units
