@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from .schedulers import SCHEDULER_HELP  # noqa: F401  (the help text of --scheduler)
+
 #: Upper bounds of the number options (a week of training, a 16k tile...).
 MAX_MINUTES = 7 * 24 * 60.0
 MAX_EPOCHS = 100_000.0
@@ -70,6 +72,16 @@ def diameter(text: str) -> str | float:
         return bounded(0.0, MAX_DIAMETER, low_open=True, what=" pixels")(text)
     except argparse.ArgumentTypeError as err:
         raise argparse.ArgumentTypeError(f"{err} (or 'auto')") from None
+
+
+def scheduler(text: str) -> str:
+    """``threads``, ``local:N`` or a dask scheduler address (checked, kept as text)."""
+    from .schedulers import parse_scheduler
+
+    try:
+        return str(parse_scheduler(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def axes(text: str) -> str:

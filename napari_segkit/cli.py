@@ -2,7 +2,7 @@
 
     napari-segkit convert  --image IMG.tif (--points PTS.csv | --shapes SHAPES.csv) --mode MODE --out LABELS.tif
     napari-segkit train    --images DIR (--labels DIR | --points DIR) --out MODEL [--init MODEL|default|none] ...
-    napari-segkit predict  --model MODEL|default --images DIR --out DIR
+    napari-segkit predict  --model MODEL|default --images DIR|IMG.tif|IMG.zarr --out DIR [--scheduler threads|local:N|tcp://HOST:PORT]
     napari-segkit evaluate --pred DIR --gt DIR [--json]
     napari-segkit demo     [--out DIR]
 
@@ -227,15 +227,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .io import image_files
+    from .io import prediction_inputs
     from .workflows import open_model, predict_folder
 
     model = open_model(args.model)  # a bad model file is reported before anything else
-    files = image_files(args.images)
+    files = prediction_inputs(args.images)
     objects = predict_folder(model, files, args.out, tile_size=args.tile_size, tta=args.tta,
                              device=None if args.device == "auto" else args.device,
                              diameter=args.diameter, axes=args.axes, channel=args.channel,
-                             progress_bar=True)
+                             progress_bar=True, scheduler=args.scheduler)
     print(f"wrote {len(files)} x (<stem>_instances.tif, <stem>_semantic.tif) and objects.csv "
           f"({len(objects)} rows) to {args.out}")
     return 0
@@ -317,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diameter", type=arg.diameter, default=None,
                    help="typical nucleus diameter in pixels, or 'auto' (estimated per image): "
                         "images are zoomed so that nuclei match the model's training size")
+    p.add_argument("--scheduler", type=arg.scheduler, default="threads",
+                   help=arg.SCHEDULER_HELP + "; the blocks of large and .zarr images run "
+                        "there, smaller images here")
     _layout_options(p)
     p.set_defaults(func=cmd_predict)
 

@@ -28,6 +28,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "check_image_fits_memory",
     "image_files",
+    "image_stem",
+    "prediction_inputs",
     "read_image",
     "squeeze_image",
     "tiff_axes",
@@ -139,6 +141,30 @@ def image_files(folder: PathLike) -> list[Path]:
     if not files:
         raise ValueError(f"no .tif images in {folder}")
     return files
+
+
+def prediction_inputs(path: PathLike) -> list[Path]:
+    """What ``napari-segkit predict --images`` names: one image (a ``.tif`` file or a
+    ``.zarr`` folder), or a folder's ``.tif`` files and ``.zarr`` folders, sorted."""
+    path = Path(path)
+    if path.suffix.lower() == ".zarr" or path.is_file():
+        if not path.exists():
+            raise ValueError(f"{path} does not exist")
+        return [path]
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a folder of images, a .tif file or a .zarr image")
+    found = sorted(p for p in path.iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES
+                   or (p.suffix.lower() == ".zarr" and p.is_dir()))
+    if not found:
+        raise ValueError(f"no .tif images or .zarr folders in {path}")
+    return found
+
+
+def image_stem(path: PathLike) -> str:
+    """The name outputs are named after: ``a.tif`` -> ``a``, ``b.ome.zarr`` -> ``b``."""
+    stem = Path(str(path).rstrip("/")).stem
+    return stem[:-4] if stem.lower().endswith(".ome") else stem
 
 
 def read_labels(path: PathLike) -> np.ndarray:

@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,17 @@ import numpy as np
 import pandas as pd
 
 from ._common import ProgressCallback, StopFlag, label_dtype
+from .block_jobs import BlockJob, blocks_here, blocks_on_cluster, source_key
 from .memory_limits import PREDICT_BYTES_PER_PIXEL, format_bytes, memory_budget
 from .model_io import as_model
 from .normalization import Normalization, subsample_planes
-from .postprocess import semantic_from_probabilities
-from .prediction import INSTANCE_BLOCK, block_margin, owned_instances, predict_probabilities
+from .prediction import INSTANCE_BLOCK, block_margin
 from .tiling import BlockGrid, as_pair, count_tiles, round_up
 
 __all__ = [
     "BLOCKWISE_MIN_PIXELS",
+    "BlockLabels",
+    "predict_blocks_to_zarr",
     "block_size_for",
     "blockwise_reason",
     "predict_file_blockwise",
@@ -89,6 +92,91 @@ def block_size_for(context: int, budget: int | None = None, largest: int = INSTA
     return int(min(largest, max(256, side // 256 * 256)))
 
 
+@dataclass
+class BlockLabels:
+    """What :func:`predict_blocks_to_zarr` wrote: disk-backed zarr arrays of the whole
+    image, the number of objects (labels 1..N) and the block edge used."""
+
+    instances: Any  # zarr.Array, uint32
+    semantic: Any  # zarr.Array, uint8
+    n_objects: int
+    block: int
+    class_pixels: np.ndarray  # pixels of each class (semantic label 0..K-1)
+
+
+def predict_blocks_to_zarr(
+    model: Any,
+    data: Any,
+    work: str | os.PathLike,
+    *,
+    rgb: bool = False,
+    tile_size: int | tuple[int, int] = 256,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: Any = None,
+    tta: bool = False,
+    block: int | None = None,
+    dask_overlap: int | None = None,
+    progress: ProgressCallback | None = None,
+    stop: StopFlag = None,
+    client: Any = None,
+    source: Any = None,
+    **postprocess: Any,
+) -> BlockLabels:
+    """Predict a 2-D image (numpy, dask or any array that slices) block by block into
+    ``work/instances.zarr`` and ``work/semantic.zarr``; the image is only ever read a
+    block (plus context) at a time. ``rgb``: ``data`` is (H, W, 3|4). ``client`` /
+    ``source``: the blocks run on the workers of a :class:`distributed.Client`, which
+    read them from the file ``source``. Other parameters as in
+    :func:`predict_file_blockwise`."""
+    import zarr
+
+    model = as_model(model)
+    cfg = model.config
+    height, width = (int(n) for n in data.shape[:2])
+    margin = block_margin(tile_size, dask_overlap)
+    context = margin  # network input beyond the post-processed region
+    block = block_size_for(margin + context) if block is None else int(block)
+    if block < 1:
+        raise ValueError(f"block must be >= 1 pixel, got {block}")
+    norm = Normalization.from_dict(model.normalization).fit(
+        subsample_planes(data[None]), cfg.in_channels, rgb)
+    grid = BlockGrid.regular((height, width), block, margin)
+    outer = BlockGrid.regular((height, width), block, margin + context)
+    divisor = getattr(cfg, "divisor", 2**cfg.depth)
+    th, tw = as_pair(tile_size, "tile_size")
+    tile = (round_up(th, divisor), round_up(tw, divisor))
+    counts = [count_tiles(_shape(o.region), tile_size=tile, overlap=overlap, divisor=divisor)
+              for o in outer.blocks]
+    settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
+                "device": device, "tta": tta, "stop": stop if client is None else None}
+    job = BlockJob(norm, cfg.n_classes, settings, dict(postprocess))
+    work = Path(work)
+    chunks = (OUTPUT_TILE, OUTPUT_TILE)
+    labels = zarr.open_array(work / "instances.zarr", mode="w", shape=(height, width),
+                             chunks=chunks, dtype=np.uint32, fill_value=0)
+    semantic = zarr.open_array(work / "semantic.zarr", mode="w", shape=(height, width),
+                               chunks=chunks, dtype=np.uint8, fill_value=0)
+    n_objects = 0
+    class_pixels = np.zeros(cfg.n_classes, np.int64)
+    pairs = list(zip(grid.blocks, outer.blocks, strict=True))
+    if client is None:
+        results = blocks_here(model, job, data, pairs, counts, progress)
+    else:
+        results = blocks_on_cluster(client, model, job, source_key(source), pairs, counts,
+                                    progress, stop)
+    for b, (core_semantic, owned) in zip(grid.blocks, results, strict=True):
+        semantic[b.core] = core_semantic
+        class_pixels += np.bincount(core_semantic.ravel(), minlength=cfg.n_classes)[:cfg.n_classes]
+        if owned.any():
+            current = labels[b.region]
+            mask = owned > 0
+            current[mask] = owned[mask].astype(np.uint32) + np.uint32(n_objects)
+            labels[b.region] = current
+            n_objects += int(owned.max())
+    return BlockLabels(labels, semantic, n_objects, block, class_pixels)
+
+
 def predict_file_blockwise(
     model: Any,
     source: str | os.PathLike,
@@ -105,6 +193,7 @@ def predict_file_blockwise(
     progress: ProgressCallback | None = None,
     stop: StopFlag = None,
     work_dir: str | os.PathLike | None = None,
+    client: Any = None,
     **postprocess: Any,
 ) -> pd.DataFrame:
     """Predict a 2-D image file block by block into ``instances_path`` and
@@ -130,6 +219,12 @@ def predict_file_blockwise(
         :class:`~napari_segkit.prediction.PredictionCancelled` when set.
     work_dir
         Where the temporary zarr arrays go (default: beside ``instances_path``).
+    client
+        A :class:`distributed.Client` (see :func:`napari_segkit.schedulers.open_client`):
+        the blocks are predicted on its workers (the model is sent to each worker once,
+        each worker reads its blocks from ``source``, which must be a path the workers
+        see); progress then advances a block at a time. None: here, one block after
+        another. The results are the same either way.
     postprocess
         Keyword arguments of :func:`napari_segkit.postprocess.instances_from_probabilities`.
 
@@ -140,13 +235,11 @@ def predict_file_blockwise(
         :func:`napari_segkit.measure_blocks.blockwise_object_table`.
     """
     import dask
-    import zarr
+    import dask.array as da
 
     from .io_zarr import open_image
     from .measure_blocks import blockwise_object_table
 
-    model = as_model(model)
-    cfg = model.config
     image = open_image(source, max_in_memory_pixels=0)
     if image.axes not in ("yx", "yxc"):
         raise ValueError(
@@ -155,65 +248,20 @@ def predict_file_blockwise(
             "napari_segkit.predict(model, open_image(path).data) (dask) and write the labels "
             "with napari_segkit.io_zarr_write"
         )
-    data = image.data
-    height, width = (int(n) for n in data.shape[:2])
-    margin = block_margin(tile_size, dask_overlap)
-    context = margin  # network input beyond the post-processed region
-    block = block_size_for(margin + context) if block is None else int(block)
-    if block < 1:
-        raise ValueError(f"block must be >= 1 pixel, got {block}")
-    rgb = image.axes == "yxc"
-    norm = Normalization.from_dict(model.normalization).fit(
-        subsample_planes(data[None]), cfg.in_channels, rgb)
-    grid = BlockGrid.regular((height, width), block, margin)
-    outer = BlockGrid.regular((height, width), block, margin + context)
-    divisor = getattr(cfg, "divisor", 2**cfg.depth)
-    th, tw = as_pair(tile_size, "tile_size")
-    tile = (round_up(th, divisor), round_up(tw, divisor))
-    counts = [count_tiles(_shape(o.region), tile_size=tile, overlap=overlap, divisor=divisor)
-              for o in outer.blocks]
-    total_tiles, done_tiles = sum(counts), 0
-    k = cfg.n_classes
-    settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size,
-                "device": device, "tta": tta, "stop": stop}
     instances_path, semantic_path = Path(instances_path), Path(semantic_path)
     work = Path(tempfile.mkdtemp(prefix=".segkit-blocks-",
                                  dir=work_dir or instances_path.parent))
     try:
-        chunks = (OUTPUT_TILE, OUTPUT_TILE)
-        labels = zarr.open_array(work / "instances.zarr", mode="w", shape=(height, width),
-                                 chunks=chunks, dtype=np.uint32, fill_value=0)
-        semantic = zarr.open_array(work / "semantic.zarr", mode="w", shape=(height, width),
-                                   chunks=chunks, dtype=np.uint8, fill_value=0)
-        n_objects = 0
-        for b, o, n_tiles in zip(grid.blocks, outer.blocks, counts, strict=True):
-            sub = None
-            if progress is not None:
-                def sub(done: int, _total: int, offset: int = done_tiles) -> None:
-                    progress(offset + done, total_tiles)
-            region = np.asarray(data[(*o.region,)])
-            probs = predict_probabilities(model, region, normalization=norm, progress=sub,
-                                          **settings)
-            inner = tuple(slice(r.start - q.start, r.stop - q.start)
-                          for r, q in zip(b.region, o.region, strict=True))
-            probs = probs[(slice(None), *inner)]
-            core = b.core_in_region
-            semantic[b.core] = semantic_from_probabilities(probs[(slice(None, k), *core)])
-            owned = owned_instances(probs, k, b, postprocess)
-            del probs, region
-            if owned.any():
-                current = labels[b.region]
-                mask = owned > 0
-                current[mask] = owned[mask] + np.uint32(n_objects)
-                labels[b.region] = current
-                n_objects += int(owned.max())
-            done_tiles += n_tiles
-        _write_tiff(instances_path, labels, label_dtype(n_objects))
-        _write_tiff(semantic_path, semantic, np.uint8)
-        import dask.array as da
-
+        done = predict_blocks_to_zarr(
+            model, image.data, work, rgb=image.axes == "yxc", tile_size=tile_size,
+            overlap=overlap, batch_size=batch_size, device=device, tta=tta, block=block,
+            dask_overlap=dask_overlap, progress=progress, stop=stop, client=client,
+            source=source, **postprocess)
+        _write_tiff(instances_path, done.instances, label_dtype(done.n_objects))
+        _write_tiff(semantic_path, done.semantic, np.uint8)
         with dask.config.set(scheduler="synchronous"):  # one block in memory at a time
-            table = blockwise_object_table(da.from_zarr(labels, chunks=(block, block)), data)
+            table = blockwise_object_table(
+                da.from_zarr(done.instances, chunks=(done.block, done.block)), image.data)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return table

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import io, model_io, postprocess, predict_blocks, prediction
+from . import (
+    io,
+    lazy_prediction,
+    model_io,
+    postprocess,
+    predict_blocks,
+    prediction,
+    schedulers,
+)
 from ._common import is_stopped
 from .image_layout import read_image_as
 from .memory_limits import tiff_array_info
@@ -83,7 +91,7 @@ def open_model(source: Any) -> model_io.SegModel:
 class PredictRequest:
     """One image to predict and measure, with what the job needs (plain arrays, no layers)."""
 
-    image: np.ndarray
+    image: Any  # numpy; a lazy 2-D image (dask, zarr) is predicted block by block
     image_name: str
     model: Any  # a SegModel, a model file path, "default" or DEFAULT_MODEL
     scale: tuple[float, ...] | None = None  # only when the image is scaled or has units
@@ -124,6 +132,9 @@ class PredictOutcome:
     warnings: list[str] = field(default_factory=list)  # e.g. ground-truth clicks left out
     error: str | None = None
     cancelled: bool = False
+    #: block-wise predictions of lazy images: label levels (dask, level 0 = ``instances``
+    #: / ``semantic``) by name, to show as multiscale Labels; no probabilities are kept
+    levels: dict[str, list] | None = None
 
 
 def run_prediction(
@@ -157,6 +168,9 @@ def predict_and_measure(
     say = stage or (lambda _text: None)
     say("Loading model...")
     model = open_model(request.model)
+    if lazy_prediction.is_blockwise_input(request.image):
+        return _predict_lazy(request, model, progress, stop, say)
+    request.image = np.asarray(request.image)  # lazy stacks: read here, off the GUI thread
     say("Predicting...")
     extra = {} if request.settings is None else {"fg_threshold": request.settings.fg_threshold}
     result = prediction.predict(model, request.image, progress=progress, stop=stop,
@@ -176,10 +190,50 @@ def predict_and_measure(
     return refine(out, request, request.settings)
 
 
+def _predict_lazy(request: PredictRequest, model: model_io.SegModel, progress: Any, stop: Any,
+                  say: Callable[[str], Any]) -> PredictOutcome:
+    """:func:`predict_and_measure` of a lazy 2-D image: block by block at full resolution
+    (:func:`napari_segkit.lazy_prediction.predict_lazy`), never loaded whole."""
+    if request.diameter is not None:
+        raise ValueError("test-time zoom (diameter) works on images in memory; this image "
+                         "is predicted block by block: leave the diameter empty")
+    say("Predicting block by block...")
+    extra = {} if request.settings is None else request.settings.postprocess_kwargs(
+        model.config.n_extra > 0)
+    done = lazy_prediction.predict_lazy(
+        model, request.image, scale=request.scale, units=request.units,
+        translate=request.translate, tile_size=request.tile_size, tta=request.tta,
+        device=request.device, progress=progress, stop=stop, **extra)  # fmt: skip
+    warn = []
+    if request.gt_labels is not None or request.gt_points is not None:
+        warn.append(f"{request.gt_name} was not scored: scores need an image in memory, and "
+                    f"{request.image_name!r} was predicted block by block")
+    instances, table = done.instances[0], done.table
+    col = size_column(table)
+    sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
+    pixels = max(1, int(np.prod(instances.shape)))
+    label = str(request.model) if isinstance(request.model, (str, Path)) else "in-memory model"
+    summary = {"image": request.image_name, "model": label, "n_objects": len(table),
+               f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
+               f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
+               "foreground_fraction": float(table["area_px"].sum()) / pixels
+               if "area_px" in table else float("nan")}
+    for name, count in zip(model.class_names, done.class_pixels, strict=False):
+        summary[f"{name}_fraction"] = float(count) / pixels
+    return PredictOutcome(
+        n_classes=model.config.n_classes, semantic=done.semantic[0], instances=instances,
+        table=table, summary=summary, class_names=list(model.class_names),
+        model_diameter=model.object_diameter, settings=request.settings, warnings=warn,
+        levels={"instances": done.instances, "semantic": done.semantic})
+
+
 def refine(outcome: PredictOutcome, request: PredictRequest,
            settings: PostprocessSettings | None) -> PredictOutcome:
     """A new outcome from the probabilities ``outcome`` kept: instances with ``settings``,
     their table, match and scores (post-processing only, no forward pass)."""
+    if outcome.probabilities is None and outcome.levels is not None:
+        raise ValueError("a block-wise prediction keeps no probabilities: press Predict "
+                         "again to apply new post-processing settings")
     if outcome.probabilities is None:
         raise ValueError("there is no prediction to post-process: press Predict first")
     probs, k = outcome.probabilities, outcome.n_classes
@@ -302,7 +356,7 @@ def predict_folder(
     diameter: Any = None, axes: str | None = None, channel: int | None = None,
     settings: PostprocessSettings | None = None,
     progress: Callable[[int, int], Any] | None = None, stop: Any = None,
-    progress_bar: bool = False,
+    progress_bar: bool = False, scheduler: Any = "threads",
 ) -> pd.DataFrame:
     """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
     and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
@@ -319,27 +373,48 @@ def predict_folder(
     the block; ``log`` says so. ``progress_bar``: a tqdm bar of tiles per image on
     stderr (:class:`TileProgress`).
 
+    ``scheduler``: ``"threads"`` (here), ``"local:N"`` (a local dask cluster of N
+    worker processes, started and shut down for this call), a dask scheduler address
+    (``"tcp://host:8786"``) or a :class:`distributed.Client`: the blocks of the images
+    predicted block by block then run on its workers (see
+    :mod:`napari_segkit.schedulers`); smaller images are predicted here. The results are
+    the same whatever the scheduler.
+
+    ``.zarr`` images (OME-Zarr or plain zarr, 2-D) are always predicted block by block.
+
     ``progress(done_images, total_images)`` follows the images. ``stop`` (a callable or a
     ``threading.Event``) ends the run at the next tile batch: the images finished until
     then are kept, written and returned (check ``stop`` to know the run was cut short).
     Interrupted (Ctrl-C), ``objects.csv`` keeps the objects of the images already done.
     """
-    files = [Path(p) for p in images] if isinstance(images, list) else io.image_files(images)
+    if isinstance(scheduler, str):
+        scheduler = schedulers.parse_scheduler(scheduler)  # a typo fails before any work
+    files = ([Path(p) for p in images] if isinstance(images, list)
+             else io.prediction_inputs(images))
     out = check_output_folder(out, "out")
     if out.resolve() in {p.resolve().parent for p in files}:
         check_not_inside(out, files[0].parent, "out")
     model = open_model(model)
     out.mkdir(parents=True, exist_ok=True)
-    tables: list[pd.DataFrame] = []
     options = {"tile_size": tile_size, "tta": tta, "device": device, "diameter": diameter,
                "axes": axes, "channel": channel, "settings": settings, "stop": stop}
+    with schedulers.open_client(scheduler, log=log) as client:
+        return _predict_files(model, files, out, log, progress, stop, progress_bar,
+                              {**options, "client": client})
+
+
+def _predict_files(model: model_io.SegModel, files: list[Path], out: Path,
+                   log: Callable[[str], Any], progress: Any, stop: Any, progress_bar: bool,
+                   options: dict) -> pd.DataFrame:
+    """The loop of :func:`predict_folder` over its images."""
+    tables: list[pd.DataFrame] = []
     try:
         for done, path in enumerate(files):
             if progress is not None:
                 progress(done, len(files))
             if is_stopped(stop):
                 break
-            bar = TileProgress(path.stem) if progress_bar else None
+            bar = TileProgress(io.image_stem(path)) if progress_bar else None
             try:
                 table = _predict_file(model, Path(path), out, bar, log, **options)
             except prediction.PredictionCancelled:
@@ -347,9 +422,9 @@ def predict_folder(
             finally:
                 if bar is not None:
                     bar.close()
-            table.insert(0, "image", path.stem)
+            table.insert(0, "image", io.image_stem(path))
             tables.append(table)
-            log(f"{path.stem}: {len(table)} objects")
+            log(f"{io.image_stem(path)}: {len(table)} objects")
         else:
             if progress is not None:
                 progress(len(files), len(files))
@@ -368,29 +443,40 @@ def predict_folder(
 def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any,
                   log: Callable[[str], Any], *, tile_size: int, tta: bool, device: Any,
                   diameter: Any, axes: str | None, channel: int | None,
-                  settings: PostprocessSettings | None, stop: Any) -> pd.DataFrame:
+                  settings: PostprocessSettings | None, stop: Any, client: Any = None,
+                  ) -> pd.DataFrame:
     """One image of :func:`predict_folder`: its label files written, its table returned."""
-    shape, dtype = tiff_array_info(path)
-    reason = predict_blocks.blockwise_reason(shape, dtype)
-    instances_path = out / f"{path.stem}_instances.tif"
-    semantic_path = out / f"{path.stem}_semantic.tif"
+    if path.suffix.lower() == ".zarr":
+        from .io_zarr import open_image
+
+        if axes is not None or channel is not None:
+            raise ValueError(f"{path.name}: --axes / --channel apply to TIFF files; a .zarr "
+                             "image is read with the axes its metadata gives")
+        lazy = open_image(path, max_in_memory_pixels=0).data
+        shape, dtype, reason = tuple(lazy.shape), lazy.dtype, "a .zarr image"
+    else:
+        shape, dtype = tiff_array_info(path)
+        reason = predict_blocks.blockwise_reason(shape, dtype)
+    stem = io.image_stem(path)
+    instances_path = out / f"{stem}_instances.tif"
+    semantic_path = out / f"{stem}_semantic.tif"
     if reason is not None:
         if diameter is not None:
             raise ValueError(
                 f"{path.name} ({' x '.join(map(str, shape))}) is predicted block by block, "
                 "which does not zoom images: leave out --diameter, or resize the image first"
             )
-        log(f"{path.stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
+        log(f"{stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
             "block by block")
         extra = {} if settings is None else settings.postprocess_kwargs(
             model.config.n_extra > 0)
         return predict_blocks.predict_file_blockwise(
             model, path, instances_path, semantic_path, tile_size=tile_size, tta=tta,
-            device=device, progress=progress, stop=stop, **extra)
+            device=device, progress=progress, stop=stop, client=client, **extra)
     image, note = read_image_as(path, axes, channel)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    request = PredictRequest(image, path.stem, model, tta=tta, tile_size=tile_size,
+    request = PredictRequest(image, stem, model, tta=tta, tile_size=tile_size,
                              device=device, diameter=diameter, settings=settings)
     with warnings.catch_warnings():  # read_image_as has told how the axes were read
         warnings.filterwarnings("ignore", "an image of shape", UserWarning)

@@ -53,7 +53,12 @@ def set_output_layer(
     """
     geometry = geometry_of(like)
     existing = viewer.layers[name] if name in viewer.layers else None
+    multiscale = bool(kwargs.get("multiscale", False))
+    if existing is not None and bool(getattr(existing, "multiscale", False)) != multiscale:
+        viewer.layers.remove(existing)  # napari cannot switch a layer to / from multiscale
+        existing = None
     if existing is not None and isinstance(existing, getattr(napari.layers, kind.capitalize())):
+        kwargs.pop("multiscale", None)
         if existing.data is not data:  # an unchanged layer is not redrawn
             existing.data = data  # (napari redraws on its own)
         for key, value in {**geometry, **kwargs}.items():

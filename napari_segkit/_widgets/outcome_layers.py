@@ -38,8 +38,13 @@ def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOut
     """The layer work of ``outcome`` as steps, one layer each (adding a layer to napari is
     the costly part; run them one per event-loop turn). Each step fills ``out`` by kind."""
     name = image.name
+    levels = outcome.levels or {}  # block-wise predictions: multiscale labels on disk
 
     def probability() -> None:
+        if outcome.probability is None:  # block-wise: none kept; drop an earlier run's
+            if f"{name} probability" in viewer.layers:
+                viewer.layers.remove(f"{name} probability")
+            return
         out["probability"] = set_output_layer(
             viewer, f"{name} probability", outcome.probability, "image", like=image,
             colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), visible=False,
@@ -47,8 +52,8 @@ def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOut
 
     def semantic() -> None:
         out["semantic"] = set_output_layer(
-            viewer, f"{name} semantic", outcome.semantic, "labels", like=image, visible=False
-        )
+            viewer, f"{name} semantic", levels.get("semantic", outcome.semantic), "labels",
+            like=image, visible=False, **_multiscale(levels))
         names = outcome.class_names
         if list(out["semantic"].features.get("class", [])) != list(names):
             out["semantic"].features = pd.DataFrame({"index": range(len(names)),
@@ -56,8 +61,8 @@ def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOut
 
     def instances() -> None:
         out["instances"] = set_output_layer(
-            viewer, f"{name} instances", outcome.instances, "labels", like=image, opacity=0.6
-        )
+            viewer, f"{name} instances", levels.get("instances", outcome.instances), "labels",
+            like=image, opacity=0.6, **_multiscale(levels))
         out["instances"].features = outcome.table.assign(index=outcome.table["label"])
 
     def stale() -> None:
@@ -98,3 +103,8 @@ def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOut
     for step, suffix in suffixes.items():  # adding a layer is long: a turn of its own
         step.own_turn = f"{name} {suffix}" not in viewer.layers
     return steps
+
+
+def _multiscale(levels: dict) -> dict[str, Any]:
+    """``multiscale=True`` for a list of label levels (napari would guess it too)."""
+    return {"multiscale": True} if levels else {}

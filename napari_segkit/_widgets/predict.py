@@ -222,7 +222,7 @@ class PredictWidget(Container):
         units = unit_of(image)
         scaled = units is not None or any(s != 1.0 for s in scale)
         request = PredictRequest(
-            image=np.asarray(data),
+            image=data,  # numpy, or lazy: read block by block in the worker
             image_name=image.name,
             model=self.chosen_model(),
             scale=scale if scaled else None,
