@@ -71,7 +71,8 @@ class Corrections:
 
 
 def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
-                       boundary_width: int = 1, prediction=None, distill: bool = False):
+                       boundary_width: int = 1, prediction=None, distill: bool = False,
+                       unclicked: str = "keep"):
     """Training targets for one image: the current model's prediction (or the edited
     labels) corrected by the clicks (see module docstring).
 
@@ -79,7 +80,9 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
     ``image`` already at hand; otherwise one is made (mirror-averaged). ``distill``: where
     the clicks change nothing, the targets are the model's own confident classes and
     centre map instead of targets re-derived from its instances (see
-    :func:`napari_segkit.click_targets.targets_from_clicks`).
+    :func:`napari_segkit.click_targets.targets_from_clicks`). ``unclicked="unknown"``
+    leaves the model's objects that nobody corrected out of the loss instead of keeping
+    them as objects (``"keep"``).
     """
     from .click_targets import targets_from_clicks
     from .prediction import predict
@@ -99,7 +102,7 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
     return targets_from_clicks(image, corrections.coords, list(corrections.classes),
                                boundary_width=boundary_width, guide=base,
                                guide_probabilities=prediction.probabilities,
-                               unclicked="keep", distill=distill)
+                               unclicked=unclicked, distill=distill)
 
 
 def correction_training(
@@ -120,7 +123,8 @@ def correction_training(
     cfg = replace(config) if config is not None else TrainConfig(time_budget_s=60.0, steps=10**7)
     cfg.val_fraction = 0.0
     targets = [correction_targets(model, im, c, boundary_width=cfg.boundary_width,
-                                  distill=cfg.click_distill)
+                                  distill=cfg.click_distill,
+                                  unclicked=cfg.correction_unclicked)
                for im, c in zip(images, corrections, strict=True)]
     return (yield from train(list(images), targets=targets, config=cfg, init=model,
                              out_path=out_path, stop=stop))

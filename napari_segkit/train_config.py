@@ -51,6 +51,9 @@ class TrainConfig:
     # fine-tuning from clicks: where the clicks change nothing, learn the model's own
     # confident predictions (self-training) instead of its post-processed instances
     click_distill: bool = False
+    # corrections: the model's objects nobody corrected are kept as objects ("keep") or
+    # left out of the loss ("unknown"; see corrections.correction_targets)
+    correction_unclicked: str = "keep"
     # fine-tuning without forgetting (napari_segkit.finetune); None: FINE_TUNE_RECIPE when
     # fine-tuning, off for a new model
     replay_fraction: float | None = None

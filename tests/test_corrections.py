@@ -78,6 +78,22 @@ def test_distilled_corrections_keep_the_models_own_outputs_where_nothing_was_cor
     assert (t.classes[pred == 3] == 0).all()  # the correction still rules where it acts
 
 
+def test_uncorrected_objects_can_be_left_out_of_the_loss():
+    pred = np.zeros((48, 64), np.int32)
+    pred[24:34, 4:14] = 2   # nobody touches it
+    pred[24:34, 44:54] = 3  # not a nucleus: background click
+    image = (pred > 0).astype(np.float32) * 200
+    c = Corrections([(29, 49)], ["background"])
+    kept = correction_targets(None, image, c, prediction=_prediction(pred))
+    t = correction_targets(None, image, c, prediction=_prediction(pred), unclicked="unknown")
+    assert (kept.classes[pred == 2] > 0).all()
+    assert (t.classes[pred == 2] < 0).all() and (t.instances[pred == 2] == 0).all()
+    assert (t.classes[pred == 3] == 0).all()  # the background click still teaches
+    assert (t.classes[0:10, 0:10] == 0).all()  # the model's background stays background
+    with pytest.raises(ValueError, match="unclicked"):
+        correction_targets(None, image, c, prediction=_prediction(pred), unclicked="drop")
+
+
 def test_retraining_starts_from_the_current_model_and_leaves_it_alone(fluo_256):
     from napari_segkit.model_io import load_default_model
 
