@@ -150,3 +150,23 @@ def test_bad_stack_inputs(stack, tiny_config):
     with pytest.raises(ValueError, match="stack_planes"):
         next(train([stack.image], [stack.labels], config=config(tiny_config,
                                                                  stack_planes="xz")))
+
+
+def test_cli_trains_on_stacks_with_a_voxel_size(stack, tmp_path, capsys):
+    import tifffile
+
+    from napari_segkit import io
+    from napari_segkit.cli import main
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    tifffile.imwrite(images / "s.tif", stack.image)
+    io.write_labels(labels / "s.tif", stack.labels)
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(model),
+                 "--init", "none", "--epochs", "0.3", "--patch-size", "32", "--scale", "1",
+                 "0.25", "0.25", "--stack-planes", "all"]) == 0
+    cfg = load_model(model).provenance["training"]["config"]
+    assert cfg["stack_planes"] == "all"
+    assert "done in" in capsys.readouterr().out
