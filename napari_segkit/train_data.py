@@ -9,6 +9,9 @@ inputs, training :class:`~napari_segkit.targets.Targets` and a validation set:
   out (:mod:`napari_segkit.holdout`) and scored by masks or by counting;
 - otherwise (semantic / sparse labels, ready-made targets) whole images are held out and
   scored by foreground IoU (:func:`napari_segkit.sampling.split_validation`).
+
+3-D stacks become 2-D training planes with a 3-D held-out part
+(:mod:`napari_segkit.stack_training`).
 """
 
 from __future__ import annotations
