@@ -54,6 +54,7 @@ from napari_segkit.synthetic import synthetic_nuclei_stack
 REPO = Path(__file__).resolve().parents[1]
 HELD_OUT_SEEDS = (7101, 7102, 7103)
 TRAIN_SEEDS = (7201, 7202, 7203, 7204)
+DEV_SEEDS = (7301, 7302, 7303)  # --dev: stacks for design choices, never reported as results
 SPACING = (1.0, 0.25, 0.25)
 STARDIST_SPACING = (2.0, 1.0, 1.0)
 
@@ -159,6 +160,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="append the trained rows to this JSON-lines file")
     ap.add_argument("--summary", type=Path, help="print mean +- sd of a JSON-lines file, exit")
     ap.add_argument("--big", action="store_true", help="time / peak RSS of a 64x1024x1024 stack")
+    ap.add_argument("--dev", action="store_true",
+                    help="score trained rows on development stacks (seeds 7301-7303, for "
+                         "design choices) instead of the held-out ones and the StarDist stack")
     args = ap.parse_args()
     if args.summary is not None:
         summary([json.loads(line) for line in args.summary.read_text().splitlines() if line])
@@ -174,7 +178,11 @@ def main() -> None:
     print("| stack | method | GT | F1@0.5 | AP | count err | mean IoU | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     if args.train is not None:
-        results = train_row(args, stacks(args.stardist), args.model)
+        scored = stacks(args.stardist) if not args.dev else [
+            (f"synthetic dev {seed}", *(lambda s: (s.image, s.labels, s.spacing))(
+                synthetic_nuclei_stack((32, 128, 128), spacing=SPACING, seed=seed)))
+            for seed in DEV_SEEDS]
+        results = train_row(args, scored, args.model)
         print()
         summary(results)
         if args.json is not None:
