@@ -46,6 +46,9 @@ STACK_PLANES = ("xy", "all")
 #: a resampled plane is mostly interpolation or mostly lost detail).
 MAX_Z_STRETCH = 4.0
 MIN_Z_STRETCH = 0.25
+#: Pseudo masks from clicks: the ignored ring outside each mask, in in-plane pixels
+#: (as :func:`napari_segkit.click_targets.targets_from_clicks`), measured physically.
+RING_PIXELS = 2.0
 
 
 @dataclass
@@ -105,16 +108,14 @@ def _clicks(points) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _unknown_from_clicks(stack, labels, obj, bg, spacing) -> np.ndarray:
-    """Where pseudo masks grown from clicks say nothing: a ring around each mask (2 px in
-    y, x, one plane in z), and background far from every click (3 object radii) that is
-    not clearly dark; balls around background clicks are background."""
+    """Where pseudo masks grown from clicks say nothing: a ring around each mask (the 2-D
+    rule's 2 pixels, in physical distance: in z only where planes are that close), and
+    background far from every click (3 object radii) that is not clearly dark; balls
+    around background clicks are background."""
     fg = labels > 0
-    cross = ndi.generate_binary_structure(3, 1)
-    in_plane, along_z = cross.copy(), np.zeros_like(cross)
-    in_plane[[0, 2]] = False
-    along_z[:, 1, 1] = True
-    ring = (ndi.binary_dilation(fg, in_plane, iterations=2)
-            | ndi.binary_dilation(fg, along_z)) & ~fg
+    ring_um = RING_PIXELS * float(spacing[1:].min())
+    ring = (ndi.distance_transform_edt(~fg, sampling=spacing) <= ring_um) & ~fg if fg.any() \
+        else np.zeros(fg.shape, bool)
     volumes = np.bincount(labels.ravel())[1:] * float(np.prod(spacing))
     volumes = volumes[volumes > 0]
     radius = float(np.cbrt(3 * np.median(volumes) / (4 * np.pi))) if volumes.size else \
