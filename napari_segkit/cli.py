@@ -147,7 +147,7 @@ def _train_config(args: argparse.Namespace):
     from .training import TrainConfig
 
     cfg = TrainConfig(seed=args.seed, device=args.device, loss=check_loss(args.loss),
-                      color_variants=int(args.color_variants))
+                      color_variants=int(args.color_variants), stack_planes=args.stack_planes)
     if args.arch is not None:
         if args.init != "none":
             raise ValueError("--arch chooses the network of a new model: use it with --init none "
@@ -204,7 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = TrainingProgress(None if args.epochs is not None else cfg.time_budget_s)
     try:
         model = run_training(images, labels=labels, points=points, config=cfg, init=init,
-                             out_path=args.out, val=val, on_event=progress)
+                             out_path=args.out, val=val, on_event=progress, scale=args.scale)
     except TrainingInterrupted as stop:
         progress.close()
         saved = (f"the weights so far were saved to {stop.model_path}" if stop.model_path
@@ -300,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-variants", type=arg.color_variants, default=0, metavar="N",
                    help="colour / stain variants per image (H&E jitter; fluorescence rendered as "
                         "brightfield), drawn for half of the patches; default 0")
+    p.add_argument("--scale", type=float, nargs=3, metavar=("Z", "Y", "X"), default=None,
+                   help="voxel size of 3-D stacks (z, y, x), physical units; needed to train "
+                        "from 3-D clicks, used to join 3-D objects in validation")
+    p.add_argument("--stack-planes", choices=("xy", "all"), default="xy",
+                   help="3-D stacks: train on xy planes (default) or on xy, xz and yz planes")
     p.add_argument("--val-images", type=Path, help="separate validation images (with --val-labels)")
     p.add_argument("--val-labels", type=Path)
     _layout_options(p)

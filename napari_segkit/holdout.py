@@ -37,11 +37,13 @@ CONTEXT_ROWS = 32
 class HeldOut:
     """The held-out strip of one image, in the coordinates of ``x``.
 
-    x : prepared network input of the strip and ``CONTEXT_ROWS`` rows above it (C, h, W)
-    first_row : first row of ``x`` that belongs to the strip
+    x : prepared network input of the strip and ``CONTEXT_ROWS`` rows above it (C, h, W),
+        or of a stack's bottom rows in every plane (C, Z, h, W), scored in 3-D
+    first_row : first row (y) of ``x`` that belongs to the strip
     clicks, background : object / background clicks inside ``x`` (None for masks)
     instances : instance labels of ``x`` (None for clicks)
-    region : where ``x`` is fully annotated (bool, h x W)
+    region : where ``x`` is fully annotated (bool, h x W, or Z x h x W)
+    scale : a stack's voxel size (z, y, x), for its 3-D instances (None: cubes)
     """
 
     x: np.ndarray
@@ -50,6 +52,7 @@ class HeldOut:
     background: np.ndarray | None = None
     instances: np.ndarray | None = None
     region: np.ndarray | None = None
+    scale: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -133,9 +136,11 @@ def split_holdout(
 
 
 def _centroid_rows(labels: np.ndarray) -> np.ndarray:
+    """Per object id, the mean row (y, the second-last axis) of its pixels."""
     n = int(labels.max())
     area = np.bincount(labels.ravel(), minlength=n + 1).astype(float)
-    rows = np.bincount(labels.ravel(), weights=np.repeat(np.arange(labels.shape[0]), labels.shape[1]),
+    row_of = np.broadcast_to(np.arange(labels.shape[-2])[:, None], labels.shape[-2:])
+    rows = np.bincount(labels.ravel(), weights=np.broadcast_to(row_of, labels.shape).ravel(),
                        minlength=n + 1)
     return rows / np.maximum(area, 1)
 
@@ -154,10 +159,10 @@ def count_matches(pred: np.ndarray, part: HeldOut) -> tuple[int, int, int]:
     """(TP, FP, FN) of predicted objects against the held-out clicks of ``part``."""
     pred = np.asarray(pred).astype(np.int64, copy=False)
     shape = np.array(pred.shape)
-    clicks = np.zeros((0, 2)) if part.clicks is None else part.clicks
+    clicks = np.zeros((0, pred.ndim)) if part.clicks is None else part.clicks
     idx = np.clip(np.round(clicks).astype(int), 0, shape - 1)
-    hit = pred[idx[:, 0], idx[:, 1]] if len(idx) else np.zeros(0, np.int64)
-    in_strip = clicks[:, 0] >= part.first_row
+    hit = pred[tuple(idx.T)] if len(idx) else np.zeros(0, np.int64)
+    in_strip = clicks[:, -2] >= part.first_row
     strip_hits = hit[in_strip]
     context_hits = set(hit[~in_strip].tolist()) - {0}
     tp_ids = set(strip_hits.tolist()) - {0}
@@ -168,8 +173,8 @@ def count_matches(pred: np.ndarray, part: HeldOut) -> tuple[int, int, int]:
     fp_ids = {int(i) for i in unclicked} - tp_ids - context_hits
     if part.background is not None and len(part.background):
         b = np.clip(np.round(part.background).astype(int), 0, shape - 1)
-        b = b[b[:, 0] >= part.first_row]
-        fp_ids |= set(pred[b[:, 0], b[:, 1]].tolist()) - {0} - tp_ids
+        b = b[b[:, -2] >= part.first_row]
+        fp_ids |= set(pred[tuple(b.T)].tolist()) - {0} - tp_ids
     return tp, len(fp_ids), fn
 
 
@@ -186,11 +191,12 @@ def mask_matches(pred: np.ndarray, part: HeldOut, iou: float = 0.5) -> tuple[int
 def score_holdout(
     parts: Sequence[HeldOut], instances_of: Callable[[np.ndarray], np.ndarray]
 ) -> HoldOutScore:
-    """Pooled held-out F1 of the model behind ``instances_of`` (prepared input -> labels)."""
+    """Pooled held-out F1 of the model behind ``instances_of`` (prepared input -> labels;
+    a stack's part (C, Z, h, W) is passed with its voxel size: ``instances_of(x, scale)``)."""
     tp = fp = fn = 0
     kinds = set()
     for part in parts:
-        pred = instances_of(part.x)
+        pred = instances_of(part.x) if part.x.ndim == 3 else instances_of(part.x, part.scale)
         if part.instances is not None:
             a, b, c = mask_matches(pred, part)
             kinds.add("mask")

@@ -30,6 +30,9 @@ from .test_time_zoom import scaled_sizes
 SPLIT_LEVELS = 10
 #: h of the h-maxima seeds at split level 1 and at SPLIT_LEVELS (centre-map units).
 SPLIT_H_RANGE = (0.5, 0.05)
+#: h of the 3-D seeds of a stack (:func:`napari_segkit.instances3d.stack_instances`,
+#: default 0.1) at split level 1 and at SPLIT_LEVELS (relief units).
+STACK_SPLIT_H_RANGE = (0.3, 0.02)
 #: Values of the match-status image: matched and false-positive predicted objects.
 STATUS_VALUES = {"matched": 1, "false positive": 2}
 
@@ -63,9 +66,12 @@ class PostprocessSettings:
         if not 0 <= int(self.split) <= SPLIT_LEVELS:
             raise ValueError(f"the split level must be 0..{SPLIT_LEVELS}, got {self.split}")
 
-    def postprocess_kwargs(self, has_center: bool, zoom: float = 1.0) -> dict[str, Any]:
+    def postprocess_kwargs(self, has_center: bool, zoom: float = 1.0,
+                           stack: bool = False) -> dict[str, Any]:
         """Keyword arguments of :func:`napari_segkit.postprocess.instances_from_probabilities`
-        for probabilities at the image's pixels (after a test-time ``zoom``)."""
+        for probabilities at the image's pixels (after a test-time ``zoom``), or of
+        :func:`napari_segkit.instances3d.stack_instances` for a ``stack`` (the split level
+        sets the h of its 3-D seeds)."""
         kwargs: dict[str, Any] = scaled_sizes({}, zoom) if zoom != 1.0 else {}
         kwargs["fg_threshold"] = float(self.fg_threshold)
         if self.min_size is not None:
@@ -73,7 +79,10 @@ class PostprocessSettings:
         level = int(self.split)
         if level > 0:
             t = (level - 1) / (SPLIT_LEVELS - 1)
-            if has_center:
+            if stack:
+                hi, lo = STACK_SPLIT_H_RANGE
+                kwargs["seed_h"] = hi + (lo - hi) * t
+            elif has_center:
                 hi, lo = SPLIT_H_RANGE
                 kwargs.update(seed_method="h_maxima", seed_h=hi + (lo - hi) * t)
             else:
@@ -114,7 +123,7 @@ def measure_prediction(
     if settings is None:
         kwargs = scaled_sizes({}, zoom) if zoom != 1.0 else {}
     else:
-        kwargs = settings.postprocess_kwargs(has_center, zoom)
+        kwargs = settings.postprocess_kwargs(has_center, zoom, stack=probs.ndim == 4)
     geometry = geometry or {}
     if probs.ndim == 4 and geometry.get("scale") is not None:  # a stack: 3-D voxel size
         kwargs["scale"] = tuple(float(v) for v in np.ravel(geometry["scale"]))[-3:]

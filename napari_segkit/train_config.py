@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._common import image_kind
 from .finetune import FineTuneSettings
 from .model import UNetConfig
 from .model_io import SegModel
@@ -76,6 +77,9 @@ class TrainConfig:
     scale_range: tuple[float, float] | None = None  # zoom augmentation, e.g. (0.5, 2.0)
     color_variants: int = 0  # colour / stain variants per image (napari_segkit.color_augment)
     color_prob: float = 0.5  # probability that a patch comes from a colour variant
+    # 3-D stacks: train on their "xy" planes, or on "all" three orientations (xz / yz
+    # resampled to square pixels where the spacing allows; napari_segkit.stack_training)
+    stack_planes: str = "xy"
     loss: str = "ce_dice"  # see napari_segkit.losses.LOSSES
     dice_weight: float = 1.0
     center_weight: float = 1.0
@@ -170,12 +174,24 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
     _whole(cfg.color_variants, "color_variants", 0)
     if not 0.0 <= float(cfg.val_fraction) < 1.0:
         raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {cfg.val_fraction!r}")
+    if cfg.stack_planes not in ("xy", "all"):
+        raise ValueError(f"TrainConfig.stack_planes must be 'xy' or 'all', got {cfg.stack_planes!r}")
     if cfg.scale_range is not None:
         low, high = (float(v) for v in cfg.scale_range)
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
             raise ValueError(f"TrainConfig.scale_range must be (low, high) with 0 < low <= "
                              f"high, got {tuple(cfg.scale_range)!r}")
     return cfg
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Learning rate / base rate when ``progress`` (0..1) of the budget is spent: a linear
+    warm-up over ``warmup``, then a cosine decay to 2 %."""
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, 0.01)
+    p = (progress - warmup) / max(1.0 - warmup, 1e-9)
+    return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -206,6 +222,8 @@ def _device_memory(device) -> int | None:
 def check_patch_size(cfg: TrainConfig, images: Sequence, width: int, device) -> None:
     """ValueError when the training patch is far larger than every image, or when a batch
     of patches would not fit in the device's memory (the message says what to use)."""
+    # a stack (Z, Y, X) trains on its planes
+    images = [im[0] if image_kind(np.shape(im)) == "stack" else im for im in images]
     sides = [int(max(np.shape(im)[:2])) for im in images]
     largest = max(sides, default=0)
     fits = max(-(-largest // 32) * 32, TrainConfig.patch_size)

@@ -9,6 +9,9 @@ inputs, training :class:`~napari_segkit.targets.Targets` and a validation set:
   out (:mod:`napari_segkit.holdout`) and scored by masks or by counting;
 - otherwise (semantic / sparse labels, ready-made targets) whole images are held out and
   scored by foreground IoU (:func:`napari_segkit.sampling.split_validation`).
+
+3-D stacks become 2-D training planes with a 3-D held-out part
+(:mod:`napari_segkit.stack_training`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .holdout import HeldOut, split_holdout
 from .normalization import Normalization
 from .object_size import median_object_diameter
 from .sampling import split_validation
+from .stack_training import check_stack_inputs, stack_planes, stack_scales, validation_part
 from .targets import Targets, instance_targets, semantic_targets, sparse_targets
 
 __all__ = ["TrainingData", "as_image_list", "check_has_objects", "compact_ids",
@@ -176,13 +180,19 @@ def prepare_training_data(
     targets: Sequence[Targets] | None = None,
     val_images: Sequence[np.ndarray] | None = None,
     val_labels: Sequence[np.ndarray] | None = None,
+    scale=None,
 ) -> TrainingData:
     """Inputs, targets and validation of a training run (see the module docstring).
 
     With ``cfg.color_variants`` (and augmentation on), every training input carries its
     colour variants stacked after its channels (split again by
     :func:`napari_segkit.color_augment.split_variants`); validation inputs do not.
+    3-D stacks become 2-D planes (:mod:`napari_segkit.stack_training`; ``scale``: their
+    voxel size (z, y, x), one for all or one per stack).
     """
+    if check_stack_inputs(images):
+        return _stack_training_data(images, labels, points, cfg, norm, in_channels, n_classes,
+                                    regions, targets, val_images, val_labels, scale)
     n = len(images)
     regions = [None] * n if regions is None else list(regions)
     if len(regions) != n:
@@ -232,3 +242,35 @@ def prepare_training_data(
     # semantic / sparse labels: foreground IoU on held-out images
     tr_x, tr_t, va_x, va_t, va_i = split_validation(xs, tgs, full, cfg.val_fraction, rng)
     return TrainingData(tr_x, tr_t, [x[:in_channels] for x in va_x], va_t, va_i, **meta)
+
+
+def _stack_training_data(stacks, labels, points, cfg, norm, in_channels, n_classes, regions,
+                         targets, val_images, val_labels, scale) -> TrainingData:
+    """:func:`prepare_training_data` of 3-D stacks (see :mod:`napari_segkit.stack_training`)."""
+    n = len(stacks)
+    if targets is not None or (regions is not None and any(r is not None for r in regions)):
+        raise ValueError("training on 3-D stacks takes 3-D labels or 3-D clicks; ready-made "
+                         "targets and annotated regions are 2-D only")
+    if getattr(cfg, "color_variants", 0):
+        raise ValueError("colour variants do not apply to grayscale stacks; set color_variants=0")
+    scales = stack_scales(scale, n)
+    separate = val_images is not None
+    planes = [stack_planes(st, lb, pt, sc, cfg, norm, in_channels, n_classes,
+                           held_out=not separate)
+              for st, lb, pt, sc in zip(stacks, labels, points, scales, strict=True)]
+    tgs = [t for p in planes for t in p.targets]
+    source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
+    check_has_objects(tgs, source)
+    diameters = np.concatenate([p.diameters for p in planes])
+    meta = {"labels_source": source,
+            "object_diameter": float(np.median(diameters)) if diameters.size else None}
+    xs = [x for p in planes for x in p.x]
+    if separate:
+        if not check_stack_inputs(val_images):
+            raise ValueError("validation images of stacks must be 3-D stacks too")
+        val_scales = stack_scales(scale if np.ndim(scale) <= 1 else None, len(val_images))
+        parts = [validation_part(st, lb, sc, norm, in_channels)
+                 for st, lb, sc in zip(val_images, val_labels, val_scales, strict=True)]
+        return TrainingData(xs, tgs, holdout=parts, **meta)
+    return TrainingData(xs, tgs, holdout=[p.holdout for p in planes if p.holdout is not None],
+                        **meta)

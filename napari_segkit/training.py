@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import math
 import os
 import threading
 import time
@@ -38,11 +37,10 @@ from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
 from .output_paths import check_output_file
-from .postprocess import instances_from_probabilities
-from .prediction import predict_prepared
 from .runtime import autocast, select_device, torch_threads
 from .sampling import PatchSampler
 from .scoring import validate
+from .stack_training import prepared_instances
 from .targets import Targets, class_weights
 from .train_config import (
     FINE_TUNE_LR,
@@ -54,6 +52,7 @@ from .train_config import (
     check_patch_size,
     check_train_config,
     fine_tune_settings,
+    lr_factor,
 )
 from .train_data import as_image_list, prepare_training_data
 
@@ -73,14 +72,6 @@ def _resolve_init(init, cfg: TrainConfig) -> SegModel:
     if isinstance(init, str) and init == "default":
         return load_default_model()
     return load_model(init)
-
-
-def _lr_factor(progress: float, warmup: float) -> float:
-    progress = min(max(progress, 0.0), 1.0)
-    if warmup > 0 and progress < warmup:
-        return max(progress / warmup, 0.01)
-    p = (progress - warmup) / max(1.0 - warmup, 1e-9)
-    return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 # --------------------------------------------------------------------------- trainer
@@ -118,7 +109,8 @@ class Trainer:
     # ---- named steps ---------------------------------------------------------------
     def prepare_data(self, images: list, labels: list, points: list,
                      val_images: list | None = None, val_labels: list | None = None,
-                     regions: list | None = None, targets: list | None = None) -> None:
+                     regions: list | None = None, targets: list | None = None,
+                     scale=None) -> None:
         """Network inputs and targets of every image, the validation data, the sampler
         (see :func:`napari_segkit.train_data.prepare_training_data`)."""
         cfg, mcfg = self.cfg, self.model.config
@@ -130,7 +122,8 @@ class Trainer:
         data = prepare_training_data(
             images, labels, points, cfg, Normalization.from_dict(self.model.normalization),
             mcfg.in_channels, self.n_classes, self.rng, guide_model=guide_model,
-            regions=regions, targets=targets, val_images=val_images, val_labels=val_labels)
+            regions=regions, targets=targets, val_images=val_images, val_labels=val_labels,
+            scale=scale)
         self.data, self.labels_source = data, data.labels_source
         self.model.object_diameter = self.model.object_diameter or data.object_diameter
         self.n_train = len(data.x)
@@ -177,7 +170,7 @@ class Trainer:
     def train_step(self, elapsed: float) -> torch.Tensor:
         """One optimisation step (learning rate from how far the budget is spent); the loss."""
         cfg, device = self.cfg, self.device
-        self.lr = self.base_lr * _lr_factor(self.progress(elapsed), cfg.warmup_fraction)
+        self.lr = self.base_lr * lr_factor(self.progress(elapsed), cfg.warmup_fraction)
         for g in self.optimizer.param_groups:
             g["lr"] = self.lr
         batch = self.sampler.sample(cfg.batch_size)
@@ -385,9 +378,8 @@ class Trainer:
         }
         return model
 
-    def _instances_of(self, x: np.ndarray) -> np.ndarray:
-        probs = predict_prepared(self.net, x, self.device, self.n_classes)
-        return instances_from_probabilities(probs, n_classes=self.n_classes)
+    def _instances_of(self, x: np.ndarray, scale=None) -> np.ndarray:
+        return prepared_instances(self.net, x, self.device, self.n_classes, scale)
 
     def event(self, kind: str, **kw: Any) -> TrainEvent:
         cfg, step, total = self.cfg, self.step, self.total
@@ -436,16 +428,20 @@ def train(
     stop: threading.Event | Callable[[], bool] | None = None,
     regions: Sequence | None = None,
     targets: Sequence[Targets] | None = None,
+    scale: Sequence[float] | Sequence[Sequence[float]] | None = None,
 ) -> Generator[TrainEvent, None, SegModel]:
     """Train a new model or fine-tune one; yields :class:`TrainEvent` and returns the model.
 
     Parameters
     ----------
-    images : list of 2-D gray or RGB arrays (sizes may differ)
+    images : list of 2-D gray or RGB arrays (sizes may differ), or of 3-D (Z, Y, X) stacks
+        (a 2-D model trained on their planes, see :mod:`napari_segkit.stack_training`)
     labels : list of label images (instance labels by default, see
-        ``TrainConfig.labels_kind``), ``None`` entries for images annotated by points
-    points : list of per-image clicks: (N, 2) arrays or ``(coords, classes)`` tuples with
-        classes ``"nucleus"`` / ``"background"`` (or a DataFrame with a "class" column)
+        ``TrainConfig.labels_kind``; 3-D for stacks), ``None`` entries for images annotated
+        by points
+    points : list of per-image clicks: (N, 2) arrays ((N, 3) (z, y, x) for stacks) or
+        ``(coords, classes)`` tuples with classes ``"nucleus"`` / ``"background"`` (or a
+        DataFrame with a "class" column)
     config : TrainConfig
     init : None (new model from ``config.model``), ``"default"`` (the shipped nuclei
         model), a model file path or a :class:`SegModel` (copied, not modified)
@@ -460,6 +456,8 @@ def train(
         objects there without a click are background, outside it nothing is known
     targets : ready-made training targets per image (e.g. from
         :func:`napari_segkit.corrections.correction_targets`), instead of labels / points
+    scale : voxel size (z, y, x) of the stacks (one for all or one per stack), physical
+        units: needed for clicks; validation joins 3-D objects with it (None: cubes)
 
     A new model keeps the weights that validate best (F1@0.5 when available, else
     foreground IoU), also after Stop. A fine-tuned model (``init`` given) adapts with the
@@ -487,7 +485,8 @@ def train(
         val_images = as_image_list(val_images)
         val_labels = as_image_list(val_labels, len(val_images))
     trainer = Trainer(cfg, init=init, out_path=out_path, stop=stop)
-    trainer.prepare_data(images, labels_l, points_l, val_images, val_labels, regions, targets)
+    trainer.prepare_data(images, labels_l, points_l, val_images, val_labels, regions, targets,
+                         scale)
     threads = None
     if trainer.device.type == "cpu":
         threads = cfg.num_threads or max(1, (os.cpu_count() or 2) - 1)

@@ -33,7 +33,7 @@ from . import (
     prediction,
     schedulers,
 )
-from ._common import is_stopped
+from ._common import image_kind, is_stopped
 from .image_layout import read_image_as
 from .memory_limits import tiff_array_info
 from .output_paths import check_not_inside, check_output_folder
@@ -469,7 +469,7 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
         log(f"{stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
             "block by block")
         extra = {} if settings is None else settings.postprocess_kwargs(
-            model.config.n_extra > 0)
+            model.config.n_extra > 0, stack=image_kind(shape) == "stack")
         return predict_blocks.predict_file_blockwise(
             model, path, instances_path, semantic_path, tile_size=tile_size, tta=tta,
             device=device, progress=progress, stop=stop, client=client, **extra)

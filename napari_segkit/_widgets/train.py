@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import napari
@@ -32,8 +31,7 @@ from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from .._common import classes_of
-from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, to_image_pixels, user_errors
+from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, user_errors
 from .plots import TrainingPlot
 from .progress import REPAINT_EVERY_MS, set_progress_quietly, watch_close
 from .session import SESSION
@@ -45,6 +43,7 @@ from .train_worker import (
     training_worker,
     warm_up_imports,
 )
+from .training_inputs import clicks_inside, region_of
 
 WHOLE_IMAGE = "whole image"
 RENDER_EVERY_MS = REPAINT_EVERY_MS
@@ -60,43 +59,6 @@ def default_model_path(name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40] or "model"
     return Path.home() / "napari-segkit" / "models" / f"{safe}-{stamp}.safetensors"
-
-
-def region_of(shapes: Shapes, image: Image, shape: tuple[int, ...]) -> np.ndarray:
-    """The fully annotated region drawn as rectangles / polygons in ``shapes``, as a
-    bool mask of ``image``'s pixels."""
-    from ..annotations import polygons_to_labels
-
-    polygons = [to_image_pixels(shapes, image, np.asarray(d))[:, -2:] for d in shapes.data]
-    if not polygons:
-        raise ValueError(f"{shapes.name} has no shapes: draw the fully annotated rectangle, "
-                         "or choose 'whole image'")
-    with warnings.catch_warnings():  # shapes off the image: the error below says so
-        warnings.simplefilter("ignore", UserWarning)
-        mask = polygons_to_labels(polygons, shape) > 0
-    if not mask.any():
-        raise ValueError(f"the shapes of {shapes.name} do not overlap {image.name}")
-    return mask
-
-
-def clicks_inside(ann: Points, image: Image, shape: tuple[int, ...]):
-    """The clicks of ``ann`` in ``image``'s pixels and their classes, without those outside
-    the image; ValueError when all are outside, a warning when some are."""
-    coords = to_image_pixels(ann, image, ann.data)
-    classes = classes_of(ann.features)
-    if len(coords) == 0:
-        raise ValueError(f"{ann.name} has no points: click on the nuclei first")
-    idx = np.round(coords[:, -2:])
-    inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
-    n_out = int((~inside).sum())
-    if n_out == len(coords):
-        raise ValueError(f"all {n_out} clicks of {ann.name} lie outside {image.name} "
-                         f"({shape[0]} x {shape[1]} px): click on this image, or check "
-                         "that the points layer belongs to it (same scale and translate)")
-    if n_out:
-        show_warning(f"{n_out} of {len(coords)} clicks of {ann.name} lie outside "
-                     f"{image.name}; training uses the other {len(coords) - n_out}")
-    return coords[inside], None if classes is None else classes[inside]
 
 
 def _format_s(seconds: float | None) -> str:
@@ -257,12 +219,17 @@ class TrainWidget(Container):
         pairs = self.pairs or [(self.image.value, self.annotation_layer.value, self.region.value)]
         if any(p is None for pair in pairs for p in pair[:2]):
             raise ValueError("choose an image and its annotations (Labels or Points) first")
-        images, labels, points, regions = [], [], [], []
+        images, labels, points, regions, scales = [], [], [], [], []
         for image, ann, region in pairs:
             shape = spatial_shape(image)
-            if len(shape) != 2:
-                raise ValueError(f"{image.name}: training takes 2-D images (this one is {shape})")
+            if len(shape) != 2 and (len(shape) != 3 or image.rgb):
+                raise ValueError(f"{image.name}: training takes 2-D images or grayscale 3-D "
+                                 f"stacks (z, y, x); this one is {shape}")
+            if len(shape) == 3 and region is not None:
+                raise ValueError(f"{image.name} is a 3-D stack: annotate it whole (choose "
+                                 "'whole image' as the fully annotated region)")
             images.append(np.asarray(image.data))
+            scales.append(tuple(float(s) for s in image.scale[-3:]) if len(shape) == 3 else None)
             if isinstance(ann, Labels):
                 data = np.asarray(ann.data)
                 if data.shape != shape:
@@ -278,8 +245,10 @@ class TrainWidget(Container):
                 labels.append(None)
                 points.append(clicks_inside(ann, image, shape))
             regions.append(None if region is None else region_of(region, image, shape))
+        # stacks: their voxel sizes (the layers' scale) for clicks and 3-D validation
+        scale = scales if any(s is not None for s in scales) else None
         return {"images": images, "labels": labels, "points": points, "regions": regions,
-                "labels_kind": self._labels_kind([a for _, a, _ in pairs if isinstance(a, Labels)])}
+                "scale": scale, "labels_kind": self._labels_kind([a for _, a, _ in pairs if isinstance(a, Labels)])}
 
     def _labels_kind(self, layers: list) -> str:
         if self.labels_kind.value != "auto":
