@@ -452,20 +452,12 @@ def match_and_evaluate(gt, pred, iou_threshold: float = 0.5) -> tuple[InstanceMa
     iou, gt_ids, pred_ids = iou_matrix(gt, pred)
     m = _match_from_iou(iou, gt_ids, pred_ids, float(iou_threshold))
     err = m.n_pred - m.n_gt
-    if m.n_gt:
-        rel = err / m.n_gt
-    else:
-        rel = 0.0 if m.n_pred == 0 else None
+    rel = err / m.n_gt if m.n_gt else (0.0 if m.n_pred == 0 else None)
+    scores = {key: getattr(m, key) for key in ("n_gt", "n_pred", "tp", "fp", "fn",
+                                               "precision", "recall", "f1")}
     return m, {
-        "n_gt": m.n_gt,
-        "n_pred": m.n_pred,
+        **scores,
         "iou_threshold": float(iou_threshold),
-        "tp": m.tp,
-        "fp": m.fp,
-        "fn": m.fn,
-        "precision": m.precision,
-        "recall": m.recall,
-        "f1": m.f1,
         "mean_matched_iou": _json_float(m.mean_matched_iou),
         "ap_dsb": _dsb_from_iou(iou, DSB_THRESHOLDS),
         "count_error": int(err),
