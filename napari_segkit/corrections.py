@@ -4,9 +4,11 @@ After a prediction the user clicks the nuclei the model missed (class ``"nucleus
 clicks the objects that are not nuclei (class ``"background"``), clicks each nucleus of
 an object that merged several, and may edit the instance labels directly. Those
 corrections, with the earlier ones, become training targets on top of the current
-model's own prediction (:func:`correction_targets`): what nobody corrected keeps the
-model's outline, a background click removes its object, a click on nothing adds a
-nucleus, several clicks in one object split it. :func:`retrain_with_corrections` then
+model's own prediction (:func:`correction_targets`): a background click removes its
+object, a click on nothing adds a nucleus, several clicks in one object split it, and the
+model's objects that nobody corrected are left out of the loss (taught as they were
+predicted, a model that is often wrong kept teaching itself its own errors and the
+corrections changed nothing; ``TrainConfig.correction_unclicked="keep"`` does that). :func:`retrain_with_corrections` then
 fine-tunes the *current* model on them (replay, EMA: see :mod:`napari_segkit.finetune`).
 
 There is no held-out validation here: corrections are by construction where the current
@@ -72,7 +74,7 @@ class Corrections:
 
 def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
                        boundary_width: int = 1, prediction=None, distill: bool = False,
-                       unclicked: str = "keep"):
+                       unclicked: str = "unknown"):
     """Training targets for one image: the current model's prediction (or the edited
     labels) corrected by the clicks (see module docstring).
 
@@ -80,9 +82,9 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
     ``image`` already at hand; otherwise one is made (mirror-averaged). ``distill``: where
     the clicks change nothing, the targets are the model's own confident classes and
     centre map instead of targets re-derived from its instances (see
-    :func:`napari_segkit.click_targets.targets_from_clicks`). ``unclicked="unknown"``
-    leaves the model's objects that nobody corrected out of the loss instead of keeping
-    them as objects (``"keep"``).
+    :func:`napari_segkit.click_targets.targets_from_clicks`). ``unclicked``: the
+    model's objects that nobody corrected are left out of the loss (``"unknown"``, the
+    default) or kept as objects (``"keep"``).
     """
     from .click_targets import targets_from_clicks
     from .prediction import predict

@@ -52,9 +52,10 @@ class TrainConfig:
     # fine-tuning from clicks: where the clicks change nothing, learn the model's own
     # confident predictions (self-training) instead of its post-processed instances
     click_distill: bool = False
-    # corrections: the model's objects nobody corrected are kept as objects ("keep") or
-    # left out of the loss ("unknown"; see corrections.correction_targets)
-    correction_unclicked: str = "keep"
+    # corrections: the model's objects nobody corrected are left out of the loss
+    # ("unknown") or kept as objects ("keep"; taught as predicted, errors included), see
+    # corrections.correction_targets and README "Fine-tuning from your annotations"
+    correction_unclicked: str = "unknown"
     # fine-tuning without forgetting (napari_segkit.finetune); None: FINE_TUNE_RECIPE when
     # fine-tuning, off for a new model
     replay_fraction: float | None = None

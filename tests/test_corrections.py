@@ -39,7 +39,7 @@ def test_corrections_become_targets_on_top_of_the_model_prediction():
     image[38:46, 24:32] = 200  # a nucleus the model missed: a click on it
     c = Corrections([(9, 9), (9, 29), (29, 49), (42, 28)],
                     ["nucleus", "nucleus", "background", "nucleus"])
-    t = correction_targets(None, image, c, prediction=_prediction(pred))
+    t = correction_targets(None, image, c, prediction=_prediction(pred), unclicked="keep")
     inst = t.instances
     assert inst[9, 8] != inst[9, 30] and inst[9, 8] > 0 and inst[9, 30] > 0  # split
     assert (inst[pred == 2] > 0).all() and len(np.unique(inst[pred == 2])) == 1  # kept
@@ -67,8 +67,9 @@ def test_distilled_corrections_keep_the_models_own_outputs_where_nothing_was_cor
     prediction.probabilities[1, 20:22, 20:22] = 0.5
     prediction.probabilities[3] = np.linspace(0, 1, pred.size).reshape(pred.shape)
     c = Corrections([(29, 49)], ["background"])
-    plain = correction_targets(None, image, c, prediction=prediction)
-    t = correction_targets(None, image, c, prediction=prediction, distill=True)
+    plain = correction_targets(None, image, c, prediction=prediction, unclicked="keep")
+    t = correction_targets(None, image, c, prediction=prediction, distill=True,
+                           unclicked="keep")
     own = pred == 2
     # the kept object: the model's confident classes (interior all over: no re-derived
     # boundary ring) and its own centre map
@@ -84,8 +85,8 @@ def test_uncorrected_objects_can_be_left_out_of_the_loss():
     pred[24:34, 44:54] = 3  # not a nucleus: background click
     image = (pred > 0).astype(np.float32) * 200
     c = Corrections([(29, 49)], ["background"])
-    kept = correction_targets(None, image, c, prediction=_prediction(pred))
-    t = correction_targets(None, image, c, prediction=_prediction(pred), unclicked="unknown")
+    kept = correction_targets(None, image, c, prediction=_prediction(pred), unclicked="keep")
+    t = correction_targets(None, image, c, prediction=_prediction(pred))  # the default
     assert (kept.classes[pred == 2] > 0).all()
     assert (t.classes[pred == 2] < 0).all() and (t.instances[pred == 2] == 0).all()
     assert (t.classes[pred == 3] == 0).all()  # the background click still teaches
