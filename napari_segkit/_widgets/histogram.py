@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen
-from qtpy.QtWidgets import QWidget
+
+from .plots import PaintedWidget
 
 
 def integer_ticks(top: int, most: int = 4) -> list[int]:
@@ -29,7 +30,7 @@ def _tick_text(value: float) -> str:
     return f"{value:.3g}"
 
 
-class HistogramPlot(QWidget):
+class HistogramPlot(PaintedWidget):
     """Bars of counts per bin, object counts on the y axis (whole numbers), the quantity
     and its unit on the x axis; "no objects" when there are none. Colours follow the
     napari theme (:meth:`set_colors`)."""
@@ -74,13 +75,6 @@ class HistogramPlot(QWidget):
         return not (self.counts.size and self.counts.sum() > 0)
 
     # ---- painting ------------------------------------------------------------------
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
-        painter = QPainter(self)
-        try:
-            self._paint(painter)
-        finally:  # a painter left open crashes Qt
-            painter.end()
-
     def _paint(self, painter: QPainter) -> None:
         fg = QColor(self.foreground)
         painter.fillRect(self.rect(), QColor(self.background))

@@ -9,7 +9,21 @@ from qtpy.QtGui import QColor, QPainter, QPalette, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
 
 
-class TrainingPlot(QWidget):
+class PaintedWidget(QWidget):
+    """A widget drawn by its ``_paint(painter)`` method."""
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
+        painter = QPainter(self)
+        try:
+            self._paint(painter)
+        finally:  # a painter left open crashes Qt
+            painter.end()
+
+    def _paint(self, painter: QPainter) -> None:
+        raise NotImplementedError
+
+
+class TrainingPlot(PaintedWidget):
     """Live training loss (left axis, blue) and the held-out score (right axis, 0-1), named
     after what it counts (e.g. "held-out clicks found (F1)"); a dashed line marks the step
     whose weights were kept.
@@ -79,13 +93,6 @@ class TrainingPlot(QWidget):
         self.repaint()
 
     # ---- painting ------------------------------------------------------------------
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
-        painter = QPainter(self)
-        try:
-            self._paint(painter)
-        finally:  # a painter left open crashes Qt
-            painter.end()
-
     def _paint(self, painter: QPainter) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         fg = self.foreground or self.palette().color(QPalette.ColorRole.WindowText)
