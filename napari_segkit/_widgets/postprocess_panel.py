@@ -57,6 +57,8 @@ class PostprocessPanel(Container):
                     "(applies at the next Predict; needs a model that records its "
                     "training nucleus size)",
         )  # fmt: skip
+        # 0 shows as "as it is" (no rescaling), not as a diameter of "0.00" px
+        self.diameter.native.setSpecialValueText("off: image as it is")
         self.estimate_button = PushButton(text="Estimate diameter from the result")
         self.header.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
         super().__init__(widgets=[self.threshold, self.min_size, self.split])

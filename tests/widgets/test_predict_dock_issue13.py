@@ -194,6 +194,7 @@ def test_diameter_rescales_to_the_models_training_size(make_napari_viewer, qtbot
     assert "0.5" in widget.stage.value and "10" in widget.stage.value
     # Estimate fills the box from the result (a model that records its training size)
     widget.diameter.value = 0.0
+    assert widget.diameter.native.text() == "off: image as it is"  # not "0.00" px
     _click(qtbot, widget.estimate_button)
     assert widget.diameter.value > 0
     assert notes["error"] == []
