@@ -209,17 +209,11 @@ def _predict_lazy(request: PredictRequest, model: model_io.SegModel, progress: A
         warn.append(f"{request.gt_name} was not scored: scores need an image in memory, and "
                     f"{request.image_name!r} was predicted block by block")
     instances, table = done.instances[0], done.table
-    col = size_column(table)
-    sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
-    pixels = max(1, int(np.prod(instances.shape)))
     label = str(request.model) if isinstance(request.model, (str, Path)) else "in-memory model"
-    summary = {"image": request.image_name, "model": label, "n_objects": len(table),
-               f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
-               f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
-               "foreground_fraction": float(table["area_px"].sum()) / pixels
-               if "area_px" in table else float("nan")}
-    for name, count in zip(model.class_names, done.class_pixels, strict=False):
-        summary[f"{name}_fraction"] = float(count) / pixels
+    area = int(table["area_px"].sum()) if "area_px" in table else 0
+    summary = {"image": request.image_name, "model": label,
+               **_counts(table, int(np.prod(instances.shape)), area, done.class_pixels,
+                         list(model.class_names))}
     return PredictOutcome(
         n_classes=model.config.n_classes, semantic=done.semantic[0], instances=instances,
         table=table, summary=summary, class_names=list(model.class_names),
@@ -254,7 +248,10 @@ def refine(outcome: PredictOutcome, request: PredictRequest,
     )  # fmt: skip
     keep = ("image", "model", "diameter_px", "zoom")
     out.summary = {key: outcome.summary[key] for key in keep if key in outcome.summary}
-    out.summary.update(_counts(out.table, out.instances, out.semantic, fg, out.class_names))
+    out.summary.update(_counts(
+        out.table, out.instances.size, np.count_nonzero(out.instances),
+        np.bincount(out.semantic.ravel(), minlength=len(out.class_names)), out.class_names,
+        mean_foreground_probability=float(fg.mean()) if fg.size else float("nan")))
     out.summary.update(measured.summary)
     return out
 
@@ -279,19 +276,22 @@ def size_unit(column: str) -> str:
     return ("µm" if name == "um" else name) + power
 
 
-def _counts(table, instances, semantic, fg, class_names: list[str]) -> dict[str, Any]:
+def _counts(table: pd.DataFrame, pixels: int, foreground_pixels: int, class_pixels,
+            class_names: list[str], **extra: float) -> dict[str, Any]:
+    """Summary counts of one prediction: objects, their mean / median size, the
+    foreground fraction and each class's fraction of the ``pixels`` of the image."""
     col = size_column(table)
     sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
+    pixels = max(1, int(pixels))
     row: dict[str, Any] = {
         "n_objects": len(table),
         f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
         f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
-        "foreground_fraction": float(np.count_nonzero(instances)) / max(1, instances.size),
-        "mean_foreground_probability": float(fg.mean()) if fg.size else float("nan"),
+        "foreground_fraction": float(foreground_pixels) / pixels,
+        **extra,
     }
-    counts = np.bincount(semantic.ravel(), minlength=len(class_names))
-    for i, name in enumerate(class_names):
-        row[f"{name}_fraction"] = float(counts[i]) / max(1, semantic.size)
+    for name, count in zip(class_names, class_pixels, strict=False):
+        row[f"{name}_fraction"] = float(count) / pixels
     return row
 
 
