@@ -34,7 +34,7 @@ from .annotations.clicks3d import check_voxel_size, clicks_to_labels_3d
 from .holdout import CONTEXT_ROWS, HeldOut
 from .normalization import Normalization, subsample_planes
 from .sampling import split_rows
-from .targets import Targets, instance_targets, semantic_targets, sparse_targets
+from .targets import Targets, label_targets
 
 __all__ = ["MAX_Z_STRETCH", "STACK_PLANES", "StackPlanes", "check_stack_inputs",
            "prepare_stack", "prepared_instances", "stack_planes", "stack_scales",
@@ -175,12 +175,8 @@ def _annotation(stack, labels, points, spacing, kind: str):
 
 def _targets(labels2d, unknown2d, kind: str, n_classes: int, boundary_width: int,
              from_clicks: bool) -> Targets:
-    if kind == "semantic" and not from_clicks:
-        t = semantic_targets(labels2d, n_classes)
-    elif kind == "sparse" and not from_clicks:
-        t = sparse_targets(labels2d)
-    else:
-        t = instance_targets(labels2d, boundary_width)
+    t = label_targets(labels2d, "instances" if from_clicks else kind, n_classes,
+                      boundary_width)
     if unknown2d is not None:
         t.classes[unknown2d] = IGNORE_INDEX
         t.center_mask[unknown2d] = False

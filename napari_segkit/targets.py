@@ -20,7 +20,8 @@ from ._common import IGNORE_INDEX, SPARSE_BACKGROUND, SPARSE_OBJECT
 
 __all__ = [
     "BACKGROUND", "BOUNDARY", "IGNORE_INDEX", "INTERIOR", "Targets", "boundary_map",
-    "center_map", "class_weights", "instance_targets", "semantic_targets", "sparse_targets",
+    "center_map", "class_weights", "instance_targets", "label_targets", "semantic_targets",
+    "sparse_targets",
 ]
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
@@ -123,6 +124,19 @@ def sparse_targets(sparse: np.ndarray) -> Targets:
     classes[sparse == SPARSE_BACKGROUND] = BACKGROUND
     classes[sparse == SPARSE_OBJECT] = INTERIOR
     return Targets(classes, np.zeros(sparse.shape, np.float32), sparse == SPARSE_BACKGROUND)
+
+
+def label_targets(labels: np.ndarray, kind: str, n_classes: int, boundary_width: int = 1
+                  ) -> Targets:
+    """Targets from a label image of ``kind`` (``TrainConfig.labels_kind``): instance,
+    semantic or sparse labels."""
+    if kind == "instances":
+        return instance_targets(labels, boundary_width)
+    if kind == "semantic":
+        return semantic_targets(labels, n_classes)
+    if kind == "sparse":
+        return sparse_targets(labels)
+    raise ValueError(f"labels_kind must be instances, semantic or sparse, not {kind!r}")
 
 
 def class_weights(class_maps: list[np.ndarray], n_classes: int, power: float = 0.5) -> np.ndarray:

@@ -29,7 +29,7 @@ from .normalization import Normalization
 from .object_size import median_object_diameter
 from .sampling import split_validation
 from .stack_training import check_stack_inputs, stack_planes, stack_scales, validation_part
-from .targets import Targets, instance_targets, semantic_targets, sparse_targets
+from .targets import Targets, instance_targets, label_targets
 
 __all__ = ["TrainingData", "as_image_list", "check_has_objects", "compact_ids",
            "points_of", "prepare_training_data"]
@@ -108,16 +108,6 @@ def check_has_objects(targets: Sequence[Targets], source: str) -> None:
                      "least one object (1..N) in one image to train")
 
 
-def _label_targets(labels, kind: str, n_classes: int, boundary_width: int) -> Targets:
-    if kind == "instances":
-        return instance_targets(labels, boundary_width)
-    if kind == "semantic":
-        return semantic_targets(labels, n_classes)
-    if kind == "sparse":
-        return sparse_targets(labels)
-    raise ValueError(f"labels_kind must be instances, semantic or sparse, not {kind!r}")
-
-
 def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
                 region=None) -> Targets:
     """Training targets of one image from its labels or its clicks (``cfg``: TrainConfig).
@@ -131,7 +121,7 @@ def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
             raise ValueError(
                 f"labels shape {labels.shape} does not match image shape {np.shape(image)[:2]}"
             )
-        t = _label_targets(labels, cfg.labels_kind, n_classes, cfg.boundary_width)
+        t = label_targets(labels, cfg.labels_kind, n_classes, cfg.boundary_width)
         if region is not None:  # outside the annotated region nothing is known
             outside = ~region_mask(region, labels.shape)
             t.classes[outside] = IGNORE_INDEX
