@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from .schedulers import SCHEDULER_HELP  # noqa: F401  (the help text of --scheduler)
+from .schedulers import parse_scheduler
 
 #: Upper bounds of the number options (a week of training, a 16k tile...).
 MAX_MINUTES = 7 * 24 * 60.0
@@ -76,8 +76,6 @@ def diameter(text: str) -> str | float:
 
 def scheduler(text: str) -> str:
     """``threads``, ``local:N`` or a dask scheduler address (checked, kept as text)."""
-    from .schedulers import parse_scheduler
-
     try:
         return str(parse_scheduler(text))
     except ValueError as err:

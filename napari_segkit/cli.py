@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cli_args as arg
+from .schedulers import SCHEDULER_HELP
 
 # Every command imports what it needs when it runs: ``convert`` and ``evaluate`` never
 # import torch; ``train``, ``predict`` and ``demo`` do (through workflows).
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="typical nucleus diameter in pixels, or 'auto' (estimated per image): "
                         "images are zoomed so that nuclei match the model's training size")
     p.add_argument("--scheduler", type=arg.scheduler, default="threads",
-                   help=arg.SCHEDULER_HELP + "; the blocks of large and .zarr images run "
+                   help=SCHEDULER_HELP + "; the blocks of large and .zarr images run "
                         "there, smaller images here")
     _layout_options(p)
     p.set_defaults(func=cmd_predict)

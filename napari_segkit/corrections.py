@@ -6,10 +6,11 @@ an object that merged several, and may edit the instance labels directly. Those
 corrections, with the earlier ones, become training targets on top of the current
 model's own prediction (:func:`correction_targets`): a background click removes its
 object, a click on nothing adds a nucleus, several clicks in one object split it, and the
-model's objects that nobody corrected are left out of the loss (taught as they were
-predicted, a model that is often wrong kept teaching itself its own errors and the
-corrections changed nothing; ``TrainConfig.correction_unclicked="keep"`` does that). :func:`retrain_with_corrections` then
-fine-tunes the *current* model on them (replay, EMA: see :mod:`napari_segkit.finetune`).
+model's objects that nobody corrected are left out of the loss. (Taught as predicted,
+``TrainConfig.correction_unclicked="keep"``, they let a model that is often wrong teach
+itself its own errors, and the corrections changed nothing.)
+:func:`retrain_with_corrections` then fine-tunes the *current* model on them (replay,
+EMA: see :mod:`napari_segkit.finetune`).
 
 There is no held-out validation here: corrections are by construction where the current
 model is wrong, so they cannot score it fairly against the retrained one. The fine-tuning
