@@ -46,7 +46,6 @@ from .train_worker import (
 from .training_inputs import clicks_inside, region_of
 
 WHOLE_IMAGE = "whole image"
-RENDER_EVERY_MS = REPAINT_EVERY_MS
 
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
@@ -134,7 +133,7 @@ class TrainWidget(Container):
         # the bar, the clock and the plot are redrawn at most about once a second: under
         # a software-rendered screen each repaint of the window costs tens of ms
         self._clock = QTimer()
-        self._clock.setInterval(RENDER_EVERY_MS)
+        self._clock.setInterval(REPAINT_EVERY_MS)
         self._t_render = 0.0
         self._clock.timeout.connect(self._tick)
 
@@ -290,7 +289,7 @@ class TrainWidget(Container):
             self.model_path = out
             self.stop_event.clear()
             self.plot.clear()
-            self._set_progress(0)
+            set_progress_quietly(self.progress, 0)
             self.last_event, self.last_score, self.failure = None, "", None
             self.worker = training_worker(data, settings, init, str(out), self.stop_event)
             self.worker.yielded.connect(self._on_event)
@@ -332,7 +331,7 @@ class TrainWidget(Container):
         """Redraw the bar, the status and the plot, unless that was done less than about a
         second ago (``force``: now)."""
         now = time.perf_counter()
-        if not force and now - self._t_render < 0.9 * RENDER_EVERY_MS / 1000:
+        if not force and now - self._t_render < 0.9 * REPAINT_EVERY_MS / 1000:
             return
         if not self.running or self._closed or self.stop_event.is_set():
             return
@@ -346,10 +345,7 @@ class TrainWidget(Container):
                 self.status.value = text
         self.plot.refresh()
         if value > self.progress.value:
-            self._set_progress(value)
-
-    def _set_progress(self, value: int) -> None:
-        set_progress_quietly(self.progress, value)
+            set_progress_quietly(self.progress, value)
 
     def _running_text(self, event, elapsed: float) -> str:
         loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
@@ -379,7 +375,7 @@ class TrainWidget(Container):
                 self.model_path = Path(event.model_path)
             return  # _on_finished says how it ended
         if kind == "start":
-            self._set_progress(max(self.progress.value, int(1000 * event.fraction)))
+            set_progress_quietly(self.progress, max(self.progress.value, int(1000 * event.fraction)))
             scoring = ("; scoring the starting model first" if self.init.value != "none"
                        else "")
             self.status.value = f"Training started: {event.message}{scoring}..."
@@ -402,7 +398,7 @@ class TrainWidget(Container):
         self.start_button.enabled = True
         self.stop_button.enabled = False
         if failure is not None:
-            self._set_progress(0)
+            set_progress_quietly(self.progress, 0)
             self.status.value = failure.message.replace("Training could not run", "Training failed", 1)
             show_error(failure.message)
             return
@@ -419,7 +415,7 @@ class TrainWidget(Container):
         score = f"\n{score}" if score else ""
         fine_tune = self.init.value != "none"
         if event.kind == "done":
-            self._set_progress(1000)
+            set_progress_quietly(self.progress, 1000)
         if event.step == 0:
             what = "the starting model is saved unchanged" if fine_tune else "nothing was learned"
             self.status.value = (f"The time budget ended before the first training step: {what}. "
