@@ -11,7 +11,6 @@ pytest.importorskip("napari")
 
 from napari_segkit import io, lazy_prediction, predict_blocks  # noqa: E402
 from napari_segkit._sample import sample_path  # noqa: E402
-from napari_segkit._widgets import predict as predict_module  # noqa: E402
 from napari_segkit._widgets.predict import MODEL_FILE, PredictWidget  # noqa: E402
 
 SCALE = (0.5, 0.5)
@@ -42,10 +41,8 @@ class WholeReadTrap:
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    caught: list[str] = []
-    monkeypatch.setattr(predict_module, "show_error", caught.append)
-    return caught
+def errors(predict_errors):
+    return predict_errors
 
 
 @pytest.fixture

@@ -12,31 +12,13 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_segkit._sample_data import fluo_256  # noqa: E402
-from napari_segkit._widgets import corrections as corrections_module  # noqa: E402
-from napari_segkit._widgets import layers as layers_module  # noqa: E402
-from napari_segkit._widgets import predict as predict_module  # noqa: E402
-from napari_segkit._widgets.predict import MODEL_FILE, PredictWidget  # noqa: E402
 from napari_segkit._widgets.session import SESSION  # noqa: E402
 from napari_segkit.model_io import load_model  # noqa: E402
 
 
 @pytest.fixture
-def dock(make_napari_viewer, tiny_model_path, monkeypatch, tmp_path):
-    errors: list[str] = []
-    for module in (predict_module, corrections_module, layers_module):
-        monkeypatch.setattr(module, "show_error", errors.append)
-    monkeypatch.setattr(corrections_module, "default_model_path",
-                        lambda name: tmp_path / f"{name}.safetensors")
-    viewer = make_napari_viewer()
-    for data, kwargs, kind in fluo_256():
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget = PredictWidget(viewer)
-    qt_dock = viewer.window.add_dock_widget(widget)
-    widget.image.value = viewer.layers["fluo_256"]
-    widget.model_source.value = MODEL_FILE
-    widget.model_file.value = tiny_model_path
-    return viewer, widget, qt_dock, errors
+def dock(correction_dock):
+    return correction_dock
 
 
 def _predict(qtbot, widget):

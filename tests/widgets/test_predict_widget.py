@@ -18,10 +18,8 @@ SCALE = (0.5, 0.5)
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    caught: list[str] = []
-    monkeypatch.setattr(predict_module, "show_error", caught.append)
-    return caught
+def errors(predict_errors):
+    return predict_errors
 
 
 @pytest.fixture
