@@ -160,6 +160,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="append the trained rows to this JSON-lines file")
     ap.add_argument("--summary", type=Path, help="print mean +- sd of a JSON-lines file, exit")
     ap.add_argument("--big", action="store_true", help="time / peak RSS of a 64x1024x1024 stack")
+    ap.add_argument("--ring", type=float,
+                    help="development only: the ignored ring around click-grown masks, in "
+                         "in-plane pixels (stack_training.RING_PIXELS)")
     ap.add_argument("--dev", action="store_true",
                     help="score trained rows on development stacks (seeds 7301-7303, for "
                          "design choices) instead of the held-out ones and the StarDist stack")
@@ -170,6 +173,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.ring is not None:
+        from napari_segkit import stack_training
+
+        stack_training.RING_PIXELS = args.ring
     if args.big:
         from bench_3d_big import predict_big
 

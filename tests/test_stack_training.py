@@ -170,3 +170,28 @@ def test_cli_trains_on_stacks_with_a_voxel_size(stack, tmp_path, capsys):
     cfg = load_model(model).provenance["training"]["config"]
     assert cfg["stack_planes"] == "all"
     assert "done in" in capsys.readouterr().out
+
+
+def test_click_masks_teach_their_edges(stack, tiny_config, monkeypatch):
+    """3-D click masks follow their nuclei: the voxels just outside each in-plane outline
+    are taught as background (no ignored ring by default); RING_PIXELS restores a ring."""
+    from scipy import ndimage as ndi
+
+    from napari_segkit import stack_training
+    from napari_segkit._common import IGNORE_INDEX
+
+    cfg = config(tiny_config, val_fraction=0.0)
+    clicks = centre_clicks(stack.labels)
+
+    def edge_classes():
+        planes = stack_planes(stack.image, None, clicks, np.array(SPACING), cfg,
+                              Normalization(), 1, 3)
+        z = stack.image.shape[0] // 2
+        fg = planes.targets[z].instances > 0
+        assert fg.any()
+        outside = ndi.binary_dilation(fg) & ~fg
+        return planes.targets[z].classes[outside]
+
+    assert (edge_classes() == 0).all()
+    monkeypatch.setattr(stack_training, "RING_PIXELS", 2.0)
+    assert (edge_classes() == IGNORE_INDEX).all()
