@@ -3,9 +3,10 @@
 * :func:`predict_and_measure` / :func:`run_prediction`: predict one image, measure its
   objects and, with ground truth (labels or one click per object), score them. The
   Predict dock runs it in a worker thread, the CLI and the demo call it directly.
-* :func:`predict_folder`: every TIFF of a folder -> label images and one objects table;
-  large images go block by block (:mod:`napari_segkit.predict_blocks`), with a tqdm bar
-  of tiles (:class:`TileProgress`) when asked.
+* :func:`predict_folder`: every TIFF / ``.zarr`` image of a folder -> label images (TIFF
+  or OME-Zarr, :mod:`napari_segkit.label_outputs`) and one objects table; large images go
+  block by block (:mod:`napari_segkit.predict_blocks`), with a tqdm bar of tiles
+  (:class:`TileProgress`) when asked.
 * :func:`run_training`: run a :func:`napari_segkit.training.train` generator to the end
   with an ``on_event`` callback; :class:`TrainingProgress` is such a callback (a tqdm
   bar for terminals and logs).
@@ -26,6 +27,7 @@ import pandas as pd
 
 from . import (
     io,
+    label_outputs,
     lazy_prediction,
     model_io,
     postprocess,
@@ -271,36 +273,67 @@ def predict_folder(
     diameter: Any = None, axes: str | None = None, channel: int | None = None,
     settings: PostprocessSettings | None = None,
     progress: Callable[[int, int], Any] | None = None, stop: Any = None,
-    progress_bar: bool = False, scheduler: Any = "threads",
+    progress_bar: bool = False, scheduler: Any = "threads", labels_format: str = "auto",
+    labels_into_source: bool = False,
 ) -> pd.DataFrame:
-    """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
-    and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
-    column first), also written as ``out/objects.csv``. ``model`` as in :func:`open_model`;
-    ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`);
-    ``axes`` / ``channel``: how the images' axes are read (see
-    :func:`napari_segkit.image_layout.read_image_as`; ambiguous layouts are reported on
-    stderr). ``out`` may not be the image folder. ``settings``: post-processing (None:
-    the defaults).
+    """Predict every image of a folder (or a list of image files) into ``out``: label
+    images ``<stem>_instances`` and ``<stem>_semantic`` per image, and one objects table.
 
-    Images are sized from their header first: those that
-    :func:`napari_segkit.predict_blocks.blockwise_reason` names (large planes, or more than the
-    memory budget) are predicted block by block, file to file, with memory bounded by
-    the block; ``log`` says so. ``progress_bar``: a tqdm bar of tiles per image on
-    stderr (:class:`TileProgress`).
+    Images are sized from their header first: ``.zarr`` images (OME-Zarr or plain zarr,
+    2-D) and those :func:`napari_segkit.predict_blocks.blockwise_reason` names (large
+    planes, or more than the memory budget) are predicted block by block, file to file,
+    with memory bounded by the block; ``log`` says so. The others are predicted in memory.
 
-    ``scheduler``: ``"threads"`` (here), ``"local:N"`` (a local dask cluster of N
-    worker processes, started and shut down for this call), a dask scheduler address
-    (``"tcp://host:8786"``) or a :class:`distributed.Client`: the blocks of the images
-    predicted block by block then run on its workers (see
-    :mod:`napari_segkit.schedulers`); smaller images are predicted here. The results are
-    the same whatever the scheduler.
+    Parameters
+    ----------
+    model
+        As in :func:`open_model`.
+    images
+        A folder (its ``.tif`` files and ``.zarr`` folders), or a list of image files.
+    out
+        Output folder; not the image folder.
+    tile_size, tta, device
+        As in :func:`napari_segkit.prediction.predict`.
+    log
+        Receives a line per image (and what goes block by block).
+    diameter
+        Test-time zoom (see :func:`napari_segkit.prediction.predict`); in-memory images only.
+    axes, channel
+        How the TIFFs' axes are read (see :func:`napari_segkit.image_layout.read_image_as`;
+        ambiguous layouts are reported on stderr).
+    settings
+        Post-processing (None: the defaults).
+    progress
+        ``progress(done_images, total_images)`` follows the images.
+    stop
+        A callable or ``threading.Event``: ends the run at the next tile batch; the images
+        finished until then are kept, written and returned (check ``stop`` to know the run
+        was cut short).
+    progress_bar
+        A tqdm bar of tiles per image on stderr (:class:`TileProgress`).
+    scheduler
+        ``"threads"`` (here), ``"local:N"`` (a local dask cluster of N worker processes,
+        started and shut down for this call), a dask scheduler address
+        (``"tcp://host:8786"``) or a :class:`distributed.Client`: the blocks of the images
+        predicted block by block run on its workers (see :mod:`napari_segkit.schedulers`);
+        smaller images are predicted here. The results are the same whatever the scheduler.
+    labels_format
+        ``"auto"``: standalone multiscale OME-Zarr label images (``<stem>_instances.zarr``,
+        the source's scale, units and zarr format, written chunk by chunk) for the images
+        predicted block by block, zlib TIFFs (``<stem>_instances.tif``) for those
+        predicted in memory; ``"zarr"`` / ``"tif"``: always that format.
+    labels_into_source
+        Write the labels of the (``.zarr``) images into their own ``labels/`` group
+        (``instances``, ``semantic``) instead of ``out``. Every image must be a writable
+        OME-Zarr image without labels of those names (never overwritten), else ValueError
+        before any prediction (:func:`napari_segkit.label_outputs.check_label_options`).
 
-    ``.zarr`` images (OME-Zarr or plain zarr, 2-D) are always predicted block by block.
-
-    ``progress(done_images, total_images)`` follows the images. ``stop`` (a callable or a
-    ``threading.Event``) ends the run at the next tile batch: the images finished until
-    then are kept, written and returned (check ``stop`` to know the run was cut short).
-    Interrupted (Ctrl-C), ``objects.csv`` keeps the objects of the images already done.
+    Returns
+    -------
+    pandas.DataFrame
+        The objects of all images (an ``image`` column first), also written as
+        ``out/objects.csv``; interrupted (Ctrl-C), ``objects.csv`` keeps the objects of
+        the images already done.
     """
     if isinstance(scheduler, str):
         scheduler = schedulers.parse_scheduler(scheduler)  # a typo fails before any work
@@ -309,10 +342,12 @@ def predict_folder(
     out = check_output_folder(out, "out")
     if out.resolve() in {p.resolve().parent for p in files}:
         check_not_inside(out, files[0].parent, "out")
+    label_outputs.check_label_options(files, labels_format, labels_into_source)
     model = open_model(model)
     out.mkdir(parents=True, exist_ok=True)
     options = {"tile_size": tile_size, "tta": tta, "device": device, "diameter": diameter,
-               "axes": axes, "channel": channel, "settings": settings, "stop": stop}
+               "axes": axes, "channel": channel, "settings": settings, "stop": stop,
+               "labels_format": labels_format, "into_source": labels_into_source}
     with schedulers.open_client(scheduler, log=log) as client:
         return _predict_files(model, files, out, log, progress, stop, progress_bar,
                               {**options, "client": client})
@@ -359,7 +394,7 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
                   log: Callable[[str], Any], *, tile_size: int, tta: bool, device: Any,
                   diameter: Any, axes: str | None, channel: int | None,
                   settings: PostprocessSettings | None, stop: Any, client: Any = None,
-                  ) -> pd.DataFrame:
+                  labels_format: str = "auto", into_source: bool = False) -> pd.DataFrame:
     """One image of :func:`predict_folder`: its label files written, its table returned."""
     if path.suffix.lower() == ".zarr":
         from .io_zarr import open_image
@@ -373,8 +408,8 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
         shape, dtype = tiff_array_info(path)
         reason = predict_blocks.blockwise_reason(shape, dtype)
     stem = io.image_stem(path)
-    instances_path = out / f"{stem}_instances.tif"
-    semantic_path = out / f"{stem}_semantic.tif"
+    fmt = label_outputs.labels_format_for(labels_format, blockwise=reason is not None)
+    instances_path, semantic_path = label_outputs.label_paths(out, stem, fmt)
     if reason is not None:
         if diameter is not None:
             raise ValueError(
@@ -385,9 +420,11 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
             "block by block")
         extra = {} if settings is None else settings.postprocess_kwargs(
             model.config.n_extra > 0, stack=image_kind(shape) == "stack")
+        paths = () if into_source else (instances_path, semantic_path)
         return predict_blocks.predict_file_blockwise(
-            model, path, instances_path, semantic_path, tile_size=tile_size, tta=tta,
-            device=device, progress=progress, stop=stop, client=client, **extra)
+            model, path, *paths, labels_into_source=into_source, tile_size=tile_size,
+            tta=tta, device=device, progress=progress, stop=stop, client=client,
+            work_dir=out, **extra)
     image, note = read_image_as(path, axes, channel)
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -396,8 +433,9 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
     with warnings.catch_warnings():  # read_image_as has told how the axes were read
         warnings.filterwarnings("ignore", "an image of shape", UserWarning)
         outcome = predict_and_measure(request, progress=progress, stop=stop)
-    io.write_labels(instances_path, outcome.instances)
-    io.write_labels(semantic_path, outcome.semantic)
+    geometry = label_outputs.source_geometry(path, outcome.instances.shape) if fmt == "zarr" else {}
+    for target, labels in ((instances_path, outcome.instances), (semantic_path, outcome.semantic)):
+        label_outputs.write_label_image(target, labels, **geometry)
     return outcome.table
 
 
