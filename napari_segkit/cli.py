@@ -3,6 +3,7 @@
     napari-segkit convert  --image IMG.tif (--points PTS.csv | --shapes SHAPES.csv) --mode MODE --out LABELS.tif
     napari-segkit train    --images DIR (--labels DIR | --points DIR) --out MODEL [--init MODEL|default|none] ...
     napari-segkit predict  --model MODEL|default --images DIR|IMG.tif|IMG.zarr --out DIR [--scheduler threads|local:N|tcp://HOST:PORT]
+                           [--labels-format auto|tif|zarr] [--labels-into-source]
     napari-segkit evaluate --pred DIR --gt DIR [--json]
     napari-segkit demo     [--out DIR]
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cli_args as arg
+from .label_outputs import LABELS_FORMATS
 from .schedulers import SCHEDULER_HELP
 
 # Every command imports what it needs when it runs: ``convert`` and ``evaluate`` never
@@ -236,9 +238,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     objects = predict_folder(model, files, args.out, tile_size=args.tile_size, tta=args.tta,
                              device=None if args.device == "auto" else args.device,
                              diameter=args.diameter, axes=args.axes, channel=args.channel,
-                             progress_bar=True, scheduler=args.scheduler)
-    print(f"wrote {len(files)} x (<stem>_instances.tif, <stem>_semantic.tif) and objects.csv "
-          f"({len(objects)} rows) to {args.out}")
+                             progress_bar=True, scheduler=args.scheduler,
+                             labels_format=args.labels_format,
+                             labels_into_source=args.labels_into_source)
+    labels = {
+        "tif": "<stem>_instances.tif, <stem>_semantic.tif",
+        "zarr": "<stem>_instances.zarr, <stem>_semantic.zarr",
+        "auto": "<stem>_instances, <stem>_semantic: .zarr (OME-Zarr) for .zarr and large "
+                "images, .tif for the others",
+    }[args.labels_format]
+    if args.labels_into_source:
+        print(f"wrote the labels of {len(files)} image(s) into <image>.zarr/labels/instances "
+              f"and .../semantic, and objects.csv ({len(objects)} rows) to {args.out}")
+    else:
+        print(f"wrote {len(files)} x ({labels}) and objects.csv ({len(objects)} rows) "
+              f"to {args.out}")
     return 0
 
 
@@ -326,6 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", type=arg.scheduler, default="threads",
                    help=SCHEDULER_HELP + "; the blocks of large and .zarr images run "
                         "there, smaller images here")
+    p.add_argument("--labels-format", choices=LABELS_FORMATS, default="auto",
+                   help="label images as OME-Zarr (zarr: <stem>_instances.zarr, multiscale, "
+                        "the image's scale and units), zlib TIFF (tif) or auto (default): "
+                        "OME-Zarr for .zarr images and large images predicted block by "
+                        "block, TIFF for the others")
+    p.add_argument("--labels-into-source", action="store_true",
+                   help="write the labels of .zarr images into the image's own labels/ "
+                        "group (labels/instances, labels/semantic) instead of --out; refused "
+                        "for TIFFs, read-only images and images that already have them")
     _layout_options(p)
     p.set_defaults(func=cmd_predict)
 

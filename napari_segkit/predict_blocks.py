@@ -12,8 +12,10 @@
 3. writes them whole (also into neighbouring cores) and the core's semantic labels to
    disk-backed zarr arrays in a temporary folder beside the outputs.
 
-The label images are then written as tiled, zlib-compressed TIFFs strip by strip, and
-the per-object table is summed block by block
+The label images are then written from those arrays chunk by chunk
+(:func:`napari_segkit.label_outputs.write_label_image`): as tiled, zlib-compressed TIFFs
+strip by strip, as standalone multiscale OME-Zarr label images with the source's scale
+and units, or into the source OME-Zarr image's ``labels/`` group; the per-object table is summed block by block
 (:func:`napari_segkit.measure_blocks.blockwise_object_table`). Memory is bounded by the
 block size (at most :data:`napari_segkit.prediction.INSTANCE_BLOCK` a side, smaller when
 the memory budget is small), never by the image: the full 4 x H x W probabilities are
@@ -41,6 +43,7 @@ import pandas as pd
 
 from ._common import ProgressCallback, StopFlag, label_dtype
 from .block_jobs import BlockJob, blocks_here, blocks_on_cluster, source_key
+from .label_outputs import OUTPUT_TILE, check_labels_into_source, path_format, write_label_image
 from .memory_limits import PREDICT_BYTES_PER_PIXEL, format_bytes, memory_budget
 from .model_io import as_model
 from .normalization import Normalization, subsample_planes
@@ -59,8 +62,6 @@ __all__ = [
 #: Planes with more pixels than this are predicted block by block by the CLI even when
 #: they would fit in memory (an in-memory 4096^2 prediction already holds about 0.9 GB).
 BLOCKWISE_MIN_PIXELS = 4096 * 4096
-#: Edge of the tiles of the label TIFFs written (and of the zarr chunks behind them).
-OUTPUT_TILE = 512
 
 
 def blockwise_reason(shape: tuple[int, ...], dtype: Any, budget: int | None = None) -> str | None:
@@ -180,9 +181,10 @@ def predict_blocks_to_zarr(
 def predict_file_blockwise(
     model: Any,
     source: str | os.PathLike,
-    instances_path: str | os.PathLike,
-    semantic_path: str | os.PathLike,
+    instances_path: str | os.PathLike | None = None,
+    semantic_path: str | os.PathLike | None = None,
     *,
+    labels_into_source: bool = False,
     tile_size: int | tuple[int, int] = 256,
     overlap: float = 0.25,
     batch_size: int = 4,
@@ -197,7 +199,8 @@ def predict_file_blockwise(
     **postprocess: Any,
 ) -> pd.DataFrame:
     """Predict a 2-D image file block by block into ``instances_path`` and
-    ``semantic_path`` (tiled TIFFs); returns the per-object table.
+    ``semantic_path`` (or into the source's ``labels/`` group); returns the per-object
+    table.
 
     Parameters
     ----------
@@ -206,6 +209,17 @@ def predict_file_blockwise(
     source
         A 2-D grayscale or colour TIFF, or an OME-Zarr / zarr image (see
         :func:`napari_segkit.io_zarr.open_image`).
+    instances_path, semantic_path
+        The label images to write; the suffix says the format: ``.tif`` a tiled zlib
+        TIFF, ``.zarr`` a standalone multiscale OME-Zarr label image with the source's
+        scale, units and zarr format (replaced when it exists). Both are written chunk
+        by chunk, never whole in memory. Leave them out with ``labels_into_source``.
+    labels_into_source
+        Write the labels into the source OME-Zarr image instead, as
+        ``<source>/labels/instances`` and ``<source>/labels/semantic`` (multiscale, the
+        image's axes, scale and zarr format). ValueError, before any prediction, when
+        the source is not an OME-Zarr image, is read-only, or already has labels of
+        those names (see :func:`napari_segkit.label_outputs.check_labels_into_source`).
     tile_size, overlap, batch_size, device, tta
         As in :func:`napari_segkit.prediction.predict_probabilities`.
     block
@@ -218,7 +232,8 @@ def predict_file_blockwise(
         Callable or ``threading.Event``; raises
         :class:`~napari_segkit.prediction.PredictionCancelled` when set.
     work_dir
-        Where the temporary zarr arrays go (default: beside ``instances_path``).
+        Where the temporary zarr arrays go (default: beside ``instances_path``, or
+        beside the source with ``labels_into_source``).
     client
         A :class:`distributed.Client` (see :func:`napari_segkit.schedulers.open_client`):
         the blocks are predicted on its workers (the model is sent to each worker once,
@@ -240,7 +255,20 @@ def predict_file_blockwise(
     from .io_zarr import open_image
     from .measure_blocks import blockwise_object_table
 
-    image = open_image(source, max_in_memory_pixels=0)
+    if labels_into_source:
+        if instances_path is not None or semantic_path is not None:
+            raise ValueError("labels_into_source=True writes the labels into the source "
+                             "image: leave out instances_path and semantic_path")
+        image = check_labels_into_source(source)
+        beside = Path(source).parent
+    else:
+        if instances_path is None or semantic_path is None:
+            raise ValueError("give instances_path and semantic_path (.tif or .zarr), or "
+                             "labels_into_source=True")
+        for path in (instances_path, semantic_path):
+            path_format(path)  # a bad suffix fails before any work
+        image = open_image(source, max_in_memory_pixels=0)
+        beside = Path(instances_path).parent
     if image.axes not in ("yx", "yxc"):
         raise ValueError(
             f"{str(source)!r} has axes {image.axes!r} ({tuple(image.data.shape)}): block-wise "
@@ -248,17 +276,14 @@ def predict_file_blockwise(
             "napari_segkit.predict(model, open_image(path).data) (dask) and write the labels "
             "with napari_segkit.io_zarr_write"
         )
-    instances_path, semantic_path = Path(instances_path), Path(semantic_path)
-    work = Path(tempfile.mkdtemp(prefix=".segkit-blocks-",
-                                 dir=work_dir or instances_path.parent))
+    work = Path(tempfile.mkdtemp(prefix=".segkit-blocks-", dir=work_dir or beside))
     try:
         done = predict_blocks_to_zarr(
             model, image.data, work, rgb=image.axes == "yxc", tile_size=tile_size,
             overlap=overlap, batch_size=batch_size, device=device, tta=tta, block=block,
             dask_overlap=dask_overlap, progress=progress, stop=stop, client=client,
             source=source, **postprocess)
-        _write_tiff(instances_path, done.instances, label_dtype(done.n_objects))
-        _write_tiff(semantic_path, done.semantic, np.uint8)
+        _write_labels(done, image, instances_path, semantic_path)
         with dask.config.set(scheduler="synchronous"):  # one block in memory at a time
             table = blockwise_object_table(
                 da.from_zarr(done.instances, chunks=(done.block, done.block)), image.data)
@@ -271,22 +296,25 @@ def _shape(region: tuple[slice, slice]) -> tuple[int, int]:
     return tuple(s.stop - s.start for s in region)  # type: ignore[return-value]
 
 
-def _write_tiff(path: Path, array: Any, dtype: Any) -> None:
-    """Write a 2-D (zarr) array as a tiled zlib TIFF, one row of tiles at a time."""
-    import tifffile
+def _write_labels(done: BlockLabels, image: Any, instances_path: Any, semantic_path: Any,
+                  ) -> None:
+    """The labels of :func:`predict_blocks_to_zarr` streamed from its zarr arrays to the
+    label files (TIFF or OME-Zarr by suffix), or into ``image``'s ``labels/`` group when
+    no paths are given. Local threads, a few chunks in memory, whatever the scheduler."""
+    import dask
+    import dask.array as da
 
-    height, width = array.shape
-    t = OUTPUT_TILE
+    from .io_zarr_write import add_labels
 
-    def tiles():
-        for y in range(0, height, t):
-            strip = np.asarray(array[y:y + t]).astype(dtype, copy=False)
-            for x in range(0, width, t):
-                part = strip[:, x:x + t]
-                if part.shape != (t, t):
-                    part = np.pad(part, ((0, t - part.shape[0]), (0, t - part.shape[1])))
-                yield np.ascontiguousarray(part)
-
-    tifffile.imwrite(path, tiles(), shape=(height, width), dtype=np.dtype(dtype),
-                     tile=(t, t), compression="zlib")
-
+    instances_dtype = label_dtype(done.n_objects)
+    with dask.config.set(scheduler="threads"):  # the temporary arrays are on this machine
+        if instances_path is None:
+            read = (2 * OUTPUT_TILE, 2 * OUTPUT_TILE)
+            add_labels(image, {
+                "instances": da.from_zarr(done.instances, chunks=read).astype(instances_dtype),
+                "semantic": da.from_zarr(done.semantic, chunks=read)})
+            return
+        geometry = {"scale": image.scale, "units": image.units, "translate": image.translate,
+                    "zarr_format": image.zarr_format or 2}
+        write_label_image(instances_path, done.instances, dtype=instances_dtype, **geometry)
+        write_label_image(semantic_path, done.semantic, dtype=np.uint8, **geometry)

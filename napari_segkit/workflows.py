@@ -3,9 +3,10 @@
 * :func:`predict_and_measure` / :func:`run_prediction`: predict one image, measure its
   objects and, with ground truth (labels or one click per object), score them. The
   Predict dock runs it in a worker thread, the CLI and the demo call it directly.
-* :func:`predict_folder`: every TIFF of a folder -> label images and one objects table;
-  large images go block by block (:mod:`napari_segkit.predict_blocks`), with a tqdm bar
-  of tiles (:class:`TileProgress`) when asked.
+* :func:`predict_folder`: every TIFF / ``.zarr`` image of a folder -> label images (TIFF
+  or OME-Zarr, :mod:`napari_segkit.label_outputs`) and one objects table; large images go
+  block by block (:mod:`napari_segkit.predict_blocks`), with a tqdm bar of tiles
+  (:class:`TileProgress`) when asked.
 * :func:`run_training`: run a :func:`napari_segkit.training.train` generator to the end
   with an ``on_event`` callback; :class:`TrainingProgress` is such a callback (a tqdm
   bar for terminals and logs).
@@ -26,6 +27,7 @@ import pandas as pd
 
 from . import (
     io,
+    label_outputs,
     lazy_prediction,
     model_io,
     postprocess,
@@ -36,6 +38,14 @@ from . import (
 from ._common import image_kind, is_stopped
 from .image_layout import read_image_as
 from .memory_limits import tiff_array_info
+from .outcome_text import (
+    counts_text,
+    display_order,
+    scores_text,
+    size_column,
+    size_unit,
+    summary_counts,
+)
 from .output_paths import check_not_inside, check_output_folder
 from .prediction_results import (
     STATUS_VALUES,
@@ -212,8 +222,8 @@ def _predict_lazy(request: PredictRequest, model: model_io.SegModel, progress: A
     label = str(request.model) if isinstance(request.model, (str, Path)) else "in-memory model"
     area = int(table["area_px"].sum()) if "area_px" in table else 0
     summary = {"image": request.image_name, "model": label,
-               **_counts(table, int(np.prod(instances.shape)), area, done.class_pixels,
-                         list(model.class_names))}
+               **summary_counts(table, int(np.prod(instances.shape)), area,
+                                done.class_pixels, list(model.class_names))}
     return PredictOutcome(
         n_classes=model.config.n_classes, semantic=done.semantic[0], instances=instances,
         table=table, summary=summary, class_names=list(model.class_names),
@@ -248,105 +258,12 @@ def refine(outcome: PredictOutcome, request: PredictRequest,
     )  # fmt: skip
     keep = ("image", "model", "diameter_px", "zoom")
     out.summary = {key: outcome.summary[key] for key in keep if key in outcome.summary}
-    out.summary.update(_counts(
+    out.summary.update(summary_counts(
         out.table, out.instances.size, np.count_nonzero(out.instances),
         np.bincount(out.semantic.ravel(), minlength=len(out.class_names)), out.class_names,
         mean_foreground_probability=float(fg.mean()) if fg.size else float("nan")))
     out.summary.update(measured.summary)
     return out
-
-
-def size_column(table: pd.DataFrame) -> str:
-    """The physical size column (``area_um2``...) when there is one with a unit, else the
-    pixel one (a scale without a unit gives no unit to show)."""
-    sizes = [c for c in table.columns if c.startswith(("area_", "volume_"))]
-    physical = [c for c in sizes if not c.endswith(("_px", "_vox", "_scaled"))]
-    return (physical or sizes or ["label"])[0]
-
-
-def size_unit(column: str) -> str:
-    """Readable unit of a size column: 'px²', 'µm²', 'µm³', 'voxels' or 'units²'."""
-    suffix = column.split("_", 1)[-1]
-    if suffix in ("px", "vox"):
-        return "px²" if suffix == "px" else "voxels"
-    if suffix == "scaled":
-        return "units²" if column.startswith("area") else "units³"
-    power = {"2": "²", "3": "³"}.get(suffix[-1], "")
-    name = suffix[:-1] if power else suffix
-    return ("µm" if name == "um" else name) + power
-
-
-def _counts(table: pd.DataFrame, pixels: int, foreground_pixels: int, class_pixels,
-            class_names: list[str], **extra: float) -> dict[str, Any]:
-    """Summary counts of one prediction: objects, their mean / median size, the
-    foreground fraction and each class's fraction of the ``pixels`` of the image."""
-    col = size_column(table)
-    sizes = table[col].to_numpy(dtype=float) if len(table) else np.zeros(0)
-    pixels = max(1, int(pixels))
-    row: dict[str, Any] = {
-        "n_objects": len(table),
-        f"mean_{col}": float(sizes.mean()) if sizes.size else float("nan"),
-        f"median_{col}": float(np.median(sizes)) if sizes.size else float("nan"),
-        "foreground_fraction": float(foreground_pixels) / pixels,
-        **extra,
-    }
-    for name, count in zip(class_names, class_pixels, strict=False):
-        row[f"{name}_fraction"] = float(count) / pixels
-    return row
-
-
-def display_order(columns) -> list[str]:
-    """Table columns with the most telling ones first: label, status, IoU, size."""
-    first = ["label", "status", "best_iou", "matched_gt"]
-    sizes = [c for c in columns if str(c).startswith(("area_", "volume_"))]
-    lead = [c for c in first if c in columns] + sizes
-    return lead + [c for c in columns if c not in lead]
-
-
-def counts_text(summary: dict, table: pd.DataFrame) -> str:
-    """'132 objects · mean area 210 px² · foreground 18%'."""
-    n = int(summary.get("n_objects", 0))
-    col = size_column(table)
-    mean = summary.get(f"mean_{col}", float("nan"))
-    what = "area" if col.startswith("area") else "volume"
-    text = f"{n} object{'s' if n != 1 else ''}"
-    if n:
-        value = f"{mean:,.0f}" if abs(mean) >= 100 else f"{mean:.3g}"
-        text += f" · mean {what} {value} {size_unit(col)}"
-    return text + f" · foreground {summary.get('foreground_fraction', 0.0):.0%}"
-
-
-def scores_text(summary: dict) -> str:
-    """Scores against ground truth labels or clicks in short lines; '' without ground
-    truth; what was left out (clicks outside the image), or that there is nothing to score
-    against."""
-
-    def fmt(value) -> str:
-        return "n/a" if value is None or value != value else f"{value:.2f}"
-
-    if "nothing_to_score" in summary:
-        return f"No scores: {summary['nothing_to_score']}:\nnothing to score against."
-    if "gt_f1" in summary:
-        return (
-            f"vs ground truth: F1@0.5 {fmt(summary['gt_f1'])} · AP {fmt(summary['gt_ap_dsb'])}"
-            f" · mean IoU {fmt(summary['gt_mean_matched_iou'])}\n"
-            f"precision {fmt(summary['gt_precision'])} · recall {fmt(summary['gt_recall'])}\n"
-            f"{summary['gt_tp']} matched · {summary['gt_fp']} false positive · "
-            f"{summary['gt_fn']} missed\n({summary['gt_n_gt']} true objects)"
-        )
-    if "clicks_f1" in summary:
-        text = (
-            f"vs clicks: count F1 {fmt(summary['clicks_f1'])}\nprecision "
-            f"{fmt(summary['clicks_precision'])} · recall {fmt(summary['clicks_recall'])}\n"
-            f"{summary['clicks_tp']} clicked objects found\n{summary['clicks_fp']} objects "
-            f"without a click · {summary['clicks_fn']} clicks missed"
-        )
-        outside = int(summary.get("clicks_n_outside", 0))
-        if outside:
-            text += (f"\n{outside} of {summary['clicks_n_total']} clicks outside the image "
-                     "(not scored)")
-        return text
-    return ""
 
 
 # --------------------------------------------------------------------------- folders
@@ -356,36 +273,67 @@ def predict_folder(
     diameter: Any = None, axes: str | None = None, channel: int | None = None,
     settings: PostprocessSettings | None = None,
     progress: Callable[[int, int], Any] | None = None, stop: Any = None,
-    progress_bar: bool = False, scheduler: Any = "threads",
+    progress_bar: bool = False, scheduler: Any = "threads", labels_format: str = "auto",
+    labels_into_source: bool = False,
 ) -> pd.DataFrame:
-    """Predict every image of a folder (or a list of image files): ``<stem>_instances.tif``
-    and ``<stem>_semantic.tif`` in ``out``, and the objects of all images (an ``image``
-    column first), also written as ``out/objects.csv``. ``model`` as in :func:`open_model`;
-    ``diameter``: test-time zoom (see :func:`napari_segkit.prediction.predict`);
-    ``axes`` / ``channel``: how the images' axes are read (see
-    :func:`napari_segkit.image_layout.read_image_as`; ambiguous layouts are reported on
-    stderr). ``out`` may not be the image folder. ``settings``: post-processing (None:
-    the defaults).
+    """Predict every image of a folder (or a list of image files) into ``out``: label
+    images ``<stem>_instances`` and ``<stem>_semantic`` per image, and one objects table.
 
-    Images are sized from their header first: those that
-    :func:`napari_segkit.predict_blocks.blockwise_reason` names (large planes, or more than the
-    memory budget) are predicted block by block, file to file, with memory bounded by
-    the block; ``log`` says so. ``progress_bar``: a tqdm bar of tiles per image on
-    stderr (:class:`TileProgress`).
+    Images are sized from their header first: ``.zarr`` images (OME-Zarr or plain zarr,
+    2-D) and those :func:`napari_segkit.predict_blocks.blockwise_reason` names (large
+    planes, or more than the memory budget) are predicted block by block, file to file,
+    with memory bounded by the block; ``log`` says so. The others are predicted in memory.
 
-    ``scheduler``: ``"threads"`` (here), ``"local:N"`` (a local dask cluster of N
-    worker processes, started and shut down for this call), a dask scheduler address
-    (``"tcp://host:8786"``) or a :class:`distributed.Client`: the blocks of the images
-    predicted block by block then run on its workers (see
-    :mod:`napari_segkit.schedulers`); smaller images are predicted here. The results are
-    the same whatever the scheduler.
+    Parameters
+    ----------
+    model
+        As in :func:`open_model`.
+    images
+        A folder (its ``.tif`` files and ``.zarr`` folders), or a list of image files.
+    out
+        Output folder; not the image folder.
+    tile_size, tta, device
+        As in :func:`napari_segkit.prediction.predict`.
+    log
+        Receives a line per image (and what goes block by block).
+    diameter
+        Test-time zoom (see :func:`napari_segkit.prediction.predict`); in-memory images only.
+    axes, channel
+        How the TIFFs' axes are read (see :func:`napari_segkit.image_layout.read_image_as`;
+        ambiguous layouts are reported on stderr).
+    settings
+        Post-processing (None: the defaults).
+    progress
+        ``progress(done_images, total_images)`` follows the images.
+    stop
+        A callable or ``threading.Event``: ends the run at the next tile batch; the images
+        finished until then are kept, written and returned (check ``stop`` to know the run
+        was cut short).
+    progress_bar
+        A tqdm bar of tiles per image on stderr (:class:`TileProgress`).
+    scheduler
+        ``"threads"`` (here), ``"local:N"`` (a local dask cluster of N worker processes,
+        started and shut down for this call), a dask scheduler address
+        (``"tcp://host:8786"``) or a :class:`distributed.Client`: the blocks of the images
+        predicted block by block run on its workers (see :mod:`napari_segkit.schedulers`);
+        smaller images are predicted here. The results are the same whatever the scheduler.
+    labels_format
+        ``"auto"``: standalone multiscale OME-Zarr label images (``<stem>_instances.zarr``,
+        the source's scale, units and zarr format, written chunk by chunk) for the images
+        predicted block by block, zlib TIFFs (``<stem>_instances.tif``) for those
+        predicted in memory; ``"zarr"`` / ``"tif"``: always that format.
+    labels_into_source
+        Write the labels of the (``.zarr``) images into their own ``labels/`` group
+        (``instances``, ``semantic``) instead of ``out``. Every image must be a writable
+        OME-Zarr image without labels of those names (never overwritten), else ValueError
+        before any prediction (:func:`napari_segkit.label_outputs.check_label_options`).
 
-    ``.zarr`` images (OME-Zarr or plain zarr, 2-D) are always predicted block by block.
-
-    ``progress(done_images, total_images)`` follows the images. ``stop`` (a callable or a
-    ``threading.Event``) ends the run at the next tile batch: the images finished until
-    then are kept, written and returned (check ``stop`` to know the run was cut short).
-    Interrupted (Ctrl-C), ``objects.csv`` keeps the objects of the images already done.
+    Returns
+    -------
+    pandas.DataFrame
+        The objects of all images (an ``image`` column first), also written as
+        ``out/objects.csv``; interrupted (Ctrl-C), ``objects.csv`` keeps the objects of
+        the images already done.
     """
     if isinstance(scheduler, str):
         scheduler = schedulers.parse_scheduler(scheduler)  # a typo fails before any work
@@ -394,10 +342,12 @@ def predict_folder(
     out = check_output_folder(out, "out")
     if out.resolve() in {p.resolve().parent for p in files}:
         check_not_inside(out, files[0].parent, "out")
+    label_outputs.check_label_options(files, labels_format, labels_into_source)
     model = open_model(model)
     out.mkdir(parents=True, exist_ok=True)
     options = {"tile_size": tile_size, "tta": tta, "device": device, "diameter": diameter,
-               "axes": axes, "channel": channel, "settings": settings, "stop": stop}
+               "axes": axes, "channel": channel, "settings": settings, "stop": stop,
+               "labels_format": labels_format, "into_source": labels_into_source}
     with schedulers.open_client(scheduler, log=log) as client:
         return _predict_files(model, files, out, log, progress, stop, progress_bar,
                               {**options, "client": client})
@@ -444,7 +394,7 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
                   log: Callable[[str], Any], *, tile_size: int, tta: bool, device: Any,
                   diameter: Any, axes: str | None, channel: int | None,
                   settings: PostprocessSettings | None, stop: Any, client: Any = None,
-                  ) -> pd.DataFrame:
+                  labels_format: str = "auto", into_source: bool = False) -> pd.DataFrame:
     """One image of :func:`predict_folder`: its label files written, its table returned."""
     if path.suffix.lower() == ".zarr":
         from .io_zarr import open_image
@@ -458,8 +408,8 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
         shape, dtype = tiff_array_info(path)
         reason = predict_blocks.blockwise_reason(shape, dtype)
     stem = io.image_stem(path)
-    instances_path = out / f"{stem}_instances.tif"
-    semantic_path = out / f"{stem}_semantic.tif"
+    fmt = label_outputs.labels_format_for(labels_format, blockwise=reason is not None)
+    instances_path, semantic_path = label_outputs.label_paths(out, stem, fmt)
     if reason is not None:
         if diameter is not None:
             raise ValueError(
@@ -470,9 +420,11 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
             "block by block")
         extra = {} if settings is None else settings.postprocess_kwargs(
             model.config.n_extra > 0, stack=image_kind(shape) == "stack")
+        paths = () if into_source else (instances_path, semantic_path)
         return predict_blocks.predict_file_blockwise(
-            model, path, instances_path, semantic_path, tile_size=tile_size, tta=tta,
-            device=device, progress=progress, stop=stop, client=client, **extra)
+            model, path, *paths, labels_into_source=into_source, tile_size=tile_size,
+            tta=tta, device=device, progress=progress, stop=stop, client=client,
+            work_dir=out, **extra)
     image, note = read_image_as(path, axes, channel)
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -481,8 +433,9 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
     with warnings.catch_warnings():  # read_image_as has told how the axes were read
         warnings.filterwarnings("ignore", "an image of shape", UserWarning)
         outcome = predict_and_measure(request, progress=progress, stop=stop)
-    io.write_labels(instances_path, outcome.instances)
-    io.write_labels(semantic_path, outcome.semantic)
+    geometry = label_outputs.source_geometry(path, outcome.instances.shape) if fmt == "zarr" else {}
+    for target, labels in ((instances_path, outcome.instances), (semantic_path, outcome.semantic)):
+        label_outputs.write_label_image(target, labels, **geometry)
     return outcome.table
 
 

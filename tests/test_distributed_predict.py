@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_segkit import io, io_zarr_write, schedulers
+from napari_segkit import io, io_zarr, io_zarr_write, schedulers
 from napari_segkit._sample import sample_path
 from napari_segkit.cli import main
 from napari_segkit.metrics import match_instances
@@ -91,7 +91,7 @@ def test_4096_zarr_on_a_local_cluster_gives_the_instances_of_numpy(blob, tmp_pat
         assert len(client.scheduler_info()["workers"]) == 2
         table = predict_folder(blob, [path], tmp_path / "out", tile_size=512, scheduler=client,
                                log=seen.append)
-    labels = io.read_labels(tmp_path / "out" / "mosaic_instances.tif")
+    labels = io_zarr.open_image(tmp_path / "out" / "mosaic_instances.zarr").data  # OME-Zarr
     whole = predict(blob, image, tile_size=512)
     n = int(labels.max())
     assert n > 1000 and set(np.unique(labels)) == set(range(n + 1))
@@ -99,7 +99,7 @@ def test_4096_zarr_on_a_local_cluster_gives_the_instances_of_numpy(blob, tmp_pat
     assert n == int(whole.instances.max())
     assert match_instances(whole.instances, labels).f1 >= 0.999
     assert ((labels > 0) == (whole.instances > 0)).mean() > 0.999
-    semantic = tifffile.imread(tmp_path / "out" / "mosaic_semantic.tif")
+    semantic = io_zarr.open_image(tmp_path / "out" / "mosaic_semantic.zarr").data
     assert (semantic != whole.semantic).mean() < 1e-3
     assert any("block by block" in line for line in seen)
 
@@ -147,8 +147,8 @@ def test_cli_local_cluster_of_processes_equals_threads(tiny_model_path, tmp_path
         assert main(["predict", "--model", str(tiny_model_path), "--images", str(path),
                      "--out", str(tmp_path / scheduler.replace(":", "")),
                      "--tile-size", "128", "--scheduler", scheduler]) == 0
-    a = io.read_labels(tmp_path / "threads" / "img_instances.tif")
-    b = io.read_labels(tmp_path / "local2" / "img_instances.tif")
+    a = io_zarr.open_image(tmp_path / "threads" / "img_instances.zarr").data
+    b = io_zarr.open_image(tmp_path / "local2" / "img_instances.zarr").data
     np.testing.assert_array_equal(a, b)
     assert (tmp_path / "local2" / "objects.csv").read_text() == \
         (tmp_path / "threads" / "objects.csv").read_text()

@@ -235,7 +235,8 @@ def _blob_image(size: int, seed: int = 0) -> np.ndarray:
 def test_streamed_prediction_stays_under_a_memory_cap(tmp_path):
     """A 3072 x 3072 image predicted through predict_folder with only 300 MB of address
     space beyond a warmed-up process: the old code holds 4 x H x W float32 probabilities
-    (151 MB) plus inputs, labels and the table's arrays and exceeds it."""
+    (151 MB) plus inputs, labels and the table's arrays and exceeds it. The labels are
+    written as multiscale OME-Zarr (block-by-block images), streamed under the cap too."""
     size = 3072
     image_path = tmp_path / "images" / "big.tif"
     image_path.parent.mkdir()
@@ -246,7 +247,7 @@ def test_streamed_prediction_stays_under_a_memory_cap(tmp_path):
         import torch
         from napari_segkit.model import UNetConfig
         from napari_segkit.model_io import SegModel
-        from napari_segkit import io
+        from napari_segkit import io, io_zarr
         from napari_segkit.workflows import predict_folder
 
         torch.manual_seed(0)
@@ -262,7 +263,7 @@ def test_streamed_prediction_stays_under_a_memory_cap(tmp_path):
         table = predict_folder(model, [__import__("pathlib").Path({str(image_path)!r})],
                                {str(tmp_path / "out")!r}, log=print)
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # check the result freely
-        labels = io.read_labels({str(tmp_path / "out" / "big_instances.tif")!r})
+        labels = io_zarr.open_image({str(tmp_path / "out" / "big_instances.zarr")!r}).data
         print("SHAPE", labels.shape, "OBJECTS", len(table), int(labels.max()))
         """, cap_bytes=8 * GIB, timeout=400)
     assert "SHAPE (3072, 3072)" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
