@@ -106,23 +106,24 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import io, metrics
+    from . import metrics
 
     pred_dir, gt_dir = Path(args.pred), Path(args.gt)
-    gt_files = {p.stem: p for p in io.image_files(gt_dir)}
+    gt_files = {p.stem: p for p in _gt_inputs(gt_dir)}
     rows = []
-    for pred_file in sorted(pred_dir.glob("*_instances.tif")):
-        stem = pred_file.name[: -len("_instances.tif")]
+    for pred_file in _instance_outputs(pred_dir):
+        stem = pred_file.name[: -len("_instances" + pred_file.suffix)]
         if stem not in gt_files:
-            print(f"warning: no ground truth {stem}.tif in {gt_dir}; skipped {pred_file.name}",
-                  file=sys.stderr)
+            print(f"warning: no ground truth {stem}.tif or {stem}.zarr in {gt_dir}; skipped "
+                  f"{pred_file.name}", file=sys.stderr)
             continue
-        gt, pred = io.read_labels(gt_files[stem]), io.read_labels(pred_file)
+        gt, pred = _scored_labels(gt_files[stem]), _scored_labels(pred_file)
         if gt.shape != pred.shape:
             raise UsageError(f"{stem}: prediction {pred.shape} and ground truth {gt.shape} differ in shape")
         rows.append({"image": stem, **metrics.evaluate_instances(gt, pred)})
     if not rows:
-        raise UsageError(f"no <stem>_instances.tif in {pred_dir} has a <stem>.tif in {gt_dir}")
+        raise UsageError(f"no <stem>_instances.tif or <stem>_instances.zarr in {pred_dir} has "
+                         f"a <stem>.tif or <stem>.zarr in {gt_dir}")
     summary = metrics.summarise(rows)
     if args.json:
         print(json.dumps({"summary": summary, "images": rows}, indent=2, default=float))
@@ -134,6 +135,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("summary: " + ", ".join(f"{k}={_score(v)}" if isinstance(v, float) or v is None
                                   else f"{k}={v}" for k, v in summary.items()))
     return 0
+
+
+def _gt_inputs(folder: Path) -> list[Path]:
+    """Ground-truth label images of a folder: its ``.tif`` files and ``.zarr`` folders."""
+    from . import io
+
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder of ground-truth label images")
+    return io.prediction_inputs(folder)
+
+
+def _instance_outputs(folder: Path) -> list[Path]:
+    """``<stem>_instances.tif`` files and ``<stem>_instances.zarr`` folders, sorted."""
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder of predictions")
+    return sorted(p for p in folder.iterdir()
+                  if p.name.endswith(("_instances.tif", "_instances.zarr")))
+
+
+def _scored_labels(path: Path) -> np.ndarray:
+    """A label image to score, in memory: a TIFF, or an OME-Zarr / zarr label image (level
+    0); a UsageError when it is too large to score in memory."""
+    from . import io, io_zarr
+
+    if path.suffix.lower() != ".zarr":
+        return io.read_labels(path)
+    image = io_zarr.open_image(path, max_in_memory_pixels=io_zarr.MAX_IN_MEMORY_PIXELS)
+    if not isinstance(image.data, np.ndarray):
+        shape = " x ".join(str(n) for n in image.data.shape)
+        raise UsageError(f"{path.name} ({shape} pixels) is too large to score in memory; "
+                         "score crops of it (e.g. written with --labels-format tif from "
+                         "cropped images)")
+    return np.asarray(image.data)
 
 
 def _score(value) -> str:
@@ -281,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     _layout_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("evaluate", help="score <stem>_instances.tif against <stem>.tif")
+    p = sub.add_parser("evaluate", help="score <stem>_instances.tif / .zarr against <stem>.tif / "
+                       ".zarr")
     p.add_argument("--pred", required=True, type=Path)
     p.add_argument("--gt", required=True, type=Path)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -3,6 +3,7 @@ or into the source OME-Zarr (--labels-into-source), refusing what it cannot do."
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -203,3 +204,31 @@ def test_predict_file_blockwise_labels_into_source_and_its_argument_checks(blob,
     with pytest.raises(ValueError, match=r"\.tif \(zlib TIFF\) or \.zarr"):
         predict_blocks.predict_file_blockwise(blob, source, tmp_path / "i.png",
                                               tmp_path / "s.png")
+
+
+def test_evaluate_scores_ome_zarr_outputs_as_the_tiffs(blob, source, nuclei, tmp_path, capsys):
+    """`evaluate` finds <stem>_instances.zarr as it finds .tif, and takes .zarr ground truth."""
+    quiet = {"log": lambda _line: None}
+    workflows.predict_folder(blob, [source], tmp_path / "z", **quiet)
+    workflows.predict_folder(blob, [source], tmp_path / "t", labels_format="tif", **quiet)
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    truth = _labels(tmp_path / "t" / "slide_instances.tif")[::-1].copy()  # another labelling
+    io_zarr_write.write_labels_zarr(gt / "slide.zarr", truth)
+    scores = []
+    for out in ("z", "t"):
+        assert main(["evaluate", "--pred", str(tmp_path / out), "--gt", str(gt), "--json"]) == 0
+        scores.append(json.loads(capsys.readouterr().out)["images"])
+    assert scores[0] == scores[1] and scores[0][0]["image"] == "slide"
+    assert 0 < scores[0][0]["n_gt"] and scores[0][0]["f1"] < 1
+
+
+def test_evaluate_refuses_a_zarr_too_large_to_score(blob, source, tmp_path, capsys,
+                                                    monkeypatch):
+    workflows.predict_folder(blob, [source], tmp_path / "z", log=lambda _line: None)
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    io_zarr_write.write_labels_zarr(gt / "slide.zarr", np.zeros((300, 300), np.uint8))
+    monkeypatch.setattr(io_zarr, "MAX_IN_MEMORY_PIXELS", 1000)
+    assert main(["evaluate", "--pred", str(tmp_path / "z"), "--gt", str(gt)]) == 2
+    assert "too large to score in memory" in capsys.readouterr().err
