@@ -41,7 +41,15 @@ from ..workflows import DEFAULT_MODEL, PredictOutcome, PredictRequest, run_predi
 from .batch import BatchPanel
 from .corrections import CorrectionPanel
 from .histogram import HistogramPlot
-from .layers import full_width, layer_pixels, layers_of, scroll_page, spatial_shape, unit_of
+from .layers import (
+    full_width,
+    layer_pixels,
+    layers_of,
+    scroll_page,
+    spatial_shape,
+    unit_of,
+    warm_up_labels,
+)
 from .outcome_display import (
     OutcomeDisplay,
     StepChain,
@@ -70,6 +78,7 @@ class PredictWidget(Container):
 
     def __init__(self, napari_viewer: napari.Viewer):
         self.viewer = napari_viewer
+        warm_up_labels(napari_viewer)  # results are drawn as Labels layers
         self.image = ComboBox(label="Image", choices=self._images)
         self.model_source = ComboBox(label="Model", choices=[DEFAULT_MODEL, MODEL_FILE])
         self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors")

@@ -150,3 +150,24 @@ def test_a_result_is_drawn_in_short_turns_and_a_rerun_updates_layers(dock, qtbot
     assert all(viewer.layers[f"fluo_256 {name}"] is layer for name, layer in first.items())
     assert outcome_display.TURN_BUDGET_MS <= 50
     assert errors == []
+
+
+def test_opening_the_predict_dock_warms_labels_layers_and_keeps_the_selection(
+        make_napari_viewer, monkeypatch):
+    """The dock pays napari's first-Labels-layer cost when it opens (not at the first drawn
+    result), without leaving a layer behind or moving the user's selection."""
+    from napari_segkit._widgets import layers as layer_helpers
+    from napari_segkit._widgets.predict import PredictWidget
+
+    monkeypatch.setattr(layer_helpers, "_labels_warm", False)
+    viewer = make_napari_viewer()
+    first = viewer.add_image(np.zeros((8, 8)), name="first")
+    viewer.add_image(np.ones((8, 8)), name="second")
+    viewer.layers.selection.active = first
+    added = []
+    viewer.layers.events.inserted.connect(lambda event: added.append(type(event.value).__name__))
+    PredictWidget(viewer)
+    PredictWidget(viewer)  # once per process
+    assert added == ["Labels"]
+    assert [layer.name for layer in viewer.layers] == ["first", "second"]
+    assert viewer.layers.selection.active is first and set(viewer.layers.selection) == {first}
