@@ -66,6 +66,25 @@ def test_targets_from_clicks_real_sample():
     assert (t.classes[obj[:, 0], obj[:, 1]] >= 1).mean() > 0.9
 
 
+def test_click_masks_from_scratch_teach_their_edges():
+    """Without a guide, the pixels just outside each click-grown mask are taught (no
+    ignored ring by default); ring=2 ignores them again."""
+    from scipy import ndimage as ndi
+
+    image = np.zeros((64, 64), np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    centres = [(16, 16), (16, 46), (46, 30)]
+    for r, c in centres:
+        image[(yy - r) ** 2 + (xx - c) ** 2 <= 49] = 1.0
+    clicks = np.array(centres, float)
+    for ring, edge_class in ((None, 0), (2, -1)):
+        t = targets_from_clicks(image, clicks, ring=ring)
+        fg = t.instances > 0
+        assert len(np.unique(t.instances[fg])) == 3
+        edge = ndi.binary_dilation(fg) & ~fg
+        assert (t.classes[edge] == edge_class).all()
+
+
 def _guide_case():
     guide = np.zeros((40, 60), np.int32)
     guide[5:15, 5:35] = 1   # two touching nuclei the model merged
