@@ -30,6 +30,7 @@ Run (a virtual screen on a headless machine)::
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import threading
@@ -100,13 +101,14 @@ def _time_steps(predict) -> list[tuple[str, float]]:
 
     def timed_start(steps, done):
         def timed(step):
+            @functools.wraps(step)  # keeps own_turn / repaints: the chain reads them
             def run():
                 t0 = time.perf_counter()
                 try:
                     step()
                 finally:
                     found.append((getattr(step, "__name__", "step"),
-                                  1000 * (time.perf_counter() - t0)))
+                                  1000 * (time.perf_counter() - t0), t0))
             return run
         return start([timed(step) for step in steps], done)
 
@@ -235,7 +237,15 @@ def main(argv: list[str] | None = None) -> int:
                      f"{predict.counts.value}"))
         if step_times:
             print(f"drawing steps{run} (ms on the GUI thread): " + ", ".join(
-                f"{name} {ms:.0f}" for name, ms in step_times))
+                f"{name} {ms:.0f}" for name, ms, _ in step_times))
+            t_show = times.get("show", 0.0)
+            ends = np.asarray(clock.ends)[drawn]
+            long_gaps = [(1000 * (end - t_show), gap) for end, gap in zip(ends, both[drawn])
+                         if gap > 100]
+            print(f"  timeline{run} (ms after the result): steps start at " + ", ".join(
+                f"{name} {1000 * (t0 - t_show):.0f}" for name, _, t0 in step_times)
+                + "; gaps over 100 ms end at " + ", ".join(
+                f"{t:.0f} ({gap:.0f} ms)" for t, gap in long_gaps))
 
     target = max(100.0, 1.2 * idle.max())
     print(f"\nlongest event-loop gap (10 ms QTimer); target: max gap <= max(100 ms, 1.2 x idle) "

@@ -28,6 +28,10 @@ log = logging.getLogger("napari_segkit")
 #: steps share one turn (every turn that changes what is shown costs a repaint of the
 #: window), long ones (adding a layer to napari) get a turn each.
 TURN_BUDGET_MS = 40.0
+#: Pause (ms) after a turn that changed a layer's pixels (a step with a true ``repaints``
+#: attribute), so that the canvas repaints (uploads that layer's texture) before the next
+#: layer changes: three 1024^2 layers painted together held the GUI thread ~190 ms.
+PAINT_PAUSE_MS = 20
 #: Histogram bins of the object table's plotted quantity.
 HISTOGRAM_BINS = 30
 
@@ -104,7 +108,9 @@ class StepChain:
     """Runs steps in event-loop turns of at most about :data:`TURN_BUDGET_MS` (a step is
     never cut; the next turn comes by ``QTimer.singleShot(0)``), so that repaints and
     input are handled between them; a step with a true ``own_turn`` attribute (a long one)
-    starts a turn of its own. A new :meth:`start` abandons the steps left."""
+    starts a turn of its own, and one with a true ``repaints`` attribute (it changes what
+    a layer shows) ends its turn, the next one :data:`PAINT_PAUSE_MS` later, so that each
+    layer is repainted on its own. A new :meth:`start` abandons the steps left."""
 
     def __init__(self) -> None:
         self._generation = 0
@@ -128,7 +134,8 @@ class StepChain:
             turn_end = time.perf_counter() + TURN_BUDGET_MS / 1000.0
             ran = 0
             while i < len(steps) and (ran == 0 or (
-                    time.perf_counter() < turn_end and not getattr(steps[i], "own_turn", False))):
+                    time.perf_counter() < turn_end and not getattr(steps[i], "own_turn", False)
+                    and not getattr(steps[i - 1], "repaints", False))):
                 ran += 1
                 try:
                     steps[i]()
@@ -142,7 +149,8 @@ class StepChain:
                 self.running, self._done = False, None
                 done(None)
                 return
-            QTimer.singleShot(0, lambda: run(i))
+            pause = PAINT_PAUSE_MS if getattr(steps[i - 1], "repaints", False) else 0
+            QTimer.singleShot(pause, lambda: run(i))
 
         QTimer.singleShot(0, lambda: run(0))
 

@@ -102,6 +102,7 @@ def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOut
                 status: "match status", missed: "missed"}
     for step, suffix in suffixes.items():  # adding a layer is long: a turn of its own
         step.own_turn = f"{name} {suffix}" not in viewer.layers
+        step.repaints = True  # each layer repainted on its own
     return steps
 
 

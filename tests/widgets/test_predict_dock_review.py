@@ -171,3 +171,28 @@ def test_opening_the_predict_dock_warms_labels_layers_and_keeps_the_selection(
     assert added == ["Labels"]
     assert [layer.name for layer in viewer.layers] == ["first", "second"]
     assert viewer.layers.selection.active is first and set(viewer.layers.selection) == {first}
+
+
+def test_each_layer_change_gets_its_own_repaint(qtbot):
+    """Steps that change a layer's pixels end their turn and the next one waits
+    PAINT_PAUSE_MS, so that the canvas repaints each layer on its own; short steps that
+    change no layer still share a turn."""
+    from napari_segkit._widgets.outcome_display import PAINT_PAUSE_MS, StepChain
+
+    times: list[tuple[str, float]] = []
+
+    def step(name, repaints=False):
+        def run():
+            times.append((name, time.perf_counter()))
+        run.repaints = repaints
+        return run
+
+    finished = []
+    StepChain().start([step("a", True), step("b", True), step("c"), step("d")],
+                      finished.append)
+    qtbot.waitUntil(lambda: bool(finished), timeout=5000)
+    assert finished == [None]
+    t = dict(times)
+    assert t["b"] - t["a"] >= 0.9 * PAINT_PAUSE_MS / 1000
+    assert t["c"] - t["b"] >= 0.9 * PAINT_PAUSE_MS / 1000
+    assert t["d"] - t["c"] < PAINT_PAUSE_MS / 1000  # same turn
