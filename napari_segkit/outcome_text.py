@@ -1,5 +1,5 @@
 """Readable text of prediction outcomes: size columns and units, summary counts, the
-counts and scores lines the Predict dock shows, and the table's column order.
+counts and scores lines the Predict dock shows.
 
 Pure pandas / numpy (no Qt, no napari, no torch); :mod:`napari_segkit.workflows` fills
 ``PredictOutcome.summary`` with :func:`summary_counts`.
@@ -14,7 +14,6 @@ import pandas as pd
 
 __all__ = [
     "counts_text",
-    "display_order",
     "scores_text",
     "size_column",
     "size_unit",
@@ -59,14 +58,6 @@ def summary_counts(table: pd.DataFrame, pixels: int, foreground_pixels: int, cla
     for name, count in zip(class_names, class_pixels, strict=False):
         row[f"{name}_fraction"] = float(count) / pixels
     return row
-
-
-def display_order(columns) -> list[str]:
-    """Table columns with the most telling ones first: label, status, IoU, size."""
-    first = ["label", "status", "best_iou", "matched_gt"]
-    sizes = [c for c in columns if str(c).startswith(("area_", "volume_"))]
-    lead = [c for c in first if c in columns] + sizes
-    return lead + [c for c in columns if c not in lead]
 
 
 def counts_text(summary: dict, table: pd.DataFrame) -> str:

@@ -38,14 +38,7 @@ from . import (
 from ._common import image_kind, is_stopped
 from .image_layout import read_image_as
 from .memory_limits import tiff_array_info
-from .outcome_text import (
-    counts_text,
-    display_order,
-    scores_text,
-    size_column,
-    size_unit,
-    summary_counts,
-)
+from .outcome_text import summary_counts
 from .output_paths import check_not_inside, check_output_folder
 from .prediction_results import (
     STATUS_VALUES,
@@ -64,8 +57,6 @@ __all__ = [
     "STATUS_VALUES",
     "TileProgress",
     "TrainingProgress",
-    "counts_text",
-    "display_order",
     "PostprocessSettings",
     "open_model",
     "predict_and_measure",
@@ -73,9 +64,6 @@ __all__ = [
     "refine",
     "run_prediction",
     "run_training",
-    "scores_text",
-    "size_column",
-    "size_unit",
     "status_image",
 ]
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_segkit import workflows
+from napari_segkit import outcome_text, workflows
 from napari_segkit.prediction_results import (
     SPLIT_LEVELS,
     PostprocessSettings,
@@ -67,7 +67,7 @@ def test_empty_ground_truth_is_nothing_to_score():
         assert "nothing_to_score" in out.summary and out.scores is None
         assert out.click_scores is None
         assert "nothing to score against" in out.warnings[0]
-        text = workflows.scores_text(out.summary)
+        text = outcome_text.scores_text(out.summary)
         assert "nothing to score against" in text and "recall" not in text
 
 
@@ -78,7 +78,7 @@ def test_clicks_outside_are_counted_and_reported():
     assert out.summary["clicks_n_outside"] == 2 and out.summary["clicks_f1"] == 1.0
     assert out.warnings == ["2 of 4 ground-truth clicks of 'clicks' lie outside the image and "
                             "were not scored."]
-    assert "2 of 4 clicks outside the image" in workflows.scores_text(out.summary)
+    assert "2 of 4 clicks outside the image" in outcome_text.scores_text(out.summary)
     far = measure_prediction(probs, 3, probs[1], gt_points=clicks[2:], gt_name="clicks")
     assert "all 2 of 2 clicks" in far.summary["nothing_to_score"]
     background = measure_prediction(probs, 3, probs[1], gt_points=clicks[:1],

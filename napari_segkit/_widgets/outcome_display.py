@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from qtpy.QtCore import QTimer
 
+from ..outcome_text import counts_text, scores_text, size_column, size_unit
 from ..readable_table import readable_table
-from ..workflows import PredictOutcome, counts_text, scores_text, size_column, size_unit
+from ..workflows import PredictOutcome
 from .table import format_cells
 
 log = logging.getLogger("napari_segkit")
