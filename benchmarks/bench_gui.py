@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         predict.show_outcome = show
         # a gap belongs to the drawing when it ends after the result arrived on the GUI thread
         drawn = np.asarray(clock.ends) >= times.get("show", np.inf)
+        if args.steps:
+            print(f"  prediction{run}: gaps over 100 ms end at (ms after the press) " + ", ".join(
+                f"{1000 * (end - t_press):.0f} ({gap:.0f} ms)"
+                for end, gap in zip(np.asarray(clock.ends)[~drawn], both[~drawn]) if gap > 100))
         rows.append((f"prediction{run} ({args.size}^2)", both[~drawn],
                      f"{times.get('show', np.nan) - t_press:.1f} s to the result"))
         rows.append((f"drawing the prediction{run}", both[drawn],

@@ -80,7 +80,7 @@ class BatchPanel(Container):
             return None
         self.stop_event.clear()
         self._done = self._total = 0
-        self.progress.value = 0
+        set_progress_quietly(self.progress, 0)
         self.status.value = "Starting..."
         self._out = job["out"]
         worker = thread_worker(predict_folder)(
@@ -132,7 +132,7 @@ class BatchPanel(Container):
             show_warning(f"Folder prediction cancelled; the {n_images} finished images are "
                          f"kept in {self._out}.")
             return
-        self.progress.value = 1000
+        set_progress_quietly(self.progress, 1000)
         self.status.value = f"Done: {n_images} images, {len(objects)} objects."
         show_info(f"Predicted {n_images} images ({len(objects)} objects): label images and "
                   f"objects.csv in {self._out}")

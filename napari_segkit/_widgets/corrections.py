@@ -187,7 +187,7 @@ class CorrectionPanel(Container):
             worker.finished.connect(self._on_finished)
             self.worker, self.last_event = worker, None
             self.retrain_button.enabled, self.stop_button.enabled = False, True
-            self.progress.value = 0
+            set_progress_quietly(self.progress, 0)
             n = sum(len(c) for c in fixes)
             self.status.value = f"Retraining on {len(images)} image(s), {n} correction clicks..."
             worker.start()
@@ -227,7 +227,7 @@ class CorrectionPanel(Container):
         if event is None or event.kind not in ("done", "stopped") or not event.model_path:
             self.status.value = "Retraining did not finish; the model is unchanged."
             return
-        self.progress.value = 1000
+        set_progress_quietly(self.progress, 1000)
         self.status.value = f"Retrained ({event.step} steps): {event.model_path}. Predicting..."
         SESSION.publish_model(str(event.model_path))  # the Predict dock selects it
         if event.kind == "stopped":

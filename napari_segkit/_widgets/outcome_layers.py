@@ -24,19 +24,12 @@ from .layers import set_output_layer
 STATUS_COLORS = {"matched": "#2ecc40", "false positive": "#ff4136", "missed": "#ff9f1c"}
 
 
-def show_outcome_layers(viewer: napari.Viewer, image: Image, outcome: PredictOutcome
-                        ) -> dict[str, Any]:
-    """Add or update the output layers of ``outcome`` at once; returns them by kind."""
-    out: dict[str, Any] = {}
-    for step in outcome_layer_steps(viewer, image, outcome, out):
-        step()
-    return out
-
-
 def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOutcome,
-                        out: dict[str, Any]) -> list[Callable[[], None]]:
+                        out: dict[str, Any], instances: Any = None
+                        ) -> list[Callable[[], None]]:
     """The layer work of ``outcome`` as steps, one layer each (adding a layer to napari is
-    the costly part; run them one per event-loop turn). Each step fills ``out`` by kind."""
+    the costly part; run them one per event-loop turn). Each step fills ``out`` by kind.
+    ``instances``: the pixels the instances layer shows (default: the outcome's own)."""
     name = image.name
     levels = outcome.levels or {}  # block-wise predictions: multiscale labels on disk
 
@@ -59,9 +52,11 @@ def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOut
             out["semantic"].features = pd.DataFrame({"index": range(len(names)),
                                                      "class": names})
 
-    def instances() -> None:
+    shown = outcome.instances if instances is None else instances
+
+    def instances_step() -> None:
         out["instances"] = set_output_layer(
-            viewer, f"{name} instances", levels.get("instances", outcome.instances), "labels",
+            viewer, f"{name} instances", levels.get("instances", shown), "labels",
             like=image, opacity=0.6, **_multiscale(levels))
         out["instances"].features = outcome.table.assign(index=outcome.table["label"])
 
@@ -93,12 +88,12 @@ def outcome_layer_steps(viewer: napari.Viewer, image: Image, outcome: PredictOut
         )
         out["missed"].features = outcome.missed_table.assign(index=outcome.missed_table["label"])
 
-    steps = [probability, semantic, instances, stale]
+    steps = [probability, semantic, instances_step, stale]
     if outcome.status is not None:
         steps.append(status)
     if outcome.missed is not None:
         steps.append(missed)
-    suffixes = {probability: "probability", semantic: "semantic", instances: "instances",
+    suffixes = {probability: "probability", semantic: "semantic", instances_step: "instances",
                 status: "match status", missed: "missed"}
     for step, suffix in suffixes.items():  # adding a layer is long: a turn of its own
         step.own_turn = f"{name} {suffix}" not in viewer.layers

@@ -263,7 +263,7 @@ class PredictWidget(Container):
             show_error(f"Predict: {err}")
             return None
         self.stop_event.clear()
-        self.progress.value = 0
+        set_progress_quietly(self.progress, 0)
         self.stage.value = "Starting..."
         self._image_layer = self.image.value
         self._pending_request = request
@@ -338,7 +338,7 @@ class PredictWidget(Container):
             return
         for text in outcome.warnings:
             show_warning(text)
-        self.progress.value = 1000
+        set_progress_quietly(self.progress, 1000)
         self.stage.value = _done_text(outcome)
         if outcome.settings != self.postprocess.settings():  # changed while predicting
             self.postprocess.refine()
@@ -382,8 +382,9 @@ class PredictWidget(Container):
             if then is not None:
                 then(err)
 
-        steps = [begin, *outcome_layer_steps(self.viewer, image, outcome, out), texts,
-                 *self.table.fill_steps(display.rows, display.cells), histogram]
+        layers = outcome_layer_steps(self.viewer, image, outcome, out, display.instances)
+        steps = [begin, *layers, texts, *self.table.fill_steps(display.rows, display.cells),
+                 histogram]
         self._chain.start(steps, done)
 
     # ---- table interaction -----------------------------------------------------------

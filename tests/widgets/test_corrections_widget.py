@@ -75,3 +75,19 @@ def test_one_correction_round(dock, qtbot, tiny_model_path):
     image, fixes = panel.history["fluo_256"]
     assert image.shape == (256, 256) and len(fixes) == 7
     assert fixes.classes.count("background") == 1
+
+
+def test_brush_edits_on_the_instances_count_as_corrections(dock, qtbot):
+    """The instances layer is the user's to edit: a brush stroke there is a correction (the
+    layer must not share its pixels with the prediction it is compared against)."""
+    viewer, widget, errors = dock
+    _predict(qtbot, widget)
+    qtbot.waitUntil(lambda: not widget.drawing(), timeout=30_000)
+    image = widget.predicted_image
+    instances = widget.output["instances"]
+    assert widget.corrections.current_corrections(image).labels is None  # nothing edited
+    instances.selected_label = int(np.asarray(instances.data).max()) + 1
+    instances.paint((10, 10), instances.selected_label)  # the brush, as napari's tool does
+    edited = widget.corrections.current_corrections(image).labels
+    assert edited is not None and edited[10, 10] == instances.selected_label
+    assert not errors

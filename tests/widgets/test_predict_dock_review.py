@@ -189,10 +189,32 @@ def test_each_layer_change_gets_its_own_repaint(qtbot):
 
     finished = []
     StepChain().start([step("a", True), step("b", True), step("c"), step("d")],
-                      finished.append)
+                      lambda err: (finished.append(err), times.append(("done", time.perf_counter()))))
     qtbot.waitUntil(lambda: bool(finished), timeout=5000)
     assert finished == [None]
     t = dict(times)
     assert t["b"] - t["a"] >= 0.9 * PAINT_PAUSE_MS / 1000
     assert t["c"] - t["b"] >= 0.9 * PAINT_PAUSE_MS / 1000
     assert t["d"] - t["c"] < PAINT_PAUSE_MS / 1000  # same turn
+    # done (a notification, the status) in a turn of its own, after a repaint
+    assert t["done"] - t["d"] >= 0.9 * PAINT_PAUSE_MS / 1000
+
+
+def test_instances_layer_gets_an_editable_uint16_copy():
+    """The instances layer shows a copy (brush edits must not change the prediction they
+    are compared with), as uint16 when the ids fit (napari draws it without remapping)."""
+    import dask.array as da
+
+    from napari_segkit._widgets.outcome_display import editable_labels
+
+    labels = np.arange(12, dtype=np.int32).reshape(3, 4)
+    shown = editable_labels(labels)
+    assert shown.dtype == np.uint16 and np.array_equal(shown, labels)
+    shown[0, 0] = 99
+    assert labels[0, 0] == 0  # a copy
+    many = labels.copy()
+    many[0, 0] = 70_000  # does not fit (with room for new ids): kept as it was, copied
+    kept = editable_labels(many)
+    assert kept.dtype == np.int32 and kept is not many and np.array_equal(kept, many)
+    lazy = da.zeros((8, 8), dtype=np.int32, chunks=4)
+    assert editable_labels(lazy) is lazy  # never computed
