@@ -17,8 +17,7 @@ The label images are then written from those arrays chunk by chunk
 strip by strip, as standalone multiscale OME-Zarr label images with the source's scale
 and units, or into the source OME-Zarr image's ``labels/`` group; the per-object table is summed block by block
 (:func:`napari_segkit.measure_blocks.blockwise_object_table`). Memory is bounded by the
-block size (at most :data:`napari_segkit.prediction.INSTANCE_BLOCK` a side, smaller when
-the memory budget is small), never by the image: the full 4 x H x W probabilities are
+block size (at most :data:`FILE_BLOCK` a side, smaller when the memory budget is small), never by the image: the full 4 x H x W probabilities are
 never held. Objects must be smaller than about twice the margin (default: a quarter
 tile, at least 32 px), as in the dask path.
 
@@ -52,6 +51,7 @@ from .tiling import BlockGrid, as_pair, count_tiles, round_up
 
 __all__ = [
     "BLOCKWISE_MIN_PIXELS",
+    "FILE_BLOCK",
     "BlockLabels",
     "predict_blocks_to_zarr",
     "block_size_for",
@@ -62,6 +62,10 @@ __all__ = [
 #: Planes with more pixels than this are predicted block by block by the CLI even when
 #: they would fit in memory (an in-memory 4096^2 prediction already holds about 0.9 GB).
 BLOCKWISE_MIN_PIXELS = 4096 * 4096
+#: Largest block edge of a file predicted block by block (when the memory budget allows:
+#: a 4096^2 block plus its context needs about 1 GB). Each block is predicted with 128 px
+#: of context on every side: 1.13x the block's pixels at 4096, 1.27x at 2048.
+FILE_BLOCK = 4096
 
 
 def blockwise_reason(shape: tuple[int, ...], dtype: Any, budget: int | None = None) -> str | None:
@@ -137,7 +141,7 @@ def predict_blocks_to_zarr(
     height, width = (int(n) for n in data.shape[:2])
     margin = block_margin(tile_size, dask_overlap)
     context = margin  # network input beyond the post-processed region
-    block = block_size_for(margin + context) if block is None else int(block)
+    block = block_size_for(margin + context, largest=FILE_BLOCK) if block is None else int(block)
     if block < 1:
         raise ValueError(f"block must be >= 1 pixel, got {block}")
     norm = Normalization.from_dict(model.normalization).fit(
