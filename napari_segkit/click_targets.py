@@ -20,7 +20,8 @@ from .annotations import clicks_to_labels
 from .normalization import prepare_input
 from .targets import BACKGROUND, BOUNDARY, Targets, instance_targets
 
-__all__ = ["GuidedInstances", "click_guided_instances", "region_mask", "targets_from_clicks"]
+__all__ = ["GuidedInstances", "click_guided_instances", "near_points", "object_radius",
+           "region_mask", "targets_from_clicks", "unclicked_unknown"]
 
 
 def region_mask(region, shape: tuple[int, int]) -> np.ndarray:
@@ -126,8 +127,6 @@ def targets_from_clicks(
         (max probability >= ``confidence``, else ignored) and its own centre map, so
         training changes the model only where the clicks correct it (self-training).
     """
-    from skimage.filters import threshold_otsu
-
     points, is_bg = _split_classes(points, classes)
     shape = np.shape(image)[:2]
     inside = region_mask(region, shape)
@@ -158,25 +157,10 @@ def targets_from_clicks(
         t.classes[near_edge] = IGNORE_INDEX
         t.center_mask[near_edge] = False
 
-    areas = np.bincount(labels.ravel())[1:]
-    areas = areas[areas > 0]
-    radius = np.sqrt(np.median(areas) / np.pi) if areas.size else 10.0
+    radius = object_radius(labels, fallback=10.0)
     if guide is None:
-        # far from clicks and not clearly dark: unknown
-        far_r = background_radius if background_radius is not None else max(3.0 * radius, 8.0)
-        gray = prepare_input(image, 1)[0]
-        try:
-            dark = gray < threshold_otsu(gray)
-        except ValueError:
-            dark = np.ones(gray.shape, bool)
-        if len(obj_pts):
-            seeds = np.ones(labels.shape, bool)
-            idx = np.clip(np.round(obj_pts).astype(int), 0, np.array(labels.shape) - 1)
-            seeds[idx[:, 0], idx[:, 1]] = False
-            far = ndi.distance_transform_edt(seeds) > far_r
-        else:
-            far = np.ones(labels.shape, bool)
-        unknown = far & ~fg & ~dark
+        unknown = unclicked_unknown(prepare_input(image, 1)[0], fg, _pixels(obj_pts, shape),
+                                    radius, far=background_radius)
         unknown |= ~inside & ~fg
     if unknown is not None:
         t.classes[unknown] = IGNORE_INDEX
@@ -184,10 +168,7 @@ def targets_from_clicks(
 
     # disks around background clicks: background
     if is_bg.any():
-        bg_seed = np.ones(labels.shape, bool)
-        idx = np.clip(np.round(points[is_bg]).astype(int), 0, np.array(labels.shape) - 1)
-        bg_seed[idx[:, 0], idx[:, 1]] = False
-        disk = (ndi.distance_transform_edt(bg_seed) <= max(radius, 3.0)) & ~fg
+        disk = near_points(shape, _pixels(points[is_bg], shape), max(radius, 3.0)) & ~fg
         t.classes[disk] = BACKGROUND
         t.center_mask[disk] = True
     if distill and guide is not None and guide_probabilities is not None:
@@ -195,6 +176,51 @@ def targets_from_clicks(
                                       confidence)
     t.instances = labels
     return t
+
+
+def object_radius(labels: np.ndarray, spacing=None, fallback: float = 10.0) -> float:
+    """Radius of a disk (2-D) or ball (3-D) of the median object size of ``labels``, in
+    the units of ``spacing`` (pixels when None); ``fallback`` without objects."""
+    sizes = np.bincount(np.asarray(labels).ravel())[1:]
+    sizes = sizes[sizes > 0]
+    if not sizes.size:
+        return float(fallback)
+    size = float(np.median(sizes)) * (1.0 if spacing is None else float(np.prod(spacing)))
+    if np.ndim(labels) == 3:
+        return float(np.cbrt(3.0 * size / (4.0 * np.pi)))
+    return float(np.sqrt(size / np.pi))
+
+
+def near_points(shape, idx: np.ndarray, radius: float, spacing=None) -> np.ndarray:
+    """Where the image of ``shape`` lies within ``radius`` (in ``spacing`` units) of one of
+    the pixel indices ``idx`` (N, ndim)."""
+    if not len(idx):
+        return np.zeros(shape, bool)
+    seeds = np.ones(shape, bool)
+    seeds[tuple(np.asarray(idx).T)] = False
+    return ndi.distance_transform_edt(seeds, sampling=spacing) <= radius
+
+
+def unclicked_unknown(gray: np.ndarray, fg: np.ndarray, obj_idx: np.ndarray, radius: float,
+                      spacing=None, far: float | None = None) -> np.ndarray:
+    """Where training from clicks knows nothing: background farther than ``far`` (default
+    3 object ``radius``, at least 8 pixels) from every object click and not clearly dark
+    (at or above the Otsu threshold of ``gray``), since it may hold objects nobody clicked.
+    2-D or 3-D; distances in ``spacing`` units (pixels when None)."""
+    from skimage.filters import threshold_otsu
+
+    pixel = 1.0 if spacing is None else float(np.min(spacing[-2:]))
+    far = max(3.0 * radius, 8.0 * pixel) if far is None else float(far)
+    dark = gray < threshold_otsu(gray) if np.ptp(gray) > 0 else np.ones(gray.shape, bool)
+    away = ~near_points(fg.shape, obj_idx, far, spacing) if len(obj_idx) else \
+        np.ones(fg.shape, bool)
+    return away & ~fg & ~dark
+
+
+def _pixels(points: np.ndarray, shape) -> np.ndarray:
+    """Click coordinates rounded to pixel indices inside ``shape``."""
+    points = np.asarray(points, float).reshape(-1, len(shape))
+    return np.clip(np.round(points).astype(int), 0, np.array(shape) - 1)
 
 
 def _changed_by_clicks(guide: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from scipy import ndimage as ndi
 
 from ._common import IGNORE_INDEX, background_mask, classes_of, image_kind
 from .annotations.clicks3d import check_voxel_size, clicks_to_labels_3d
+from .click_targets import near_points, object_radius, unclicked_unknown
 from .holdout import CONTEXT_ROWS, HeldOut
 from .normalization import Normalization, subsample_planes
 from .sampling import split_rows
@@ -114,33 +115,18 @@ def _unknown_from_clicks(stack, labels, obj, bg, spacing) -> np.ndarray:
     """Where pseudo masks grown from clicks say nothing: a ring of ``RING_PIXELS`` around
     each mask (in physical distance: in z only where planes are that close), and
     background far from every click (3 object radii) that is not clearly dark; balls
-    around background clicks are background."""
+    around background clicks are background (the rule of 2-D clicks,
+    :func:`napari_segkit.click_targets.unclicked_unknown`)."""
     fg = labels > 0
-    ring_um = RING_PIXELS * float(spacing[1:].min())
+    pixel = float(spacing[1:].min())
+    ring_um = RING_PIXELS * pixel
     ring = (ndi.distance_transform_edt(~fg, sampling=spacing) <= ring_um) & ~fg \
         if fg.any() and ring_um > 0 else np.zeros(fg.shape, bool)
-    volumes = np.bincount(labels.ravel())[1:] * float(np.prod(spacing))
-    volumes = volumes[volumes > 0]
-    radius = float(np.cbrt(3 * np.median(volumes) / (4 * np.pi))) if volumes.size else \
-        8.0 * float(spacing[1:].min())
-    from skimage.filters import threshold_otsu
-
+    radius = object_radius(labels, spacing, fallback=8.0 * pixel)
     gray = prepare_stack(stack, Normalization(), 1)[0]
-    dark = gray < threshold_otsu(gray) if np.ptp(gray) > 0 else np.ones(fg.shape, bool)
-    seeds = np.ones(fg.shape, bool)
-    if len(obj):
-        seeds[tuple(obj.T)] = False
-        far = ndi.distance_transform_edt(seeds, sampling=spacing) > max(
-            3.0 * radius, 8.0 * float(spacing[1:].min()))
-    else:
-        far = np.ones(fg.shape, bool)
-    unknown = ring | (far & ~fg & ~dark)
+    unknown = ring | unclicked_unknown(gray, fg, obj, radius, spacing)
     if len(bg):
-        seeds[:] = True
-        seeds[tuple(bg.T)] = False
-        near_bg = ndi.distance_transform_edt(seeds, sampling=spacing) <= max(
-            radius, 3.0 * float(spacing[1:].min()))
-        unknown &= ~(near_bg & ~fg)
+        unknown &= ~(near_points(fg.shape, bg, max(radius, 3.0 * pixel), spacing) & ~fg)
     return unknown
 
 
