@@ -32,7 +32,7 @@ import torch
 from ._common import is_stopped
 from .color_augment import split_variants
 from .finetune import FineTuner
-from .holdout import HoldOutScore, prefer_start, score_holdout
+from .holdout import HoldOutScore, later_is_as_good, prefer_start, score_holdout
 from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
@@ -104,6 +104,7 @@ class Trainer:
         self.lr = 0.0
         self.best_score, self.best_state, self.best_metrics = (-2.0, -2.0), None, {}
         self.start_state, self.start_score, self.start_metrics = None, None, {}
+        self.best_hs: HoldOutScore | None = None  # a new model's best held-out score
         self.tuner: FineTuner | None = None
 
     # ---- named steps ---------------------------------------------------------------
@@ -220,7 +221,10 @@ class Trainer:
     def validate(self) -> Iterator[TrainEvent]:
         """Score the validation data; keep (and checkpoint) the weights the rules choose.
 
-        A new model keeps its best-scoring weights. A fine-tuned one keeps its (EMA)
+        A new model validated on held-out clicks keeps its latest weights whose count
+        score is within the noise of the best so far
+        (:func:`napari_segkit.holdout.later_is_as_good`: counting cannot see outlines,
+        which go on improving); validated on masks, its best-scoring weights. A fine-tuned one keeps its (EMA)
         weights unless the starting model scores better by more than the noise of the
         held-out score (:func:`napari_segkit.holdout.prefer_start`).
         """
@@ -235,6 +239,15 @@ class Trainer:
                 chosen = (state, {**m, "step": self.step, "start_f1": self.start_score.f1,
                                   "noise": round(max(self.start_score.noise, hs.noise), 4)})
             self.best_state, self.best_metrics = chosen
+        elif hs is not None and "count" in hs.kind:  # a new model, scored on held-out clicks
+            if self.best_hs is None or hs.f1 > self.best_hs.f1:
+                self.best_hs = hs
+            if not later_is_as_good(self.best_hs, hs, self.cfg.keep_start_margin):
+                self.set_train_mode()
+                return
+            self.best_state, self.best_metrics = state, {
+                **m, "step": self.step, "best_f1": self.best_hs.f1,
+                "noise": round(self.best_hs.noise, 4)}
         else:
             score = (m["val_f1"] if m["val_f1"] is not None else -1.0,
                      m["val_iou"] if m["val_iou"] is not None else -1.0)

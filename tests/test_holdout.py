@@ -10,6 +10,7 @@ from napari_segkit.holdout import (
     HoldOutScore,
     count_matches,
     f1_noise,
+    later_is_as_good,
     mask_matches,
     prefer_start,
     score_holdout,
@@ -78,6 +79,50 @@ def test_noise_and_the_start_rule():
     assert not prefer_start(start, HoldOutScore(0.77, 77, 23, 23, "count"))
     assert prefer_start(start, HoldOutScore(0.70, 70, 30, 30, "count"))
     assert not prefer_start(start, HoldOutScore(0.70, 70, 30, 30, "count"), margin=3.0)
+
+
+def test_later_checkpoints_win_within_the_noise_of_the_best():
+    best = HoldOutScore(0.80, 80, 20, 20, "count")  # noise 0.04
+    assert later_is_as_good(best, HoldOutScore(0.77, 77, 23, 23, "count"))
+    assert not later_is_as_good(best, HoldOutScore(0.70, 70, 30, 30, "count"))
+    assert later_is_as_good(best, HoldOutScore(0.70, 70, 30, 30, "count"), margin=3.0)
+
+
+def test_a_new_model_from_clicks_keeps_its_latest_weights_unless_clearly_worse(monkeypatch):
+    """Scripted held-out counts: step 2 the best (0.80 +- 0.04), step 4 clearly worse, step 6
+    within the noise: the weights of step 6 are kept; a mask-validated model keeps its best."""
+    from napari_segkit import training
+
+    scripted = {2: 0.80, 4: 0.60, 6: 0.78}
+    for kind, kept in (("count", 6), ("mask", 2)):
+        trainers: list = []
+
+        def fake_score(parts, instances_of, _kind=kind, _trainers=trainers):
+            f1 = scripted[_trainers[-1].step]
+            tp = round(100 * f1)
+            return HoldOutScore(f1, tp, 100 - tp, 100 - tp, _kind)
+
+        init = training.Trainer.__init__
+
+        def remember(self, *a, _init=init, _trainers=trainers, **k):
+            _init(self, *a, **k)
+            _trainers.append(self)
+
+        monkeypatch.setattr(training.Trainer, "__init__", remember)
+        monkeypatch.setattr(training, "score_holdout", fake_score)
+        image = np.random.default_rng(0).random((96, 96)).astype(np.float32)
+        clicks = np.array([[20.0, 20.0], [60.0, 60.0], [80.0, 30.0]])
+        cfg = training.TrainConfig(steps=6, patch_size=32, batch_size=2, val_every=2,
+                                   num_threads=1, seed=0)
+        gen = training.train([image], points=[(clicks, None)], config=cfg, init=None)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as done:
+                model = done.value
+                break
+        assert model.provenance["training"]["best"]["step"] == kept, kind
+        monkeypatch.undo()
 
 
 def test_score_holdout_pools_parts():
