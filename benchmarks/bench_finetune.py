@@ -269,7 +269,7 @@ def row_demo(args, seed):
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_demo(Path(tmp), minutes=minutes or 1.0, device="cpu", log=lambda *a: None,
                            steps=(args.steps // 3) if args.steps else None, seed=seed,
-                           num_threads=args.threads)
+                           num_threads=args.threads, settings=args.overrides)
     per = summary["per_image"]
     worst = min(per[name]["fine-tuned"] - per[name]["default"] for name in per)
     return {"f1": summary["pooled"]["fine-tuned"]["f1"], "ap": summary["pooled"]["fine-tuned"]["ap_dsb"],

@@ -88,11 +88,13 @@ def save_training_curve(path: Path, events: list) -> None:
 
 
 def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print, *,
-             steps: int | None = None, seed: int = 0, num_threads: int | None = None) -> dict:
+             steps: int | None = None, seed: int = 0, num_threads: int | None = None,
+             settings: dict | None = None) -> dict:
     """Run the whole path and return the summary that is also written to summary.json.
 
     ``steps`` replaces the time budget (``minutes``) by a step budget (benchmarks on a
-    busy machine)."""
+    busy machine); ``settings``: further :class:`TrainConfig` fields for the fine-tuning
+    (e.g. ``{"replay_fraction": 0.5}``, as ``bench_finetune.py --set`` passes them)."""
     import pandas as pd
 
     from . import io, metrics
@@ -111,7 +113,8 @@ def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print, *
     log(f"[demo] 1/3 training from {n_clicks} clicks on {', '.join(TRAIN_SAMPLES)} "
         f"(fine-tuning the default nuclei model for {budget})")
     cfg = TrainConfig(time_budget_s=None if steps else minutes * 60, steps=steps or 10**7,
-                      device=device, val_every=50, seed=seed, num_threads=num_threads)
+                      device=device, val_every=50, seed=seed, num_threads=num_threads,
+                      **(settings or {}))
     events: list = []
     progress = TrainingProgress(cfg.time_budget_s, sys.stderr)
 

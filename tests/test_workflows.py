@@ -6,6 +6,7 @@ import io as text_io
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from napari_segkit import io
 from napari_segkit.training import TrainConfig
@@ -79,3 +80,11 @@ def test_run_training_and_its_progress_bar(tiny_config, fluo_256):
     timed = TrainingProgress(60.0, text_io.StringIO())
     timed(events[-1])
     assert timed.bar.total == 60.0 and timed.bar.n == 60.0  # "done" fills a time bar
+
+
+def test_demo_passes_training_settings_to_its_fine_tuning(tmp_path):
+    """bench_finetune.py --set reaches the demo's training (a bad value is refused)."""
+    from napari_segkit.demo import run_demo
+
+    with pytest.raises(ValueError, match="TrainConfig.lr"):
+        run_demo(tmp_path, steps=1, device="cpu", log=lambda *a: None, settings={"lr": -1.0})
