@@ -17,6 +17,10 @@ Rows (``--rows``; default all):
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
 - ``demo``: the headless demo (fine-tunes on the clicks of 2 samples): every sample
   image's F1 fine-tuned vs default.
+- ``seen_masks``: a diagnostic, not a target: the start model fine-tuned on the masks of 5
+  grey images of ``train/`` (the default model was trained on them), scored on those 5
+  (``seen_f1`` / ``seen_ap``, start ``seen_start_f1`` / ``seen_start_ap``) and on the
+  fluorescence scoring images: does fine-tuning fit what it sees at the cost of the rest?
 
 Scores (on the scoring images only): F1 at IoU 0.5 pooled over objects, AP as in the 2018
 Data Science Bowl (mean over images) and the median absolute count error per image.
@@ -47,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_val import clicks_near_centroids, load_val  # noqa: E402
 
 ROWS = ("rgb_clicks", "rgb_masks", "fluo_clicks", "fluo_masks", "scratch_clicks",
-        "scratch_masks", "correction", "suggestions", "demo")
+        "scratch_masks", "correction", "suggestions", "demo", "seen_masks")
 
 
 def default_data() -> Path:
@@ -260,6 +264,24 @@ def _answer(coords, gt, pred):
     return c
 
 
+def row_seen_masks(args, seed, data, init, n: int = 5):
+    import tifffile
+
+    from napari_segkit.model_io import load_default_model, load_model
+
+    files = sorted((args.data / "train" / "images").glob("*.tif"))
+    grey = [f for f in files if tifffile.imread(f).ndim == 2]
+    pick = sorted(np.random.default_rng(0).choice(len(grey), n, replace=False))
+    ax = [tifffile.imread(grey[i]) for i in pick]
+    ay = [tifffile.imread(args.data / "train" / "labels" / grey[i].name) for i in pick]
+    start = load_default_model() if init == "default" else load_model(init)
+    before = score(start, ax, ay)
+    model, info = run_train(args, seed, ax, labels=ay, init=init)
+    after = score(model, ax, ay)
+    return {**score(model, data[2], data[3]), **info, "seen_start_f1": before["f1"],
+            "seen_start_ap": before["ap"], "seen_f1": after["f1"], "seen_ap": after["ap"]}
+
+
 def row_demo(args, seed):
     import tempfile
 
@@ -337,6 +359,8 @@ def main() -> None:
                 r = row_correction(args, seed, data["rgb"], args.start)
             elif row == "suggestions":
                 r = row_suggestions(args, seed, data["rgb"], args.start)
+            elif row == "seen_masks":
+                r = row_seen_masks(args, seed, data["fluo"], args.start)
             else:
                 r = row_demo(args, seed)
             r["seconds"] = round(time.perf_counter() - t0, 1)
@@ -362,7 +386,7 @@ def print_table(results: dict) -> None:
     print(f"\n{'row':<16} {'start F1':>9} {'result F1 (mean +- sd)':>24} {'start AP':>9} "
           f"{'result AP':>18} {'start |cnt err|':>15} {'result |cnt err|':>18}")
     for row, runs in results["rows"].items():
-        dom = "fluo" if row.startswith(("fluo", "scratch")) else "rgb"
+        dom = "fluo" if row.startswith(("fluo", "scratch", "seen")) else "rgb"
         s = starts[dom]
         if row == "demo":
             s = {"f1": np.nan, "ap": np.nan, "count_err": np.nan}
@@ -376,6 +400,10 @@ def print_table(results: dict) -> None:
             print(f"{'':<16} random clicks F1 {_ms(r['random_f1'] for r in runs)}; gain per click "
                   f"suggested {_ms(r['gain_per_click_suggested'] for r in runs)} vs random "
                   f"{_ms(r['gain_per_click_random'] for r in runs)}; ratio {_ms(r['ratio'] for r in runs)}")
+        if row == "seen_masks":
+            print(f"{'':<16} on the 5 images trained on: F1 {runs[0]['seen_start_f1']:.3f} -> "
+                  f"{_ms(r['seen_f1'] for r in runs)}, AP {runs[0]['seen_start_ap']:.3f} -> "
+                  f"{_ms(r['seen_ap'] for r in runs)}")
         if row == "demo":
             print(f"{'':<16} worst per-image F1 change (fine-tuned - default): "
                   f"{_ms(r['worst_delta'] for r in runs)}")
