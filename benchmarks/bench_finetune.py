@@ -61,11 +61,13 @@ def default_data() -> Path:
     return REPO.parent / "shared" / "data" / "nuclei"
 
 
-def load_rgb(root: Path):
+def load_train(root: Path, modality: str = "RGB"):
+    """Names, images and labels of the ``train/`` images whose manifest modality starts
+    with ``modality`` ("RGB" or "grayscale"), sorted by name."""
     import tifffile
 
     with open(root / "train" / "manifest.csv", newline="") as fh:
-        names = sorted(r["name"] for r in csv.DictReader(fh) if r["modality"].startswith("RGB"))
+        names = sorted(r["name"] for r in csv.DictReader(fh) if r["modality"].startswith(modality))
     images = [tifffile.imread(root / "train" / "images" / f"{n}.tif") for n in names]
     labels = [tifffile.imread(root / "train" / "labels" / f"{n}.tif") for n in names]
     return names, images, labels
@@ -73,7 +75,7 @@ def load_rgb(root: Path):
 
 def splits(root: Path, dev: bool) -> dict:
     """(annotated images, labels), (scored images, labels) per domain."""
-    names, images, labels = load_rgb(root)
+    names, images, labels = load_train(root, "RGB")
     ann, sco = (list(range(0, 7, 2)), list(range(1, 7, 2))) if dev else \
         (list(range(1, 7, 2)), list(range(0, 7, 2)))
     _, vx, vy = load_val(root)
@@ -265,15 +267,11 @@ def _answer(coords, gt, pred):
 
 
 def row_seen_masks(args, seed, data, init, n: int = 5):
-    import tifffile
-
     from napari_segkit.model_io import load_default_model, load_model
 
-    files = sorted((args.data / "train" / "images").glob("*.tif"))
-    grey = [f for f in files if tifffile.imread(f).ndim == 2]
-    pick = sorted(np.random.default_rng(0).choice(len(grey), n, replace=False))
-    ax = [tifffile.imread(grey[i]) for i in pick]
-    ay = [tifffile.imread(args.data / "train" / "labels" / grey[i].name) for i in pick]
+    _, images, labels = load_train(args.data, "grayscale")
+    pick = sorted(np.random.default_rng(0).choice(len(images), n, replace=False))
+    ax, ay = [images[i] for i in pick], [labels[i] for i in pick]
     start = load_default_model() if init == "default" else load_model(init)
     before = score(start, ax, ay)
     model, info = run_train(args, seed, ax, labels=ay, init=init)

@@ -112,9 +112,9 @@ def run_demo(out: Path, minutes: float = 1.0, device: str = "auto", log=print, *
     budget = f"{steps} steps" if steps else f"{minutes:g} min"
     log(f"[demo] 1/3 training from {n_clicks} clicks on {', '.join(TRAIN_SAMPLES)} "
         f"(fine-tuning the default nuclei model for {budget})")
-    cfg = TrainConfig(time_budget_s=None if steps else minutes * 60, steps=steps or 10**7,
-                      device=device, val_every=50, seed=seed, num_threads=num_threads,
-                      **(settings or {}))
+    cfg = TrainConfig(**{"time_budget_s": None if steps else minutes * 60,
+                         "steps": steps or 10**7, "device": device, "val_every": 50,
+                         "seed": seed, "num_threads": num_threads, **(settings or {})})
     events: list = []
     progress = TrainingProgress(cfg.time_budget_s, sys.stderr)
 
