@@ -22,6 +22,11 @@ Rows (``--rows``; default all):
   (``seen_f1`` / ``seen_ap``, start ``seen_start_f1`` / ``seen_start_ap``) and on the
   fluorescence scoring images: does fine-tuning fit what it sees at the cost of the rest?
 
+Replay: the RGB-domain rows (``rgb_*``, ``correction``, ``suggestions``) leave every RGB
+image of ``train/`` out of the replay set (``TrainConfig.replay_exclude``): they score on
+them, and annotate the others (whose full masks must not reach a "clicks" row); the other
+rows replay the whole shipped set.
+
 Scores (on the scoring images only): F1 at IoU 0.5 pooled over objects, AP as in the 2018
 Data Science Bowl (mean over images) and the median absolute count error per image.
 Clicks are one per nucleus near its centroid (+-2 px), as in ``bench_val.py``.
@@ -50,6 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_val import clicks_near_centroids, load_val  # noqa: E402
 
+#: rows annotated and scored on the RGB images of train/ (see "Replay" above)
+RGB_ROWS = ("rgb_clicks", "rgb_masks", "correction", "suggestions")
 ROWS = ("rgb_clicks", "rgb_masks", "fluo_clicks", "fluo_masks", "scratch_clicks",
         "scratch_masks", "correction", "suggestions", "demo", "seen_masks")
 
@@ -344,7 +351,9 @@ def main() -> None:
               f"count err {s['count_err']:.1f}", flush=True)
     results: dict = {"settings": vars(args) | {"data": str(args.data), "json": None},
                      "start": starts, "rows": {}}
+    given, rgb_names = dict(args.overrides), load_train(args.data, "RGB")[0]
     for row in args.rows:
+        args.overrides = {"replay_exclude": rgb_names, **given} if row in RGB_ROWS else given
         for seed in args.seeds:
             t0 = time.perf_counter()
             print(f"{row} seed {seed} ...", flush=True)

@@ -117,16 +117,30 @@ class ReplaySet:
 
 
 def save_replay_set(path, parts: list[dict[str, np.ndarray]], sources: list[str]) -> Path:
-    """Write the patches cut by :func:`cut_replay_patches` as one compressed ``.npz``."""
+    """Write the patches cut by :func:`cut_replay_patches` as one compressed ``.npz``;
+    ``parts[i]`` holds the patches of image ``sources[i]`` (recorded per patch, so that
+    :func:`load_replay_set` can leave images out)."""
+    if len(parts) != len(sources):
+        raise ValueError(f"got {len(parts)} parts of patches but {len(sources)} source names")
     path = Path(path)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    np.savez_compressed(path, **arrays, sources=np.asarray(sources))
+    index = np.concatenate([np.full(len(p["image"]), i, np.int16) for i, p in enumerate(parts)])
+    np.savez_compressed(path, **arrays, sources=np.asarray(sources), source_index=index)
     return path
 
 
-def load_replay_set(path=None, in_channels: int = 1) -> ReplaySet:
-    """The shipped replay set (or ``path``); a ValueError says what to do when it cannot
-    be used (missing file, or a model whose input channels differ)."""
+def _excluded(source: str, exclude) -> bool:
+    """``source`` ("split/name") is named in ``exclude`` by its full name, its name alone,
+    or its name with a file extension."""
+    name = source.rsplit("/", 1)[-1]
+    return any(e == source or Path(str(e)).stem == name or e == name for e in exclude)
+
+
+def load_replay_set(path=None, in_channels: int = 1, exclude=()) -> ReplaySet:
+    """The shipped replay set (or ``path``), without the patches of the images named in
+    ``exclude`` (e.g. images a fine-tuned model will be scored on); a ValueError says what
+    to do when it cannot be used (missing file, a model whose input channels differ, or
+    nothing left)."""
     path = Path(path) if path is not None else REPLAY_PATH
     if not path.is_file():
         raise ValueError(
@@ -134,14 +148,28 @@ def load_replay_set(path=None, in_channels: int = 1) -> ReplaySet:
             "replay_fraction=0"
         )
     with np.load(path, allow_pickle=False) as z:
-        image = dequantise_input(z["image"])
+        sources = [str(s) for s in z["sources"]]
+        keep = slice(None)
+        if exclude:
+            if "source_index" not in z.files:
+                raise ValueError(f"the replay set {path} does not record which image each patch "
+                                 "comes from, so none can be left out; rebuild it with "
+                                 "scripts/make_replay_set.py")
+            dropped = [_excluded(s, exclude) for s in sources]
+            keep = ~np.asarray(dropped)[z["source_index"]]
+            if not keep.any():
+                raise ValueError(f"leaving out {len(exclude)} image(s) empties the replay set "
+                                 f"{path.name}; fine-tune with replay_fraction=0")
+            sources = [s for s, d in zip(sources, dropped) if not d]
+        image = dequantise_input(z["image"][keep])
         if image.shape[1] != in_channels:
             raise ValueError(
                 f"the replay set has {image.shape[1]} input channel(s) but the model has "
                 f"{in_channels}; fine-tune this model with replay_fraction=0"
             )
-        return ReplaySet(image, z["classes"].astype(np.int8), z["center"].astype(np.float32) / 255.0,
-                         z["center_mask"].astype(bool), tuple(str(s) for s in z["sources"]))
+        return ReplaySet(image, z["classes"][keep].astype(np.int8),
+                         z["center"][keep].astype(np.float32) / 255.0,
+                         z["center_mask"][keep].astype(bool), tuple(sources))
 
 
 def mix_replay(batch, replay: ReplaySet, fraction: float, rng: np.random.Generator,
@@ -288,11 +316,13 @@ class FineTuner:
 
     def __init__(self, net: torch.nn.Module, settings: FineTuneSettings,
                  rng: np.random.Generator, in_channels: int = 1,
-                 replay: ReplaySet | None = None) -> None:
+                 replay: ReplaySet | None = None, replay_path=None,
+                 replay_exclude=()) -> None:
         self.net, self.settings, self.rng = net, settings, rng
         self.replay = None
         if settings.replay_fraction > 0:
-            self.replay = replay if replay is not None else load_replay_set(in_channels=in_channels)
+            self.replay = replay if replay is not None else load_replay_set(
+                replay_path, in_channels, replay_exclude)
         self.anchor = WeightAnchor(net, settings.anchor_strength) if settings.anchor_strength > 0 else None
         self.ema = None
 

@@ -62,6 +62,10 @@ class TrainConfig:
     anchor_strength: float | None = None
     ema_span: float | None = None  # EMA over this fraction of the run's end
     adapt_norm: bool | None = None
+    # the replay set (None: the shipped one, scripts/make_replay_set.py builds others) and
+    # images whose patches it must leave out (names, e.g. the images a model is scored on)
+    replay_path: str | None = None
+    replay_exclude: tuple[str, ...] = ()
     keep_start_margin: float = 1.0  # keep the start only when better by > margin x noise
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.03
@@ -173,6 +177,10 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
     _positive(cfg.lr, "lr")
     _whole(cfg.val_every, "val_every", 1)
     _whole(cfg.color_variants, "color_variants", 0)
+    if isinstance(cfg.replay_exclude, str) or not all(
+            isinstance(e, str) for e in cfg.replay_exclude):
+        raise ValueError(f"TrainConfig.replay_exclude takes a list of image names, got "
+                         f"{cfg.replay_exclude!r}")
     if not 0.0 <= float(cfg.val_fraction) < 1.0:
         raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {cfg.val_fraction!r}")
     if cfg.stack_planes not in ("xy", "all"):

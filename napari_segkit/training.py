@@ -153,7 +153,9 @@ class Trainer:
         self.lr = self.base_lr
         self.freeze_norm = self.fine_tuning if cfg.freeze_norm is None else bool(cfg.freeze_norm)
         settings = fine_tune_settings(cfg) if self.fine_tuning else None
-        self.tuner = FineTuner(self.net, settings, self.rng, self.model.config.in_channels) \
+        self.tuner = FineTuner(self.net, settings, self.rng, self.model.config.in_channels,
+                               replay_path=cfg.replay_path,
+                               replay_exclude=tuple(cfg.replay_exclude)) \
             if settings is not None else None
         # a weight pull towards the start replaces the decay towards zero
         decay = 0.0 if (settings is not None and settings.anchor_strength > 0) else cfg.weight_decay

@@ -1,10 +1,12 @@
 """Build the replay set shipped as napari_segkit/models/replay_nuclei.npz.
 
-Patches of the grayscale fluorescence images the default model was trained on
-(``train/`` fluorescence + ``sample_512``; CC0, BBBC038v1), normalised as the model
-normalises its input, with their training targets. The RGB images of ``train/`` are
-left out on purpose: the fine-tuning benchmark uses them as the "new domain", and a
-replay set holding them would train on the images it scores. ``val/`` is never used.
+Patches of the images the default model was trained on (``train/`` + ``sample_512``;
+CC0, BBBC038v1): the grayscale fluorescence ones first, then the RGB (H&E / brightfield)
+ones, normalised as the model normalises its input, with their training targets, and per
+patch the image it comes from. A fine-tuning on fluorescence images then keeps being
+reminded of the stained images too. ``TrainConfig.replay_exclude`` leaves images out
+(the fine-tuning benchmark leaves out every RGB image of ``train/`` in its RGB rows,
+which score on them). ``val/`` is never used.
 
     python scripts/make_replay_set.py [--data ../shared/data/nuclei] [--per-tile 2]
 """
@@ -35,16 +37,17 @@ def default_data() -> Path:
 
 
 def sources(root: Path) -> list[tuple[str, Path, Path]]:
-    out = []
+    """(name, image, labels) of every training image, grayscale ones first (in the order
+    of the earlier grayscale-only set, so that its patches are cut the same), RGB last."""
+    grey, rgb = [], []
     for split in ("train", "sample_512"):
         with open(root / split / "manifest.csv", newline="") as fh:
             for row in csv.DictReader(fh):
-                if row["modality"].startswith("RGB"):
-                    continue
                 name = row["name"]
-                out.append((f"{split}/{name}", root / split / "images" / f"{name}.tif",
-                            root / split / "labels" / f"{name}.tif"))
-    return out
+                item = (f"{split}/{name}", root / split / "images" / f"{name}.tif",
+                        root / split / "labels" / f"{name}.tif")
+                (rgb if row["modality"].startswith("RGB") else grey).append(item)
+    return grey + rgb
 
 
 def main() -> None:

@@ -46,18 +46,61 @@ def test_default_model_loads_and_says_where_it_came_from():
     assert "train" in prov["data"] and prov["val_scores"]["n_images"] == 23
 
 
-def test_shipped_replay_set_holds_normalised_labelled_patches_without_val_or_rgb():
+def test_shipped_replay_set_holds_normalised_labelled_patches_of_train_not_val():
     replay = load_replay_set()
     assert len(replay) >= 100 and replay.patch_size == 128 and replay.image.shape[1] == 1
     assert replay.image.dtype == np.float32 and -0.3 < replay.image.mean() < 1.0
     assert set(np.unique(replay.classes)) <= {-1, 0, 1, 2} and (replay.classes >= 1).mean() > 0.1
     assert 0.0 <= replay.center.min() and replay.center.max() <= 1.0
     assert all(s.startswith(("train/", "sample_512/")) for s in replay.sources)
-    assert not any("00ae65c1" in s for s in replay.sources)  # no RGB image of train/
+    assert any("00ae65c1" in s for s in replay.sources)  # the H&E image of train/ (he_rgb)
     with pytest.raises(ValueError, match="replay_fraction=0"):
         load_replay_set(in_channels=3)
     x = np.linspace(-0.25, 1.75, 256, dtype=np.float32)
     assert np.abs(dequantise_input(quantise_input(x)) - x).max() < 0.005
+
+
+def test_replay_set_leaves_out_the_images_named_and_says_when_it_cannot(tmp_path):
+    full = load_replay_set()
+    he = next(s for s in full.sources if "00ae65c1" in s)
+    by_name = load_replay_set(exclude=[he.split("/")[1] + ".tif"])  # a file name works too
+    assert he not in by_name.sources and len(by_name.sources) == len(full.sources) - 1
+    assert 0 < len(full) - len(by_name) <= 40  # that image's patches, no others
+    from napari_segkit.finetune import REPLAY_PATH
+
+    with np.load(REPLAY_PATH) as z:  # the patches that stay are all the other images' patches
+        keep = z["source_index"] != list(z["sources"]).index(he)
+    assert np.array_equal(by_name.image, full.image[keep])
+    assert np.array_equal(by_name.classes, full.classes[keep])
+    with pytest.raises(ValueError, match="empties the replay set"):
+        load_replay_set(exclude=list(full.sources))
+    from napari_segkit.finetune import save_replay_set
+
+    parts = [{"image": np.zeros((2, 1, 8, 8), np.uint8), "classes": np.zeros((2, 8, 8), np.int8),
+              "center": np.zeros((2, 8, 8), np.uint8), "center_mask": np.zeros((2, 8, 8), bool)}]
+    old = tmp_path / "old.npz"  # a set written before patches recorded their image
+    np.savez_compressed(old, **parts[0], sources=np.asarray(["train/a"]))
+    assert len(load_replay_set(old)) == 2
+    with pytest.raises(ValueError, match="rebuild it with scripts/make_replay_set.py"):
+        load_replay_set(old, exclude=["a"])
+    with pytest.raises(ValueError, match="2 source names"):
+        save_replay_set(tmp_path / "x.npz", parts, ["a", "b"])
+
+
+def test_fine_tuning_replays_without_the_excluded_images(fluo_256):
+    from napari_segkit.training import Trainer
+
+    image, labels = fluo_256[:2]
+    he = next(s for s in load_replay_set().sources if "00ae65c1" in s)
+    with pytest.raises(ValueError, match="list of image names"):
+        Trainer(TrainConfig(steps=1, replay_exclude=he), init="default")
+    cfg = TrainConfig(steps=1, batch_size=2, patch_size=64, device="cpu",
+                      replay_fraction=0.5, replay_exclude=(he,))
+    trainer = Trainer(cfg, init="default")
+    trainer.prepare_data([image], [labels], [None])
+    trainer.build_optimiser()
+    assert he not in trainer.tuner.replay.sources and len(trainer.tuner.replay.sources) >= 10
+
 
 
 @pytest.mark.parametrize("patch", [64, 128, 160])
