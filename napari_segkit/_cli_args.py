@@ -127,7 +127,12 @@ def _check_folders(args: argparse.Namespace) -> None:
     from .output_paths import check_not_inside, check_output_file, check_output_folder
 
     command = args.command
-    if command == "train":
+    if command == "fit":
+        if _same(args.images, args.labels):
+            raise ValueError(f"argument --labels: {args.labels} is the same folder as --images; "
+                             "keep the label images in a folder of their own")
+        check_output_file(args.out, "argument --out")
+    elif command == "train":
         for images, annotations, names in (
                 (args.images, args.labels, ("--images", "--labels")),
                 (args.val_images, args.val_labels, ("--val-images", "--val-labels"))):

@@ -290,6 +290,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- fit
+def cmd_fit(args: argparse.Namespace) -> int:
+    from . import io
+    from .model_io import save_model
+    from .postprocess_fit import fit_model_postprocess
+    from .workflows import open_model
+
+    model = open_model(args.model)
+    pairs = _pairs(args.images, args.labels, ".tif")
+    if not pairs:
+        raise ValueError(f"no image in {args.images} has a label image of the same name in "
+                         f"{args.labels}")
+    print(f"fitting the post-processing of {args.model} to {len(pairs)} annotated image(s)",
+          file=sys.stderr)
+    fitted, fit = fit_model_postprocess(
+        model, [_read_image(im, args) for im, _ in pairs],
+        [io.read_labels(lb) for _, lb in pairs],
+        device=None if args.device == "auto" else args.device)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(fitted, args.out)
+    print(f"{fit.summary()}; model with these settings: {args.out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -386,6 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "for TIFFs, read-only images and images that already have them")
     _layout_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("fit", help="fit a model's probability threshold and split level to "
+                                   "images with full masks (kept in the model file)")
+    p.add_argument("--model", required=True, help="model file or 'default'")
+    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    p.add_argument("--labels", required=True, type=Path,
+                   help="folder of <stem>.tif instance label images (every nucleus annotated)")
+    p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    _layout_options(p)
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("demo", help="clicks -> training -> prediction -> counts and IoU on sample data")
     p.add_argument("--out", type=Path, default=Path("segkit_output"))

@@ -69,6 +69,12 @@ class SegModel:
         Median equivalent diameter (pixels) of the objects the model was trained on;
         ``predict(..., diameter=...)`` zooms images so that their objects match it.
         None for model files written before it was recorded.
+    postprocess : dict or None
+        Post-processing fitted to annotated images
+        (:func:`napari_segkit.postprocess_fit.fit_postprocess`): ``fg_threshold`` and
+        ``split`` (the Predict dock's threshold and split level) with the evidence
+        (``fitted_f1``, ``default_f1``, ``n_objects``). Prediction of 2-D images uses them
+        unless told otherwise; None: the defaults (0.5, level 0).
     """
 
     net: UNet
@@ -77,6 +83,7 @@ class SegModel:
     class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
     provenance: dict = field(default_factory=dict)
     object_diameter: float | None = None
+    postprocess: dict | None = None
 
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs) -> SegModel:
@@ -113,7 +120,27 @@ def _metadata(model: SegModel) -> dict[str, str]:
     }
     if model.object_diameter is not None:
         meta["object_diameter"] = float(model.object_diameter)
+    if model.postprocess is not None:
+        meta["postprocess"] = check_postprocess(model.postprocess)
     return {"segkit": json.dumps(meta, default=_json_default)}
+
+
+#: Split levels a model's fitted post-processing may name (as the Predict dock's slider).
+MAX_SPLIT_LEVEL = 10
+
+
+def check_postprocess(settings) -> dict:
+    """A model's fitted post-processing (see :class:`SegModel`), checked; ValueError when
+    it is not a dict with ``fg_threshold`` in (0, 1) and ``split`` in 0..10."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"post-processing settings must be a dict, got {type(settings).__name__}")
+    t, split = settings.get("fg_threshold"), settings.get("split", 0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
+        raise ValueError(f"the fitted probability threshold must lie between 0 and 1, got {t!r}")
+    if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= MAX_SPLIT_LEVEL:
+        raise ValueError(f"the fitted split level must be a whole number 0..{MAX_SPLIT_LEVEL}, "
+                         f"got {split!r}")
+    return {**settings, "fg_threshold": float(t), "split": int(split)}
 
 
 def _json_default(o):
@@ -321,6 +348,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         provenance = dict(meta.get("provenance") or {})
         diameter = meta.get("object_diameter")
         diameter = None if diameter is None else float(diameter)
+        postprocess = meta.get("postprocess")
+        postprocess = None if postprocess is None else check_postprocess(postprocess)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -328,7 +357,22 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
     if len(class_names) != config.n_classes:
         class_names = SegModel.new(config).class_names
     net.to(device).eval()
-    return SegModel(net, config, normalization, class_names, provenance, diameter)
+    return SegModel(net, config, normalization, class_names, provenance, diameter, postprocess)
+
+
+def fitted_postprocess_of(model) -> dict | None:
+    """The fitted post-processing (``SegModel.postprocess``) of a model, a model file or
+    ``"default"``, read from the file's header only; None when there is none or the file
+    cannot be read (loading it reports why)."""
+    if isinstance(model, SegModel):
+        return model.postprocess
+    path = DEFAULT_MODEL_PATH if str(model) == "default" else Path(model)
+    try:
+        meta = json.loads(read_safetensors_header(path)["__metadata__"]["segkit"])
+        fitted = meta.get("postprocess")
+        return None if fitted is None else check_postprocess(fitted)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 def load_default_model(device: str | torch.device = "cpu") -> SegModel:

@@ -32,6 +32,38 @@ from ._common import as_label_dtype
 
 # Defaults per dimensionality: (min_size, min_seed_size, max_hole_size), in pixels / voxels.
 DEFAULT_SIZES = {2: (12, 4, 64), 3: (40, 8, 256)}
+#: Levels of the split control: 0 keeps the model's default seeds; 1..SPLIT_LEVELS use
+#: h-maxima seeds of the centre map, splitting touching nuclei more as the level rises.
+SPLIT_LEVELS = 10
+#: h of the h-maxima seeds at split level 1 and at SPLIT_LEVELS (centre-map units).
+SPLIT_H_RANGE = (0.5, 0.05)
+#: h of the 3-D seeds of a stack (:func:`napari_segkit.instances3d.stack_instances`,
+#: default 0.1) at split level 1 and at SPLIT_LEVELS (relief units).
+STACK_SPLIT_H_RANGE = (0.3, 0.02)
+
+
+def split_kwargs(level: int, has_center: bool, stack: bool = False) -> dict:
+    """Seed settings of split level ``level`` (0..:data:`SPLIT_LEVELS`; 0: the defaults)
+    for :func:`instances_from_probabilities`, or for a ``stack``'s 3-D instances."""
+    if level <= 0:
+        return {}
+    t = (level - 1) / (SPLIT_LEVELS - 1)
+    if stack:
+        hi, lo = STACK_SPLIT_H_RANGE
+        return {"seed_h": hi + (lo - hi) * t}
+    if has_center:
+        hi, lo = SPLIT_H_RANGE
+        return {"seed_method": "h_maxima", "seed_h": hi + (lo - hi) * t}
+    return {"seed_threshold": 0.5 + 0.4 * level / SPLIT_LEVELS}
+
+
+def fitted_kwargs(fitted: dict | None, has_center: bool) -> dict:
+    """Keyword arguments of :func:`instances_from_probabilities` for a model's fitted
+    post-processing (``SegModel.postprocess``: ``fg_threshold`` and ``split``); {} for None."""
+    if not fitted:
+        return {}
+    return {"fg_threshold": float(fitted["fg_threshold"]),
+            **split_kwargs(int(fitted.get("split", 0)), has_center)}
 
 
 # ---------------------------------------------------------------------------

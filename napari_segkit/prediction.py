@@ -48,7 +48,7 @@ from .memory_limits import format_bytes, memory_budget
 from .model_io import as_model, load_model_cached
 from .normalization import FittedNormalization, Normalization, check_image, subsample_planes
 from .object_size import resize_image, resize_probabilities
-from .postprocess import semantic_from_probabilities
+from .postprocess import fitted_kwargs, semantic_from_probabilities
 from .runtime import TorchForward, model_on_device, select_device
 from .test_time_zoom import check_zoomable, diameter_and_zoom, scaled_sizes
 from .tiling import Block, BlockGrid, as_pair, count_tiles, predict_tiled, round_up
@@ -254,14 +254,20 @@ def predict(
     ``image`` may be a numpy array (results are numpy) or a dask array (results are
     lazy dask arrays, see :func:`predict_dask`). ``postprocess`` keyword arguments
     (``fg_threshold``, ``seed_threshold``, ``min_size``, ...) go to
-    :func:`napari_segkit.postprocess.instances_from_probabilities`. Other parameters as
-    in :func:`predict_probabilities`.
+    :func:`napari_segkit.postprocess.instances_from_probabilities`; for a 2-D image, a
+    model with fitted post-processing (``SegModel.postprocess``, see
+    :mod:`napari_segkit.postprocess_fit`) fills in the threshold and seeds not given.
+    Other parameters as in :func:`predict_probabilities`.
 
     Images whose planes are larger than ``instance_block`` squared get their instances
     block by block (``instance_block`` pixels a side, with the dask path's margin and
     ownership rule, one block at a time), so the watershed's memory is bounded by the
     block rather than the image; labels are then renumbered 1..N.
     """
+    model = as_model(model)
+    if _kind(np.shape(image)) != "stack":  # fitted on 2-D images: a stack keeps its defaults
+        postprocess = {**fitted_kwargs(model.postprocess, model.config.n_extra > 0),
+                       **postprocess}
     if _is_dask(image):
         if diameter is not None:
             raise ValueError("diameter= (test-time zoom) works on numpy images; pass "

@@ -22,17 +22,13 @@ import pandas as pd
 
 from . import measure, metrics
 from ._common import background_mask
+from .postprocess import SPLIT_H_RANGE, SPLIT_LEVELS, STACK_SPLIT_H_RANGE, split_kwargs
 from .prediction import instances_of
 from .test_time_zoom import scaled_sizes
 
-#: Levels of the split control: 0 keeps the model's default seeds; 1..SPLIT_LEVELS use
-#: h-maxima seeds of the centre map, splitting touching nuclei more as the level rises.
-SPLIT_LEVELS = 10
-#: h of the h-maxima seeds at split level 1 and at SPLIT_LEVELS (centre-map units).
-SPLIT_H_RANGE = (0.5, 0.05)
-#: h of the 3-D seeds of a stack (:func:`napari_segkit.instances3d.stack_instances`,
-#: default 0.1) at split level 1 and at SPLIT_LEVELS (relief units).
-STACK_SPLIT_H_RANGE = (0.3, 0.02)
+__all__ = ["SPLIT_H_RANGE", "SPLIT_LEVELS", "STACK_SPLIT_H_RANGE", "Measured",
+           "PostprocessSettings", "measure_prediction"]
+
 #: Values of the match-status image: matched and false-positive predicted objects.
 STATUS_VALUES = {"matched": 1, "false positive": 2}
 
@@ -76,17 +72,7 @@ class PostprocessSettings:
         kwargs["fg_threshold"] = float(self.fg_threshold)
         if self.min_size is not None:
             kwargs["min_size"] = int(self.min_size)
-        level = int(self.split)
-        if level > 0:
-            t = (level - 1) / (SPLIT_LEVELS - 1)
-            if stack:
-                hi, lo = STACK_SPLIT_H_RANGE
-                kwargs["seed_h"] = hi + (lo - hi) * t
-            elif has_center:
-                hi, lo = SPLIT_H_RANGE
-                kwargs.update(seed_method="h_maxima", seed_h=hi + (lo - hi) * t)
-            else:
-                kwargs["seed_threshold"] = 0.5 + 0.4 * level / SPLIT_LEVELS
+        kwargs.update(split_kwargs(int(self.split), has_center, stack))
         return kwargs
 
 

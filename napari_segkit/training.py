@@ -380,6 +380,9 @@ class Trainer:
         self.net.to(memory_format=torch.contiguous_format)
         model, init = self.model, self.init
         model.net = self.net
+        # post-processing fitted to the start's weights says nothing about these: fit again
+        # (napari_segkit.postprocess_fit)
+        model.postprocess = None
         model.provenance = {
             **{k: v for k, v in model.provenance.items() if k != "training"},
             "training": {

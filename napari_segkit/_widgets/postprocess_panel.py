@@ -10,6 +10,7 @@ Cellpose's diameter); *Estimate* fills it from the last result.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, Slider, SpinBox
@@ -17,6 +18,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 
+from ..model_io import fitted_postprocess_of
 from ..object_size import estimate_diameter
 from ..postprocess import DEFAULT_SIZES
 from ..prediction_results import SPLIT_LEVELS, PostprocessSettings
@@ -64,6 +66,8 @@ class PostprocessPanel(Container):
         super().__init__(widgets=[self.threshold, self.min_size, self.split])
         self.worker = None
         self._again = False
+        self._model_key: tuple | None = None  # the model whose fitted settings were applied
+        self._fitted_shown: tuple | None = None  # (threshold, split) applied from a fit
         self._drawing = False  # a post-processed result is being drawn
         self._timer = QTimer()
         self._timer.setSingleShot(True)
@@ -79,6 +83,34 @@ class PostprocessPanel(Container):
         return PostprocessSettings(fg_threshold=round(float(self.threshold.value), 4),
                                    min_size=int(self.min_size.value),
                                    split=int(self.split.value))
+
+    def use_model(self, model: Any) -> str | None:
+        """Show the post-processing fitted to ``model`` (a path or "default"), if any, when
+        the model changes; a model without it puts back the defaults over the last fitted
+        values (values the user changed stay). Returns a line saying what changed, or None."""
+        path = Path(str(model))
+        key = (str(model), path.stat().st_mtime_ns if path.is_file() else None)
+        if key == self._model_key:
+            return None
+        self._model_key = key
+        fitted = fitted_postprocess_of(model)
+        shown = (round(float(self.threshold.value), 4), int(self.split.value))
+        if fitted is not None:
+            new = (round(float(fitted["fg_threshold"]), 4), int(fitted["split"]))
+        elif self._fitted_shown is not None and shown == self._fitted_shown:
+            new = (0.5, 0)
+        else:
+            return None
+        self._fitted_shown = new if fitted is not None else None
+        if new == shown:
+            return None
+        with self.threshold.changed.blocked(), self.split.changed.blocked():
+            self.threshold.value, self.split.value = new
+        if fitted is None:
+            return "This model has no fitted post-processing: threshold and split back to 0.50, 0."
+        return (f"Using the post-processing fitted to this model: threshold {new[0]:.2f}, split "
+                f"level {new[1]} (F1 {fitted.get('fitted_f1', float('nan')):.3f} on its "
+                f"annotated images, defaults {fitted.get('default_f1', float('nan')):.3f}).")
 
     def chosen_diameter(self) -> float | None:
         value = float(self.diameter.value)

@@ -230,10 +230,14 @@ class PredictWidget(Container):
         translate = tuple(float(t) for t in image.translate[-ndim:])
         units = unit_of(image)
         scaled = units is not None or any(s != 1.0 for s in scale)
+        model = self.chosen_model()
+        changed = self.postprocess.use_model(model)
+        if changed:
+            show_info(changed)
         request = PredictRequest(
             image=data,  # numpy, or lazy: read block by block in the worker
             image_name=image.name,
-            model=self.chosen_model(),
+            model=model,
             scale=scale if scaled else None,
             units=units,
             translate=translate if scaled else None,

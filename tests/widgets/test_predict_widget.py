@@ -181,3 +181,36 @@ def test_missing_default_model_is_a_notification(dock, qtbot, tmp_path, monkeypa
     widget.model_source.value = "Default nuclei model"
     _run(qtbot, widget)
     assert len(errors) == 1 and "default nuclei model" in errors[0]
+
+
+def test_a_model_with_fitted_postprocessing_sets_the_controls(dock, qtbot, tiny_model,
+                                                              tiny_model_path, tmp_path,
+                                                              monkeypatch, errors):
+    import dataclasses
+
+    viewer, widget = dock
+    infos: list[str] = []
+    monkeypatch.setattr(predict_module, "show_info", infos.append)
+    fitted = dataclasses.replace(tiny_model, postprocess={
+        "fg_threshold": 0.35, "split": 6, "fitted_f1": 0.9, "default_f1": 0.8, "n_objects": 53})
+    path = model_io.save_model(fitted, tmp_path / "fitted.safetensors")
+    widget.model_file.value = path
+    _run(qtbot, widget)
+    assert errors == []
+    assert (widget.request.settings.fg_threshold, widget.request.settings.split) == (0.35, 6)
+    assert (widget.postprocess.threshold.value, widget.postprocess.split.value) == (0.35, 6)
+    assert any("fitted to this model: threshold 0.35, split level 6" in i for i in infos)
+    # the same model again: nothing to say, and a value the user changes stays
+    infos.clear()
+    widget.postprocess.split.value = 2
+    qtbot.waitUntil(lambda: not widget.postprocess.refining(), timeout=20_000)
+    _run(qtbot, widget)
+    assert widget.request.settings.split == 2 and not any("fitted" in i for i in infos)
+    # a model without fitted settings puts back the defaults over the fitted values only
+    widget.postprocess.split.value = 6
+    qtbot.waitUntil(lambda: not widget.postprocess.refining(), timeout=20_000)
+    widget.model_file.value = tiny_model_path
+    _run(qtbot, widget)
+    assert (widget.request.settings.fg_threshold, widget.request.settings.split) == (0.5, 0)
+    assert any("no fitted post-processing" in i for i in infos)
+    qtbot.waitUntil(lambda: not widget.postprocess.refining(), timeout=20_000)
