@@ -265,7 +265,7 @@ def predict(
     block rather than the image; labels are then renumbered 1..N.
     """
     model = as_model(model)
-    if _kind(np.shape(image)) != "stack":  # fitted on 2-D images: a stack keeps its defaults
+    if image_kind(np.shape(image)) in ("gray", "rgb"):  # fitted on 2-D images only
         postprocess = {**fitted_kwargs(model.postprocess, model.config.n_extra > 0),
                        **postprocess}
     if _is_dask(image):

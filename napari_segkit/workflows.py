@@ -166,6 +166,7 @@ def predict_and_measure(
     say = stage or (lambda _text: None)
     say("Loading model...")
     model = open_model(request.model)
+    request.settings = settings_or_fitted(model, request.settings, np.shape(request.image))
     if lazy_prediction.is_blockwise_input(request.image):
         return _predict_lazy(request, model, progress, stop, say)
     request.image = np.asarray(request.image)  # lazy stacks: read here, off the GUI thread
@@ -290,7 +291,7 @@ def predict_folder(
         How the TIFFs' axes are read (see :func:`napari_segkit.image_layout.read_image_as`;
         ambiguous layouts are reported on stderr).
     settings
-        Post-processing (None: the defaults).
+        Post-processing (None: the model's fitted settings for 2-D images, else the defaults).
     progress
         ``progress(done_images, total_images)`` follows the images.
     stop
@@ -378,6 +379,17 @@ def _predict_files(model: model_io.SegModel, files: list[Path], out: Path,
     return objects
 
 
+def settings_or_fitted(model: model_io.SegModel, settings: PostprocessSettings | None,
+                       shape: tuple[int, ...]) -> PostprocessSettings | None:
+    """The post-processing asked for; without it, the model's fitted one for a 2-D image
+    (``SegModel.postprocess``, see :mod:`napari_segkit.postprocess_fit`); else None (the
+    defaults)."""
+    fitted = getattr(model, "postprocess", None)
+    if settings is not None or not fitted or image_kind(tuple(shape)) not in ("gray", "rgb"):
+        return settings
+    return PostprocessSettings(fg_threshold=fitted["fg_threshold"], split=fitted["split"])
+
+
 def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any,
                   log: Callable[[str], Any], *, tile_size: int, tta: bool, device: Any,
                   diameter: Any, axes: str | None, channel: int | None,
@@ -406,6 +418,7 @@ def _predict_file(model: model_io.SegModel, path: Path, out: Path, progress: Any
             )
         log(f"{stem}: {' x '.join(map(str, shape))} {dtype} image; {reason}: predicting "
             "block by block")
+        settings = settings_or_fitted(model, settings, shape)
         extra = {} if settings is None else settings.postprocess_kwargs(
             model.config.n_extra > 0, stack=image_kind(shape) == "stack")
         paths = () if into_source else (instances_path, semantic_path)

@@ -118,7 +118,7 @@ def test_training_starts_without_the_fitted_settings_of_its_start(fitted, fluo_2
     assert trained.postprocess is None and model.postprocess is not None
 
 
-def test_cli_fit_writes_a_model_with_its_fitted_settings(tiny_model_path, fluo_256, tmp_path, capsys):
+def test_cli_fit_writes_a_model_with_its_fitted_settings(fluo_256, tmp_path, capsys):
     import tifffile
 
     image, labels = fluo_256[:2]
@@ -127,11 +127,21 @@ def test_cli_fit_writes_a_model_with_its_fitted_settings(tiny_model_path, fluo_2
     tifffile.imwrite(tmp_path / "im" / "a.tif", image)
     tifffile.imwrite(tmp_path / "lb" / "a.tif", labels)
     out = tmp_path / "fitted.safetensors"
-    assert main(["fit", "--model", str(tiny_model_path), "--images", str(tmp_path / "im"),
+    assert main(["fit", "--model", "default", "--images", str(tmp_path / "im"),
                  "--labels", str(tmp_path / "lb"), "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert "F1@0.5" in said and str(out) in said
-    assert load_model(out).postprocess["n_objects"] == len(np.unique(labels)) - 1
-    assert main(["fit", "--model", str(tiny_model_path), "--images", str(tmp_path / "im"),
+    model = load_model(out)
+    assert model.postprocess["n_objects"] == len(np.unique(labels)) - 1
+    # `predict` uses the fitted settings, as the Python API does
+    model.postprocess = {**model.postprocess, "fg_threshold": 0.3, "split": 2}
+    save_model(model, out)
+    assert main(["predict", "--model", str(out), "--images", str(tmp_path / "im"),
+                 "--out", str(tmp_path / "pred")]) == 0
+    written = tifffile.imread(tmp_path / "pred" / "a_instances.tif")
+    np.testing.assert_array_equal(written, predict(model, image).instances)
+    plain = predict(dataclasses.replace(model, postprocess=None), image).instances
+    assert not np.array_equal(written, plain)
+    assert main(["fit", "--model", "default", "--images", str(tmp_path / "im"),
                  "--labels", str(tmp_path / "im"), "--out", str(out)]) == 2
     assert "same folder" in capsys.readouterr().err
