@@ -143,10 +143,9 @@ def load_replay_set(path=None, in_channels: int = 1, exclude=()) -> ReplaySet:
     nothing left)."""
     path = Path(path) if path is not None else REPLAY_PATH
     if not path.is_file():
-        raise ValueError(
-            f"no replay set at {path}; reinstall napari-segkit, or fine-tune with "
-            "replay_fraction=0"
-        )
+        fix = "reinstall napari-segkit" if path == REPLAY_PATH else \
+            "check TrainConfig.replay_path (scripts/make_replay_set.py writes one)"
+        raise ValueError(f"no replay set at {path}; {fix}, or fine-tune with replay_fraction=0")
     with np.load(path, allow_pickle=False) as z:
         sources = [str(s) for s in z["sources"]]
         keep = slice(None)

@@ -140,7 +140,12 @@ def check_postprocess(settings) -> dict:
     if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= MAX_SPLIT_LEVEL:
         raise ValueError(f"the fitted split level must be a whole number 0..{MAX_SPLIT_LEVEL}, "
                          f"got {split!r}")
-    return {**settings, "fg_threshold": float(t), "split": int(split)}
+    out = {"fg_threshold": float(t), "split": int(split)}
+    for key in ("fitted_f1", "default_f1", "n_objects"):  # the evidence, kept when numeric
+        value = settings.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = value
+    return out
 
 
 def _json_default(o):

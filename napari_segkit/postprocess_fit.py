@@ -10,8 +10,8 @@ the best F1 at IoU 0.5, pooled over the objects of every image.
 
 The fitted settings belong to the model (``SegModel.postprocess``, saved in its file):
 prediction uses them unless told otherwise. Fit them on images the model was *not*
-trained on where there are some (a model fits its own training images crisply, which
-asks for less splitting than new images need).
+trained on where there are some, and check the result on an image left out of the fit:
+a few images do not always pin the settings down (README, "Measured").
 """
 
 from __future__ import annotations

@@ -83,6 +83,8 @@ def test_replay_set_leaves_out_the_images_named_and_says_when_it_cannot(tmp_path
     assert len(load_replay_set(old)) == 2
     with pytest.raises(ValueError, match="rebuild it with scripts/make_replay_set.py"):
         load_replay_set(old, exclude=["a"])
+    with pytest.raises(ValueError, match="check TrainConfig.replay_path"):
+        load_replay_set(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="2 source names"):
         save_replay_set(tmp_path / "x.npz", parts, ["a", "b"])
 

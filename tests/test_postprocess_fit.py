@@ -102,6 +102,9 @@ def test_a_hostile_fitted_setting_is_refused_when_the_model_is_read(fitted, tmp_
     with pytest.raises(ModelFileError, match="split level must be a whole number 0..10"):
         load_model(path)
     assert fitted_postprocess_of(path) is None
+    meta["postprocess"] = {"fg_threshold": 0.4, "split": 2, "fitted_f1": "lots", "x": [1] * 9}
+    save_file(load_file(str(path)), str(path), metadata={"segkit": json.dumps(meta)})
+    assert load_model(path).postprocess == {"fg_threshold": 0.4, "split": 2}  # no junk kept
     with pytest.raises(ValueError, match="between 0 and 1"):
         save_model(dataclasses.replace(model, postprocess={"fg_threshold": 1.5}),
                    tmp_path / "worse.safetensors")
