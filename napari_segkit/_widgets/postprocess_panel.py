@@ -126,6 +126,11 @@ class PostprocessPanel(Container):
         self.min_size.label = f"Min. object size ({'voxels' if ndim == 3 else 'px'})"
 
     # ---- live re-run ---------------------------------------------------------------
+    def stop(self) -> None:
+        """Forget a pending change (the dock is closing: its controls are going away)."""
+        self._timer.stop()
+        self._again = False
+
     def _on_quiet(self) -> None:
         if self.dock.outcome is not None and self.dock.worker is None:
             self.refine()

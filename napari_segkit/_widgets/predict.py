@@ -158,6 +158,7 @@ class PredictWidget(Container):
             self._on_model_trained(SESSION.last_model_path, select=False)
 
     def _on_destroyed(self, *_) -> None:
+        self.postprocess.stop()
         SESSION.model_trained.disconnect(self._on_model_trained, missing_ok=True)
         self._chain.abandon()
 

@@ -214,3 +214,12 @@ def test_a_model_with_fitted_postprocessing_sets_the_controls(dock, qtbot, tiny_
     assert (widget.request.settings.fg_threshold, widget.request.settings.split) == (0.5, 0)
     assert any("no fitted post-processing" in i for i in infos)
     qtbot.waitUntil(lambda: not widget.postprocess.refining(), timeout=20_000)
+
+
+def test_a_pending_postprocessing_change_does_not_outlive_the_dock(dock, qtbot):
+    viewer, widget = dock
+    _run(qtbot, widget)
+    widget.postprocess.split.value = 3  # starts the quiet-time timer
+    widget.native.close()
+    widget.native.deleteLater()
+    qtbot.wait(400)  # longer than the quiet time: the timer must not fire on deleted widgets
