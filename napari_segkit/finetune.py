@@ -130,10 +130,10 @@ def save_replay_set(path, parts: list[dict[str, np.ndarray]], sources: list[str]
 
 
 def _excluded(source: str, exclude) -> bool:
-    """``source`` ("split/name") is named in ``exclude`` by its full name, its name alone,
-    or its name with a file extension."""
-    name = source.rsplit("/", 1)[-1]
-    return any(e == source or Path(str(e)).stem == name or e == name for e in exclude)
+    """``source`` ("split/name") is named in ``exclude``: by its name, with or without a
+    file extension or a folder ("name", "name.tif", "train/name")."""
+    name = Path(source).name
+    return any(name in (Path(str(e)).name, Path(str(e)).stem) for e in exclude)
 
 
 def load_replay_set(path=None, in_channels: int = 1, exclude=()) -> ReplaySet:

@@ -25,6 +25,7 @@ import torch
 from .model import UNet, UNetConfig
 from .nets import build_network
 from .normalization import DEFAULT_NORMALIZATION
+from .postprocess import SPLIT_LEVELS
 
 FORMAT_NAME = "napari-segkit-model"
 FORMAT_VERSION = 1
@@ -125,10 +126,6 @@ def _metadata(model: SegModel) -> dict[str, str]:
     return {"segkit": json.dumps(meta, default=_json_default)}
 
 
-#: Split levels a model's fitted post-processing may name (as the Predict dock's slider).
-MAX_SPLIT_LEVEL = 10
-
-
 def check_postprocess(settings) -> dict:
     """A model's fitted post-processing (see :class:`SegModel`), checked; ValueError when
     it is not a dict with ``fg_threshold`` in (0, 1) and ``split`` in 0..10."""
@@ -137,8 +134,8 @@ def check_postprocess(settings) -> dict:
     t, split = settings.get("fg_threshold"), settings.get("split", 0)
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
         raise ValueError(f"the fitted probability threshold must lie between 0 and 1, got {t!r}")
-    if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= MAX_SPLIT_LEVEL:
-        raise ValueError(f"the fitted split level must be a whole number 0..{MAX_SPLIT_LEVEL}, "
+    if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= SPLIT_LEVELS:
+        raise ValueError(f"the fitted split level must be a whole number 0..{SPLIT_LEVELS}, "
                          f"got {split!r}")
     out = {"fg_threshold": float(t), "split": int(split)}
     for key in ("fitted_f1", "default_f1", "n_objects"):  # the evidence, kept when numeric

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import as_labels, match_instances
-from .postprocess import instances_from_probabilities
-from .prediction_results import SPLIT_LEVELS, PostprocessSettings
+from ._common import image_kind
+from .metrics import as_labels, count_objects, match_instances
+from .postprocess import SPLIT_LEVELS, instances_from_probabilities
+from .prediction_results import PostprocessSettings
 
 #: Thresholds and split levels tried by :func:`fit_postprocess`.
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -94,10 +95,9 @@ def fit_postprocess(
     closest to the defaults.
     """
     gts = _check(probabilities, labels, n_classes)
-    default = PostprocessSettings(min_size=min_size)
     pairs = {(0.5, 0)} | {(float(t), int(s)) for t in thresholds for s in splits}
     table: dict[tuple[float, int], float] = {}
-    n_objects = sum(int(len(np.unique(g)) - (g.min() == 0)) for g in gts)
+    n_objects = sum(count_objects(g) for g in gts)
     for t, s in sorted(pairs):
         settings = PostprocessSettings(fg_threshold=t, min_size=min_size, split=s)
         tp = fp = fn = 0
@@ -108,10 +108,11 @@ def fit_postprocess(
             m = match_instances(gt, pred)
             tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
         table[(t, s)] = 2 * tp / max(2 * tp + fp + fn, 1)
+    # the best F1; among equals the pair closest to the defaults (the defaults themselves)
     best = max(table, key=lambda k: (table[k], -abs(k[0] - 0.5) - abs(k[1]) / SPLIT_LEVELS))
-    chosen = PostprocessSettings(fg_threshold=best[0], min_size=min_size, split=best[1])
-    return PostprocessFit(chosen if table[best] > table[(0.5, 0)] else default,
-                          max(table[best], table[(0.5, 0)]), table[(0.5, 0)], n_objects, table)
+    return PostprocessFit(PostprocessSettings(fg_threshold=best[0], min_size=min_size,
+                                              split=best[1]),
+                          table[best], table[(0.5, 0)], n_objects, table)
 
 
 def fit_model_postprocess(model, images: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
@@ -129,9 +130,10 @@ def fit_model_postprocess(model, images: Sequence[np.ndarray], labels: Sequence[
     if len(images) != len(labels):
         raise ValueError(f"got {len(images)} images but {len(labels)} label images")
     for i, im in enumerate(images):
-        if np.ndim(im) == 3 and np.shape(im)[-1] not in (3, 4):
-            raise ValueError(f"image {i} looks like a 3-D stack {np.shape(im)}: fitting the "
-                             "post-processing works on 2-D images; fit on single planes")
+        if image_kind(np.shape(im)) not in ("gray", "rgb"):
+            raise ValueError(f"image {i} of shape {np.shape(im)} is not a 2-D image: fitting the "
+                             "post-processing works on 2-D grey or colour images; fit on "
+                             "single planes")
     probs = [predict_probabilities(model, im, tile_size=tile_size, device=device)
              for im in images]
     fit = fit_postprocess(probs, labels, model.config.n_classes)

@@ -283,7 +283,6 @@ def predict(
             device=device, progress=progress, stop=stop, instances=instances,
             dask_overlap=dask_overlap, instance_block=instance_block, tta=tta, **postprocess,
         )  # fmt: skip
-    model = as_model(model)
     probs = predict_probabilities(
         model, image, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
         device=device, progress=progress, stop=stop, tta=tta,

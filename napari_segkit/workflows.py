@@ -384,7 +384,7 @@ def settings_or_fitted(model: model_io.SegModel, settings: PostprocessSettings |
     """The post-processing asked for; without it, the model's fitted one for a 2-D image
     (``SegModel.postprocess``, see :mod:`napari_segkit.postprocess_fit`); else None (the
     defaults)."""
-    fitted = getattr(model, "postprocess", None)
+    fitted = model.postprocess
     if settings is not None or not fitted or image_kind(tuple(shape)) not in ("gray", "rgb"):
         return settings
     return PostprocessSettings(fg_threshold=fitted["fg_threshold"], split=fitted["split"])
