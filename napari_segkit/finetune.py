@@ -12,7 +12,9 @@ it knew; these helpers keep it close while it adapts:
   that is validated and handed back (smoother than the last step's weights);
 - **AdaBN** (:func:`adapt_batchnorm`): BatchNorm statistics re-estimated on the user's
   images, a cheap correction for a shift of the input distribution (e.g. RGB brightfield
-  seen by a model trained mostly on fluorescence).
+  seen by a model trained mostly on fluorescence);
+- **frozen layers** (:func:`freeze_levels`): the first encoder levels of a UNet keep their
+  weights, so only the later layers adapt (and the backward pass stops before them).
 
 :class:`FineTuner` bundles them for :func:`napari_segkit.training.train`.
 """
@@ -235,7 +237,7 @@ class WeightEMA:
         for k, v in net.state_dict().items():
             s = self.shadow[k]
             if k in self.averaged:
-                s.mul_(d).add_(v.detach(), alpha=1.0 - d)
+                s.lerp_(v.detach(), 1.0 - d)  # exact where v == s (frozen layers)
             else:
                 s.copy_(v)
 
@@ -280,6 +282,33 @@ def adapt_batchnorm(net: torch.nn.Module, batches, device=None) -> int:
         net.train(was_training)
     net.eval()
     return n
+
+
+# --------------------------------------------------------------------------- frozen layers
+def freeze_levels(net: torch.nn.Module, levels: int) -> list[torch.nn.Module]:
+    """Keep the weights of the first ``levels`` encoder levels of a UNet (its ``down``
+    blocks, from the input) as they are: their parameters stop requiring gradients.
+    Returns the frozen blocks (the trainer keeps them in eval mode, so their BatchNorm
+    statistics stay too); :func:`unfreeze` undoes it."""
+    levels = int(levels)
+    if levels <= 0:
+        return []
+    down = getattr(net, "down", None)
+    if not isinstance(down, torch.nn.ModuleList):
+        raise ValueError(f"frozen_levels needs a UNet with encoder levels ('down' blocks); "
+                         f"{type(net).__name__} has none: set frozen_levels=0")
+    if levels > len(down):
+        raise ValueError(f"frozen_levels={levels} but this UNet has {len(down)} encoder "
+                         f"levels; use at most {len(down)} (the whole encoder)")
+    blocks = list(down[:levels])
+    for block in blocks:
+        block.requires_grad_(False)
+    return blocks
+
+
+def unfreeze(net: torch.nn.Module) -> None:
+    """Every parameter of ``net`` trainable again (a finished model is handed back so)."""
+    net.requires_grad_(True)
 
 
 # --------------------------------------------------------------------------- bundle

@@ -62,6 +62,9 @@ class TrainConfig:
     anchor_strength: float | None = None
     ema_span: float | None = None  # EMA over this fraction of the run's end
     adapt_norm: bool | None = None
+    # fine-tuning: the first ``frozen_levels`` encoder levels of a UNet (from the input;
+    # depth + 1 is the whole encoder) keep their weights and statistics (finetune.freeze_levels)
+    frozen_levels: int = 0
     # the replay set (None: the shipped one, scripts/make_replay_set.py builds others) and
     # images whose patches it must leave out (names, e.g. the images a model is scored on)
     replay_path: str | None = None
@@ -177,6 +180,7 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
     _positive(cfg.lr, "lr")
     _whole(cfg.val_every, "val_every", 1)
     _whole(cfg.color_variants, "color_variants", 0)
+    _whole(cfg.frozen_levels, "frozen_levels", 0)
     if isinstance(cfg.replay_exclude, str) or not all(
             isinstance(e, str) for e in cfg.replay_exclude):
         raise ValueError(f"TrainConfig.replay_exclude takes a list of image names, got "

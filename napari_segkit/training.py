@@ -31,7 +31,7 @@ import torch
 
 from ._common import is_stopped
 from .color_augment import split_variants
-from .finetune import FineTuner
+from .finetune import FineTuner, freeze_levels, unfreeze
 from .holdout import HoldOutScore, later_is_as_good, prefer_start, score_holdout
 from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
@@ -106,6 +106,11 @@ class Trainer:
         self.start_state, self.start_score, self.start_metrics = None, None, {}
         self.best_hs: HoldOutScore | None = None  # a new model's best held-out score
         self.tuner: FineTuner | None = None
+        self.frozen: list[torch.nn.Module] = []
+        if config.frozen_levels and not self.fine_tuning:
+            raise ValueError("frozen_levels keeps layers of the starting model as they are; a "
+                             "new model's layers are random: set frozen_levels=0 or start from "
+                             "a model")
 
     # ---- named steps ---------------------------------------------------------------
     def prepare_data(self, images: list, labels: list, points: list,
@@ -159,8 +164,9 @@ class Trainer:
             if settings is not None else None
         # a weight pull towards the start replaces the decay towards zero
         decay = 0.0 if (settings is not None and settings.anchor_strength > 0) else cfg.weight_decay
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.base_lr,
-                                           weight_decay=decay)
+        self.frozen = freeze_levels(self.net, cfg.frozen_levels)
+        self.optimizer = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad],
+                                           lr=self.base_lr, weight_decay=decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
 
     def progress(self, elapsed: float) -> float:
@@ -292,6 +298,7 @@ class Trainer:
             self.best_metrics = {"step": self.step}
         self.net.load_state_dict(self.best_state)
         self.best_state = None
+        unfreeze(self.net)
         self.net.eval()
         # hand the model back on the CPU: the device memory is freed by release(), and
         # prediction moves the network to whatever device it uses
@@ -374,6 +381,8 @@ class Trainer:
             for module in self.net.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
+        for block in self.frozen:
+            block.eval()
 
     def finished_model(self) -> SegModel:
         """The model with the network as it is now and its training provenance."""

@@ -228,3 +228,27 @@ def test_fine_tuning_hands_back_the_start_when_it_is_clearly_better(fluo_256):
     assert model.provenance["training"]["best"].get("start_kept")
     assert all(torch.equal(v, start.net.state_dict()[k]) for k, v in model.net.state_dict().items())
     assert events[-1].val_f1 == [e for e in events if e.kind == "validation"][0].val_f1
+
+
+def test_frozen_levels_keep_the_first_encoder_levels_and_hand_back_a_trainable_model(fluo_256):
+    from napari_segkit.finetune import freeze_levels
+    from napari_segkit.model_io import SegModel
+
+    image, labels, _, _ = fluo_256
+    start = SegModel.new(TINY)
+    cfg = TrainConfig(steps=4, patch_size=64, batch_size=2, val_fraction=0.0, num_threads=1,
+                      seed=0, lr=1e-2, frozen_levels=1, freeze_norm=False)
+    _, model = _events(train([image], [labels], config=cfg, init=start))
+    before, after = start.net.state_dict(), model.net.state_dict()
+    frozen = [k for k in before if k.startswith("down.0.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # weights and stats
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("down.1."))
+    assert all(p.requires_grad for p in model.net.parameters())  # a later training trains all
+    with pytest.raises(ValueError, match="new model's layers are random"):
+        train([image], [labels], config=TrainConfig(steps=1, frozen_levels=1)).send(None)
+    with pytest.raises(ValueError, match="at most 3"):
+        freeze_levels(UNet(TINY), 4)
+    with pytest.raises(ValueError, match="set frozen_levels=0"):
+        freeze_levels(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3)), 1)
+    with pytest.raises(ValueError, match="frozen_levels must be a whole number"):
+        train([image], [labels], config=TrainConfig(steps=1, frozen_levels=-1), init=start).send(None)
