@@ -16,8 +16,8 @@ standard error of an F1 measured on ``n`` objects, ``sqrt(F1 (1 - F1) / n)``, wi
 the mean of the true and predicted object counts. :func:`prefer_start` keeps the starting
 model only when it scores better than the fine-tuned one by more than that noise (times
 ``margin``): a fine-tuning is handed back unless the held-out part shows it clearly worse.
-In the same spirit a new model validated by counting keeps its latest weights unless an
-earlier checkpoint counted clearly better (:func:`later_is_as_good`).
+A new model validated by counting keeps its latest weights (see
+:meth:`napari_segkit.training.Trainer.validate`).
 """
 
 from __future__ import annotations
@@ -83,16 +83,6 @@ def f1_noise(f1: float, n: float) -> float:
 def prefer_start(start: HoldOutScore, candidate: HoldOutScore, margin: float = 1.0) -> bool:
     """True when the starting model beats ``candidate`` by more than ``margin`` x the noise."""
     return start.f1 - candidate.f1 > margin * max(start.noise, candidate.noise)
-
-
-def later_is_as_good(best: HoldOutScore, later: HoldOutScore, margin: float = 1.0) -> bool:
-    """True when a later checkpoint scores within ``margin`` x the noise of the best one so
-    far: a new model then keeps the later (longer trained) weights. On the development
-    split (5 val/ images, scratch training from clicks, 450 steps, 3 seeds), keeping the
-    latest weights within the noise scored F1 0.573 +- 0.006 (AP 0.332) on the scored
-    images, keeping the best-counting ones 0.546 +- 0.040 (AP 0.292): early checkpoints
-    count the held-out clicks as well within the noise but outline worse."""
-    return best.f1 - later.f1 <= margin * best.noise
 
 
 def strip_start(region: np.ndarray, fraction: float) -> int:

