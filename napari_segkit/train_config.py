@@ -63,7 +63,8 @@ class TrainConfig:
     ema_span: float | None = None  # EMA over this fraction of the run's end
     adapt_norm: bool | None = None
     # fine-tuning: the first ``frozen_levels`` encoder levels of a UNet (from the input;
-    # depth + 1 is the whole encoder) keep their weights and statistics (finetune.freeze_levels)
+    # depth + 1 is the whole encoder) keep their weights and statistics during training
+    # (finetune.freeze_levels; AdaBN, when on, re-estimates their statistics before it)
     frozen_levels: int = 0
     # the replay set (None: the shipped one, scripts/make_replay_set.py builds others) and
     # images whose patches it must leave out (names, e.g. the images a model is scored on)

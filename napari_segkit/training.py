@@ -233,7 +233,7 @@ class Trainer:
         see outlines, which go on improving until the learning rate has annealed: on the
         development split, 450 steps from scratch, 3 seeds, the latest weights scored F1
         0.570 +- 0.016, AP 0.314, keeping the latest within the count noise of the best
-        0.558 +- 0.014, AP 0.285; the counts are still shown); validated on masks, its
+        0.557 +- 0.014, AP 0.285; the counts are still shown); validated on masks, its
         best-scoring weights. A fine-tuned one keeps its (EMA) weights unless the starting
         model scores better by more than the noise of the held-out score
         (:func:`napari_segkit.holdout.prefer_start`).
