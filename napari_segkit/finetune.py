@@ -289,7 +289,7 @@ def freeze_levels(net: torch.nn.Module, levels: int) -> list[torch.nn.Module]:
     """Keep the weights of the first ``levels`` encoder levels of a UNet (its ``down``
     blocks, from the input) as they are: their parameters stop requiring gradients.
     Returns the frozen blocks (the trainer keeps them in eval mode, so their BatchNorm
-    statistics stay too); :func:`unfreeze` undoes it."""
+    statistics stay too); ``net.requires_grad_(True)`` undoes it."""
     levels = int(levels)
     if levels <= 0:
         return []
@@ -304,11 +304,6 @@ def freeze_levels(net: torch.nn.Module, levels: int) -> list[torch.nn.Module]:
     for block in blocks:
         block.requires_grad_(False)
     return blocks
-
-
-def unfreeze(net: torch.nn.Module) -> None:
-    """Every parameter of ``net`` trainable again (a finished model is handed back so)."""
-    net.requires_grad_(True)
 
 
 # --------------------------------------------------------------------------- bundle

@@ -31,7 +31,7 @@ import torch
 
 from ._common import is_stopped
 from .color_augment import split_variants
-from .finetune import FineTuner, freeze_levels, unfreeze
+from .finetune import FineTuner, freeze_levels
 from .holdout import HoldOutScore, prefer_start, score_holdout
 from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
@@ -297,7 +297,7 @@ class Trainer:
             self.best_metrics = {"step": self.step}
         self.net.load_state_dict(self.best_state)
         self.best_state = None
-        unfreeze(self.net)
+        self.net.requires_grad_(True)  # frozen levels: handed back trainable
         self.net.eval()
         # hand the model back on the CPU: the device memory is freed by release(), and
         # prediction moves the network to whatever device it uses
