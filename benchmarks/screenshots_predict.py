@@ -7,8 +7,9 @@ Run on a (virtual) screen::
 
 Writes ``predict_<stage>_<tab>.png`` (the dock) and ``window_<stage>.png`` (the whole
 napari window) into the folder given (default /tmp/segkit_predict_shots). Uses the
-shipped default model on the ``fluo_512`` sample with its ground-truth labels, then a
-folder run on two crops of it.
+shipped default model on the ``fluo_512`` sample with its ground-truth labels (a live
+split change, then the threshold and split fitted to those labels), then a folder run on
+two crops of it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def main(out: Path) -> None:
     dock.split.value = 6  # a live post-processing change
     _wait(lambda: not dock.refining())
     shoot("after_split")
+
+    dock.postprocess.fit_button.native.click()  # fit threshold and split to the labels
+    _wait(lambda: dock.postprocess.fit_worker is None)
+    _wait(lambda: not dock.refining())
+    shoot("fitted")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"

@@ -85,6 +85,7 @@ def fit_postprocess(
     thresholds: Sequence[float] = THRESHOLDS,
     splits: Sequence[int] = SPLITS,
     min_size: int | None = None,
+    zoom: float = 1.0,
 ) -> PostprocessFit:
     """The (threshold, split level) whose instances match ``labels`` best.
 
@@ -92,7 +93,8 @@ def fit_postprocess(
     class channels, then the centre map when the model has one), as
     :func:`napari_segkit.prediction.predict_probabilities` returns it; ``labels``: full
     instance masks of the same images (every object annotated). Ties go to the pair
-    closest to the defaults.
+    closest to the defaults. ``zoom``: the test-time zoom the probabilities were predicted
+    at (object sizes scale with it, as in prediction).
     """
     gts = _check(probabilities, labels, n_classes)
     pairs = {(0.5, 0)} | {(float(t), int(s)) for t in thresholds for s in splits}
@@ -103,7 +105,7 @@ def fit_postprocess(
         tp = fp = fn = 0
         for p, gt in zip(probabilities, gts, strict=True):
             p = np.asarray(p)
-            kwargs = settings.postprocess_kwargs(has_center=p.shape[0] > n_classes)
+            kwargs = settings.postprocess_kwargs(p.shape[0] > n_classes, zoom)
             pred = instances_from_probabilities(p, n_classes=n_classes, **kwargs)
             m = match_instances(gt, pred)
             tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn

@@ -31,6 +31,7 @@ from . import (
     lazy_prediction,
     model_io,
     postprocess,
+    postprocess_fit,
     predict_blocks,
     prediction,
     schedulers,
@@ -253,6 +254,33 @@ def refine(outcome: PredictOutcome, request: PredictRequest,
         mean_foreground_probability=float(fg.mean()) if fg.size else float("nan")))
     out.summary.update(measured.summary)
     return out
+
+
+
+def fit_to_ground_truth(outcome: PredictOutcome, gt_labels: Any,
+                        min_size: int | None = None) -> postprocess_fit.PostprocessFit:
+    """The probability threshold and split level whose instances match ``gt_labels`` (full
+    instance masks of the predicted image) best, on the probabilities ``outcome`` kept
+    (post-processing only, no forward pass; see :mod:`napari_segkit.postprocess_fit`).
+    ``min_size``: the minimum object size to fit with (None: the default)."""
+    if outcome.probabilities is None:
+        raise ValueError("there is no prediction to fit to: press Predict first"
+                         if outcome.levels is None else
+                         "a block-wise prediction keeps no probabilities, so its post-"
+                         "processing cannot be fitted: fit on a smaller image or a crop")
+    if outcome.probabilities.ndim != 3:
+        raise ValueError("fitting the threshold and split level works on 2-D images; for a "
+                         "stack, set them by hand")
+    if gt_labels is None:
+        raise ValueError("choose a Labels layer with every nucleus of this image painted as "
+                         "the ground truth first (clicks say where nuclei are, not their "
+                         "outlines, so they cannot fit a threshold)")
+    gt = np.asarray(gt_labels)
+    if gt.shape != outcome.probabilities.shape[1:]:
+        raise ValueError(f"the ground truth {gt.shape} does not match the predicted image "
+                         f"{outcome.probabilities.shape[1:]}; choose the labels of this image")
+    return postprocess_fit.fit_postprocess([outcome.probabilities], [gt], outcome.n_classes,
+                                           min_size=min_size, zoom=outcome.zoom)
 
 
 # --------------------------------------------------------------------------- folders

@@ -148,3 +148,26 @@ def test_cli_fit_writes_a_model_with_its_fitted_settings(fluo_256, tmp_path, cap
     assert main(["fit", "--model", "default", "--images", str(tmp_path / "im"),
                  "--labels", str(tmp_path / "im"), "--out", str(out)]) == 2
     assert "same folder" in capsys.readouterr().err
+
+
+def test_fit_to_the_last_prediction_of_the_predict_dock():
+    from napari_segkit.workflows import PredictOutcome, fit_to_ground_truth
+
+    probs, labels = _faint_disks()
+    outcome = PredictOutcome(probabilities=probs, n_classes=3)
+    fit = fit_to_ground_truth(outcome, labels, min_size=5)
+    assert fit.settings.fg_threshold in (0.3, 0.4) and fit.f1 == 1.0 and fit.settings.min_size == 5
+    # the default size limits scale with a test-time zoom: at 1/4 the disks (154 px) are
+    # below the default minimum (12 px at the model's scale: 192 px here)
+    assert fit_to_ground_truth(outcome, labels).f1 == 1.0
+    assert fit_to_ground_truth(dataclasses.replace(outcome, zoom=0.25), labels).f1 == 0.0
+    with pytest.raises(ValueError, match="Labels layer with every nucleus"):
+        fit_to_ground_truth(outcome, None)
+    with pytest.raises(ValueError, match="does not match the predicted image"):
+        fit_to_ground_truth(outcome, labels[:32])
+    with pytest.raises(ValueError, match="press Predict first"):
+        fit_to_ground_truth(PredictOutcome(), labels)
+    with pytest.raises(ValueError, match="block-wise prediction"):
+        fit_to_ground_truth(PredictOutcome(levels={"instances": []}), labels)
+    with pytest.raises(ValueError, match="2-D images"):
+        fit_to_ground_truth(PredictOutcome(probabilities=probs[:, None], n_classes=3), labels)

@@ -5,7 +5,9 @@ The first three are live: a change re-runs post-processing only
 (:func:`napari_segkit.workflows.refine` on the probabilities of the last prediction, in a
 worker thread; no new forward pass), debounced so that dragging a control runs it once.
 The diameter rescales the image to the model's training size at the next Predict (as
-Cellpose's diameter); *Estimate* fills it from the last result.
+Cellpose's diameter); *Estimate* fills it from the last result. *Fit to the ground truth*
+sets the threshold and split level that match a Labels layer of the predicted image best
+(:func:`napari_segkit.workflows.fit_to_ground_truth`, in a worker).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, Slider, SpinBox
+from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
@@ -22,7 +25,7 @@ from ..model_io import fitted_postprocess_of
 from ..object_size import estimate_diameter
 from ..postprocess import DEFAULT_SIZES
 from ..prediction_results import SPLIT_LEVELS, PostprocessSettings
-from ..workflows import PredictOutcome, refine
+from ..workflows import PredictOutcome, fit_to_ground_truth, refine
 from .outcome_display import OutcomeDisplay, Superseded, with_display
 
 #: Quiet time after the last control change before post-processing runs again (ms).
@@ -62,9 +65,15 @@ class PostprocessPanel(Container):
         # 0 shows as "as it is" (no rescaling), not as a diameter of "0.00" px
         self.diameter.native.setSpecialValueText("off: image as it is")
         self.estimate_button = PushButton(text="Estimate diameter from the result")
+        self.fit_button = PushButton(
+            text="Fit threshold and split to the ground truth",
+            tooltip="try thresholds and split levels on the last prediction and keep the "
+                    "pair whose objects match the Ground truth labels best (F1 at IoU 0.5)",
+        )  # fmt: skip
         self.header.native.setAlignment(Qt.AlignmentFlag.AlignLeft)
-        super().__init__(widgets=[self.threshold, self.min_size, self.split])
+        super().__init__(widgets=[self.threshold, self.min_size, self.split, self.fit_button])
         self.worker = None
+        self.fit_worker = None
         self._again = False
         self._model_key: tuple | None = None  # the model whose fitted settings were applied
         self._fitted_shown: tuple | None = None  # (threshold, split) applied from a fit
@@ -76,6 +85,7 @@ class PostprocessPanel(Container):
         for control in (self.threshold, self.min_size, self.split):
             control.changed.connect(lambda *_: self._timer.start())
         self.estimate_button.changed.connect(self.estimate_diameter)
+        self.fit_button.changed.connect(self.fit)
         self.diameter.changed.connect(self._on_diameter)
 
     # ---- settings ------------------------------------------------------------------
@@ -225,3 +235,52 @@ class PostprocessPanel(Container):
         show_info(f"Nuclei here are about {found:.0f} px across (the model was trained on "
                   f"{outcome.model_diameter:.0f} px); press Predict to rescale.")
         return found
+
+    # ---- fitted to ground truth ----------------------------------------------------
+    def fit(self):
+        """Fit the threshold and split level to the dock's ground truth labels on the last
+        prediction (in a worker); the controls take the result and the live re-run draws
+        it. Returns the worker, or None when there is nothing to fit (a message says why)."""
+        dock = self.dock
+        gt = dock.ground_truth.value
+        if self.fit_worker is not None:
+            return None
+        if dock.outcome is None or dock.worker is not None:
+            show_error("Fit: press Predict first (with the Ground truth chosen), then fit")
+            return None
+        if not isinstance(gt, Labels):
+            show_error("Fit: choose as Ground truth a Labels layer with every nucleus of this "
+                       "image painted (clicks say where nuclei are, not their outlines)")
+            return None
+        labels = gt.data[0] if gt.multiscale else gt.data
+        worker = thread_worker(fit_to_ground_truth)(dock.outcome, labels,
+                                                    int(self.min_size.value))
+        worker.returned.connect(self._on_fitted)
+        worker.errored.connect(self._on_fit_error)
+        worker.finished.connect(self._on_fit_finished)
+        self.fit_worker = worker
+        self.fit_button.enabled = False
+        dock.stage.value = f"Fitting to {gt.name!r}..."
+        worker.start()
+        return worker
+
+    def _on_fitted(self, fit) -> None:
+        s = fit.settings
+        changed = (round(float(self.threshold.value), 4), int(self.split.value)) != \
+            (round(float(s.fg_threshold), 4), int(s.split))
+        self.threshold.value, self.split.value = s.fg_threshold, s.split  # re-runs live
+        if not changed:
+            self.dock.stage.value = "Fitted: the settings shown are already the best"
+        show_info(f"Fitted to this image: {fit.summary()}. A fit to one image may not suit "
+                  "others: check it on another annotated image before relying on it.")
+
+    def _on_fit_error(self, err: Exception) -> None:
+        self.dock.stage.value = "Fit failed"
+        show_error(f"Fit: {err}")
+
+    def _on_fit_finished(self) -> None:
+        self.fit_worker = None
+        try:
+            self.fit_button.enabled = True
+        except RuntimeError:  # the dock was closed meanwhile
+            pass

@@ -223,3 +223,41 @@ def test_a_pending_postprocessing_change_does_not_outlive_the_dock(dock, qtbot):
     widget.native.close()
     widget.native.deleteLater()
     qtbot.wait(400)  # longer than the quiet time: the timer must not fire on deleted widgets
+
+
+def test_fit_to_the_ground_truth_sets_the_controls_and_redraws(dock, qtbot, monkeypatch, errors):
+    import dataclasses
+
+    from napari_segkit._widgets import postprocess_panel
+
+    viewer, widget = dock
+    panel = widget.postprocess
+    said: list[str] = []
+    monkeypatch.setattr(postprocess_panel, "show_error", said.append)
+    monkeypatch.setattr(postprocess_panel, "show_info", said.append)
+    panel.fit()  # nothing predicted yet
+    assert panel.fit_worker is None and "press Predict first" in said[-1]
+    gt = viewer.layers["fluo_256 ground truth"]
+    widget.ground_truth.value = gt
+    _run(qtbot, widget)
+    # a prediction whose foreground is faint (0.45) on every nucleus: the default threshold
+    # finds nothing, a lower one finds them
+    faint = np.where(gt.data > 0, 0.45, 0.05).astype(np.float32)
+    probs = np.stack([1.0 - faint, faint, np.zeros_like(faint)])
+    widget.outcome = dataclasses.replace(widget.outcome, probabilities=probs, n_classes=3,
+                                         probability=faint)
+    worker = panel.fit()
+    assert worker is not None and not panel.fit_button.enabled
+    qtbot.waitUntil(lambda: panel.fit_worker is None, timeout=20_000)
+    qtbot.waitUntil(lambda: not panel.refining(), timeout=20_000)
+    assert panel.fit_button.enabled and errors == []
+    assert panel.threshold.value in (0.3, 0.4)
+    assert "Fitted to this image: threshold" in said[-1] and "defaults 0.50, 0: 0.000" in said[-1]
+    # the live re-run drew the fitted objects, scored against the ground truth
+    assert widget.outcome.settings.fg_threshold == panel.threshold.value
+    assert widget.outcome.scores["f1"] > 0.5
+    assert viewer.layers["fluo_256 instances"].data.max() > 0
+    # clicks cannot fit a threshold
+    viewer.add_points([[10, 10]], name="clicks")
+    widget.ground_truth.value = viewer.layers["clicks"]
+    assert panel.fit() is None and "Labels layer with every nucleus" in said[-1]
