@@ -245,7 +245,10 @@ class PostprocessPanel(Container):
         gt = dock.ground_truth.value
         if self.fit_worker is not None:
             return None
-        if dock.outcome is None or dock.worker is not None:
+        if dock.worker is not None:
+            show_error("Fit: wait for the prediction to finish, then fit")
+            return None
+        if dock.outcome is None:
             show_error("Fit: press Predict first (with the Ground truth chosen), then fit")
             return None
         if not isinstance(gt, Labels):
