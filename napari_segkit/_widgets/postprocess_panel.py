@@ -269,10 +269,12 @@ class PostprocessPanel(Container):
 
     def _on_fitted(self, fit) -> None:
         s = fit.settings
-        changed = (round(float(self.threshold.value), 4), int(self.split.value)) != \
-            (round(float(s.fg_threshold), 4), int(s.split))
-        self.threshold.value, self.split.value = s.fg_threshold, s.split  # re-runs live
-        if not changed:
+        try:
+            shown = (round(float(self.threshold.value), 4), int(self.split.value))
+            self.threshold.value, self.split.value = s.fg_threshold, s.split  # re-runs live
+        except RuntimeError:  # the dock was closed while fitting
+            return
+        if shown == (round(float(s.fg_threshold), 4), int(s.split)):
             self.dock.stage.value = "Fitted: the settings shown are already the best"
         show_info(f"Fitted to this image: {fit.summary()}. A fit to one image may not suit "
                   "others: check it on another annotated image before relying on it.")

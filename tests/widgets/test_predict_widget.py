@@ -257,6 +257,12 @@ def test_fit_to_the_ground_truth_sets_the_controls_and_redraws(dock, qtbot, monk
     assert widget.outcome.settings.fg_threshold == panel.threshold.value
     assert widget.outcome.scores["f1"] > 0.5
     assert viewer.layers["fluo_256 instances"].data.max() > 0
+    # fitting again finds what is shown and says so
+    fitted = (panel.threshold.value, panel.split.value)
+    panel.fit()
+    qtbot.waitUntil(lambda: panel.fit_worker is None, timeout=20_000)
+    assert (panel.threshold.value, panel.split.value) == fitted
+    assert widget.stage.value == "Fitted: the settings shown are already the best"
     # clicks cannot fit a threshold
     viewer.add_points([[10, 10]], name="clicks")
     widget.ground_truth.value = viewer.layers["clicks"]
