@@ -106,7 +106,10 @@ def targets_from_clicks(
       median pseudo-object radius) is kept as background only where the image is clearly
       dark (below the Otsu threshold of the normalised image); elsewhere it is ignored,
       since it may hold objects nobody clicked;
-    - a disk around each background click is background.
+    - a disk around each background click is background;
+    - with a guide, the edge where a known object meets a predicted object left out of
+      the loss (nobody clicked it, outside ``region`` or ``unclicked="unknown"``) is left
+      out too: the clicked object may go on there.
 
     Parameters
     ----------
@@ -171,11 +174,38 @@ def targets_from_clicks(
         disk = near_points(shape, _pixels(points[is_bg], shape), max(radius, 3.0)) & ~fg
         t.classes[disk] = BACKGROUND
         t.center_mask[disk] = True
+    if guide is not None and unknown is not None:
+        _unknown_edges(t, _unknown_objects(np.asarray(guide), unknown), fg)
     if distill and guide is not None and guide_probabilities is not None:
         _keep_model_where_uncorrected(t, np.asarray(guide), labels, guide_probabilities,
                                       confidence)
     t.instances = labels
     return t
+
+
+def _unknown_objects(guide: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """Pixels of the predicted objects of ``guide`` that lie wholly in ``unknown``."""
+    n = int(guide.max())
+    if n == 0 or not unknown.any():
+        return np.zeros(guide.shape, bool)
+    known_pixels = np.bincount(guide.ravel(), weights=(~unknown).ravel(), minlength=n + 1)
+    whole = known_pixels == 0
+    whole[0] = False
+    return whole[guide]
+
+
+def _unknown_edges(t: Targets, uncertain: np.ndarray, known: np.ndarray, width: int = 2) -> None:
+    """Where a known object meets a predicted object nobody clicked (``uncertain``: its
+    pixels, left out of the loss), the edge between them is left out too, in place: the
+    clicked object may go on there (a nucleus the model cut into pieces, clicked on one
+    piece), so its outline on that side is not taught as boundary or background."""
+    if not uncertain.any() or not known.any():
+        return
+    edge = ndi.binary_dilation(uncertain, iterations=width)
+    edge &= ndi.binary_dilation(known, iterations=width)
+    edge &= (t.classes == BACKGROUND) | (t.classes == BOUNDARY)
+    t.classes[edge] = IGNORE_INDEX
+    t.center_mask[edge] = False
 
 
 def object_radius(labels: np.ndarray, spacing=None, fallback: float = 10.0) -> float:

@@ -95,6 +95,26 @@ def test_uncorrected_objects_can_be_left_out_of_the_loss():
         correction_targets(None, image, c, prediction=_prediction(pred), unclicked="drop")
 
 
+
+def test_a_clicked_piece_is_not_taught_to_end_where_an_unclicked_piece_begins():
+    pred = np.zeros((40, 64), np.int32)
+    pred[10:30, 10:30] = 1  # one nucleus the model cut in two: the user clicks one piece
+    pred[10:30, 30:50] = 2
+    image = (pred > 0).astype(np.float32) * 200
+    c = Corrections([(20, 20)], ["nucleus"])
+    t = correction_targets(None, image, c, prediction=_prediction(pred))
+    assert (t.instances[pred == 1] == 1).all() and (t.classes[pred == 2] < 0).all()
+    # the side of the clicked piece that meets the other piece: out of the loss (its
+    # interior stays interior)
+    assert (t.classes[12:28, 29] < 0).all() and not t.center_mask[12:28, 29].any()
+    assert (t.classes[12:28, 27:29] == 1).all()
+    # its other sides: taught as usual (boundary inside, background outside)
+    assert (t.classes[12:28, 10] == 2).all() and (t.classes[12:28, 5:8] == 0).all()
+    assert (t.classes[15:25, 15:25] == 1).all()
+    # when every nucleus is clicked the other piece is merged into the clicked one
+    t = correction_targets(None, image, c, prediction=_prediction(pred), unclicked="negative")
+    assert (t.instances[pred > 0] == 1).all() and (t.classes >= 0).all()
+
 def test_retraining_starts_from_the_current_model_and_leaves_it_alone(fluo_256):
     from napari_segkit.model_io import load_default_model
 
