@@ -225,12 +225,8 @@ def refine(outcome: PredictOutcome, request: PredictRequest,
            settings: PostprocessSettings | None) -> PredictOutcome:
     """A new outcome from the probabilities ``outcome`` kept: instances with ``settings``,
     their table, match and scores (post-processing only, no forward pass)."""
-    if outcome.probabilities is None and outcome.levels is not None:
-        raise ValueError("a block-wise prediction keeps no probabilities: press Predict "
-                         "again to apply new post-processing settings")
-    if outcome.probabilities is None:
-        raise ValueError("there is no prediction to post-process: press Predict first")
-    probs, k = outcome.probabilities, outcome.n_classes
+    probs, k = kept_probabilities(outcome, "apply new post-processing settings: press "
+                                  "Predict again"), outcome.n_classes
     fg = outcome.probability  # the foreground map does not change with post-processing
     if fg is None:
         fg = postprocess.foreground_probability(probs[:k]).astype(np.float32)
@@ -256,6 +252,17 @@ def refine(outcome: PredictOutcome, request: PredictRequest,
     return out
 
 
+def kept_probabilities(outcome: PredictOutcome, block_wise: str) -> np.ndarray:
+    """The probabilities ``outcome`` kept for post-processing; a ValueError for the user
+    when there are none (nothing predicted, or a block-wise prediction: ``block_wise``
+    says what cannot be done then and what to do instead)."""
+    if outcome.probabilities is not None:
+        return outcome.probabilities
+    if outcome.levels is not None:
+        raise ValueError(f"a block-wise prediction keeps no probabilities, so it cannot "
+                         f"{block_wise}")
+    raise ValueError("there is no prediction to post-process: press Predict first")
+
 
 def fit_to_ground_truth(outcome: PredictOutcome, gt_labels: Any,
                         min_size: int | None = None) -> postprocess_fit.PostprocessFit:
@@ -263,12 +270,8 @@ def fit_to_ground_truth(outcome: PredictOutcome, gt_labels: Any,
     instance masks of the predicted image) best, on the probabilities ``outcome`` kept
     (post-processing only, no forward pass; see :mod:`napari_segkit.postprocess_fit`).
     ``min_size``: the minimum object size to fit with (None: the default)."""
-    if outcome.probabilities is None:
-        raise ValueError("there is no prediction to fit to: press Predict first"
-                         if outcome.levels is None else
-                         "a block-wise prediction keeps no probabilities, so its post-"
-                         "processing cannot be fitted: fit on a smaller image or a crop")
-    if outcome.probabilities.ndim != 3:
+    probs = kept_probabilities(outcome, "be fitted: fit on a smaller image or a crop")
+    if probs.ndim != 3:
         raise ValueError("fitting the threshold and split level works on 2-D images; for a "
                          "stack, set them by hand")
     if gt_labels is None:
@@ -276,10 +279,10 @@ def fit_to_ground_truth(outcome: PredictOutcome, gt_labels: Any,
                          "the ground truth first (clicks say where nuclei are, not their "
                          "outlines, so they cannot fit a threshold)")
     gt = np.asarray(gt_labels)
-    if gt.shape != outcome.probabilities.shape[1:]:
+    if gt.shape != probs.shape[1:]:
         raise ValueError(f"the ground truth {gt.shape} does not match the predicted image "
-                         f"{outcome.probabilities.shape[1:]}; choose the labels of this image")
-    return postprocess_fit.fit_postprocess([outcome.probabilities], [gt], outcome.n_classes,
+                         f"{probs.shape[1:]}; choose the labels of this image")
+    return postprocess_fit.fit_postprocess([probs], [gt], outcome.n_classes,
                                            min_size=min_size, zoom=outcome.zoom)
 
 

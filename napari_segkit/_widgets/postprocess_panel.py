@@ -90,9 +90,13 @@ class PostprocessPanel(Container):
 
     # ---- settings ------------------------------------------------------------------
     def settings(self) -> PostprocessSettings:
-        return PostprocessSettings(fg_threshold=round(float(self.threshold.value), 4),
-                                   min_size=int(self.min_size.value),
-                                   split=int(self.split.value))
+        threshold, split = self._shown()
+        return PostprocessSettings(fg_threshold=threshold, min_size=int(self.min_size.value),
+                                   split=split)
+
+    def _shown(self) -> tuple[float, int]:
+        """(threshold, split level) as the controls show them."""
+        return round(float(self.threshold.value), 4), int(self.split.value)
 
     def use_model(self, model: Any) -> str | None:
         """Show the post-processing fitted to ``model`` (a path or "default"), if any, when
@@ -104,7 +108,7 @@ class PostprocessPanel(Container):
             return None
         self._model_key = key
         fitted = fitted_postprocess_of(model)
-        shown = (round(float(self.threshold.value), 4), int(self.split.value))
+        shown = self._shown()
         if fitted is not None:
             new = (round(float(fitted["fg_threshold"]), 4), int(fitted["split"]))
         elif self._fitted_shown is not None and shown == self._fitted_shown:
@@ -270,7 +274,7 @@ class PostprocessPanel(Container):
     def _on_fitted(self, fit) -> None:
         s = fit.settings
         try:
-            shown = (round(float(self.threshold.value), 4), int(self.split.value))
+            shown = self._shown()
             self.threshold.value, self.split.value = s.fg_threshold, s.split  # re-runs live
         except RuntimeError:  # the dock was closed while fitting
             return
