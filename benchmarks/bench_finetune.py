@@ -15,6 +15,9 @@ Rows (``--rows``; default all):
 - ``fluo_correction``: the same correction loop on the fluorescence split (10 annotated
   ``val/`` images corrected, 13 scored): a start model that is already good on a domain it
   did not memorise (not a target of the issue; a check that correcting does not hurt).
+  With ``--paint-splits`` the simulated user also uses the brush: a nucleus among the
+  largest errors that the model cut into pieces is painted as one nucleus on the
+  instances (merging the pieces) instead of clicked.
 - ``suggestions``: the simulated user answers the 10 top suggestions of
   :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
@@ -149,9 +152,14 @@ def row_finetune(args, seed, data, kind, init):
     return {**score(model, sx, sy), **info}
 
 
-def simulated_corrections(model, images, labels, n_errors: int):
+def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bool = False):
     """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
-    "nucleus" at their innermost pixel, false objects -> "background" at theirs)."""
+    "nucleus" at their innermost pixel, false objects -> "background" at theirs).
+
+    ``paint_splits``: a nucleus the model cut into pieces (two or more predicted objects
+    lying mostly in it, :mod:`napari_segkit.instance_errors`) is painted over with the
+    brush as one nucleus instead (``"paint"``, with the nucleus' id in place of a point):
+    the user merges the pieces on the instances layer."""
     from napari_segkit.prediction import predict
 
     out = []
@@ -161,7 +169,11 @@ def simulated_corrections(model, images, labels, n_errors: int):
         gt_areas = np.bincount(gt.ravel())
         pr_areas = np.bincount(pred.ravel())
         missed, false = _unmatched(gt, pred)
+        split = _split_nuclei(gt, pred) if paint_splits else set()
         for g in missed:
+            if g in split:
+                errors.append((gt_areas[g], g, "paint"))
+                continue
             errors.append((gt_areas[g], _inner_point(gt == g), "nucleus"))
         for p in false:
             # a predicted object that covers no nucleus centre: false; one over nuclei the
@@ -171,6 +183,17 @@ def simulated_corrections(model, images, labels, n_errors: int):
         errors.sort(key=lambda e: -e[0])
         out.append([(pt, cls) for _, pt, cls in errors[:n_errors]])
     return out
+
+
+def _split_nuclei(gt, pred) -> set:
+    """Ground-truth ids with two or more predicted objects lying mostly (half their pixels)
+    in them, the rule of :mod:`napari_segkit.instance_errors`."""
+    both = (gt > 0) & (pred > 0)
+    pairs, inter = np.unique(np.stack([gt[both], pred[both]]), axis=1, return_counts=True)
+    pr_areas = np.bincount(pred.ravel())
+    lies = inter >= 0.5 * pr_areas[pairs[1]]
+    ids, pieces = np.unique(pairs[0][lies], return_counts=True)
+    return {int(g) for g in ids[pieces >= 2]}
 
 
 def _unmatched(gt, pred, iou: float = 0.5):
@@ -199,16 +222,23 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     model = load_default_model() if init == "default" else load_model(init)
     history = [score(model, sx, sy)]
     corrections = [Corrections() for _ in ax]
+    painted = 0
     for r in range(rounds):
-        new = simulated_corrections(model, ax, ay, n_errors)
-        for c, clicks in zip(corrections, new):
+        new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits)
+        for c, gt, clicks in zip(corrections, ay, new):
             for pt, cls in clicks:
-                c.add(pt, cls)
+                if cls == "paint":  # the brush over the whole nucleus, one label
+                    if c.painted is None:
+                        c.painted = np.zeros(gt.shape, np.int32)
+                    c.painted[gt == pt] = c.painted.max() + 1
+                    painted += 1
+                else:
+                    c.add(pt, cls)
         model = retrain_with_corrections(model, ax, corrections, config=_config(args, seed + r, 1 / 3))
         history.append(score(model, sx, sy))
         print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f}", flush=True)
     return {**history[-1], "rounds_f1": [h["f1"] for h in history],
-            "clicks": sum(len(c) for c in corrections)}
+            "clicks": sum(len(c) for c in corrections), "painted": painted}
 
 
 def _config(args, seed, fraction):
@@ -333,6 +363,9 @@ def main() -> None:
     ap.add_argument("--dev", action="store_true", help="development splits (see above)")
     ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                     help="TrainConfig settings for every training, e.g. replay_fraction=0")
+    ap.add_argument("--paint-splits", action="store_true",
+                    help="correction rows: the simulated user paints each nucleus the model cut "
+                         "into pieces as one (a brush edit) instead of clicking it")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     args.overrides = parse_overrides(args.overrides)
@@ -347,7 +380,8 @@ def main() -> None:
     what = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
     print(f"fine-tuning budget {what} on {args.threads} thread(s); seeds {args.seeds}; start "
           f"{args.start}; {'DEVELOPMENT splits' if args.dev else 'scoring splits'}; "
-          f"settings {args.overrides or 'recipe defaults'}", flush=True)
+          f"settings {args.overrides or 'recipe defaults'}"
+          f"{'; the simulated user paints split nuclei' if args.paint_splits else ''}", flush=True)
     starts = {d: score(start, v[2], v[3]) for d, v in data.items()}
     for d, s in starts.items():
         print(f"start model on the {d} scoring images: F1 {s['f1']:.3f} AP {s['ap']:.3f} "

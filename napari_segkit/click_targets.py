@@ -79,6 +79,7 @@ def targets_from_clicks(
     unclicked: str = "negative",
     distill: bool = False,
     confidence: float = 0.6,
+    known: np.ndarray | None = None,
 ) -> Targets:
     """Training targets from one click per object (plus optional background clicks).
 
@@ -129,6 +130,10 @@ def targets_from_clicks(
         contradicted), the targets are the model's own classes where it is confident
         (max probability >= ``confidence``, else ignored) and its own centre map, so
         training changes the model only where the clicks correct it (self-training).
+    known : bool mask, with ``guide``: pixels the user drew or erased by hand (brush
+        edits of the instances). Every object of ``guide`` that has a pixel there is the
+        user's own outline: taught as it is, clicked or not, inside ``region`` or out; a
+        known pixel without an object is background.
     """
     points, is_bg = _split_classes(points, classes)
     shape = np.shape(image)[:2]
@@ -147,7 +152,7 @@ def targets_from_clicks(
             bd_prob = guide_probabilities[BOUNDARY] if len(guide_probabilities) > 3 else None
         g = click_guided_instances(np.asarray(guide), labels, obj_pts, background=points[is_bg],
                                    region=inside, unclicked=unclicked,
-                                   foreground=fg_prob, boundary=bd_prob)
+                                   foreground=fg_prob, boundary=bd_prob, known=known)
         labels, unknown, grown = g.labels, g.unknown, g.grown
     t = instance_targets(labels, boundary_width)
     fg = labels > 0
@@ -165,6 +170,8 @@ def targets_from_clicks(
         unknown = unclicked_unknown(prepare_input(image, 1)[0], fg, _pixels(obj_pts, shape),
                                     radius, far=background_radius)
         unknown |= ~inside & ~fg
+    if unknown is not None and known is not None and guide is not None:
+        unknown &= ~np.asarray(known, bool)  # what the user drew or erased is certain
     if unknown is not None:
         t.classes[unknown] = IGNORE_INDEX
         t.center_mask[unknown] = False
@@ -347,6 +354,7 @@ def click_guided_instances(
     foreground: np.ndarray | None = None,
     boundary: np.ndarray | None = None,
     snap: float = 3.0,
+    known: np.ndarray | None = None,
 ) -> GuidedInstances:
     """Model instances corrected by one click per object.
 
@@ -368,7 +376,11 @@ def click_guided_instances(
       without a click that touches exactly one clicked object (in a fully annotated region,
       ``unclicked="negative"``) is a piece of it and merged into it.
 
-    Outside ``region`` (default: the whole image) only clicked objects are known.
+    - a predicted object with a pixel in ``known`` (drawn or edited by the user) and no
+      click is kept as it is, whatever ``unclicked`` and ``region`` say, unless a
+      ``background`` click removes it.
+
+    Outside ``region`` (default: the whole image) only clicked (and drawn) objects are known.
     """
     if unclicked not in ("negative", "keep", "unknown"):
         raise ValueError(f"unclicked must be 'negative', 'keep' or 'unknown', not {unclicked!r}")
@@ -437,10 +449,17 @@ def click_guided_instances(
         bg_hit[guide[b[:, 0], b[:, 1]]] = True
     none = counts == 0
     none[0] = False
+    drawn = np.zeros(n_obj + 1, bool)
+    if known is not None:
+        drawn = np.bincount(guide.ravel(), weights=np.asarray(known, bool).ravel(),
+                            minlength=n_obj + 1) > 0
+        drawn[0] = False
+    drawn_kept = none & drawn & ~bg_hit
+    none &= ~drawn_kept
     if unclicked == "negative":
         none &= ~_merge_fragments(guide, out, np.flatnonzero(none & ~bg_hit), boxes, len(clicks))
     negative = none & (bg_hit | (mostly_inside if unclicked == "negative" else False))
-    keep = none & ~negative & (mostly_inside if unclicked == "keep" else False)
+    keep = (none & ~negative & (mostly_inside if unclicked == "keep" else False)) | drawn_kept
     unknown_obj = none & ~negative & ~keep
     if keep.any():
         ids = np.zeros(n_obj + 1, np.int32)

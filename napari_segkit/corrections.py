@@ -2,10 +2,12 @@
 
 After a prediction the user clicks the nuclei the model missed (class ``"nucleus"``),
 clicks the objects that are not nuclei (class ``"background"``), clicks each nucleus of
-an object that merged several, and may edit the instance labels directly. Those
-corrections, with the earlier ones, become training targets on top of the current
-model's own prediction (:func:`correction_targets`): a background click removes its
-object, a click on nothing adds a nucleus, several clicks in one object split it, and the
+an object that merged several, and may edit the instance labels directly (paint a
+nucleus, merge the pieces of one, erase a false object). Those corrections, with the
+earlier ones, become training targets on top of the current model's own prediction
+(:func:`correction_targets`): what the user drew or erased is taught as drawn, a
+background click removes its object, a click on nothing adds a nucleus, several clicks
+in one object split it, and the
 model's objects that nobody corrected are left out of the loss, and so is the edge
 where a corrected object meets one of them (a click on one piece of a nucleus the model
 cut in two does not teach that the nucleus ends where the other piece begins; on the
@@ -36,19 +38,29 @@ from ._common import is_background
 CLASSES = ("nucleus", "background")
 
 
+def _any(mask) -> bool:
+    return mask is not None and bool(np.any(mask))
+
+
 @dataclass
 class Corrections:
     """The user's corrections on one image (they accumulate over rounds).
 
     points : (row, col) of each click
     classes : ``"nucleus"`` or ``"background"`` per click
-    labels : optionally an edited instance label image, taken as the truth where it has
-        objects and as background elsewhere (instead of the model's prediction)
+    painted : optionally the objects the user drew or edited on the instances (brush,
+        fill), one id per object and 0 elsewhere: taught as drawn, on top of each new
+        prediction (see :func:`edits_from_layers`)
+    erased : optionally where the user erased objects (bool): taught as background
+    labels : optionally a whole instance label image that is the truth everywhere (its
+        objects are nuclei, the rest background), used instead of the model's prediction
     """
 
     points: list = field(default_factory=list)
     classes: list = field(default_factory=list)
     labels: np.ndarray | None = None
+    painted: np.ndarray | None = None
+    erased: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points = [tuple(float(v) for v in p[-2:]) for p in self.points]
@@ -74,6 +86,34 @@ class Corrections:
         return len(self.points)
 
     @property
+    def empty(self) -> bool:
+        """Nothing to learn from: no click, no drawn or erased pixel, no labels."""
+        return (len(self) == 0 and self.labels is None and not _any(self.painted)
+                and not _any(self.erased))
+
+    def with_earlier_edits(self, earlier: Corrections | None) -> Corrections:
+        """These corrections with the drawn / erased pixels of ``earlier`` rounds on the same
+        image kept where this round did not draw or erase (its clicks are not added: the
+        corrections layer keeps every click of every round already)."""
+        if earlier is None or (not _any(earlier.painted) and not _any(earlier.erased)):
+            return self
+        shape = next(np.shape(a) for a in (earlier.painted, earlier.erased) if a is not None)
+        painted = np.zeros(shape, np.int32) if earlier.painted is None else \
+            np.asarray(earlier.painted, np.int32).copy()
+        erased = np.zeros(shape, bool) if earlier.erased is None else np.asarray(earlier.erased, bool).copy()
+        if self.painted is not None or self.erased is not None:
+            new_p = np.zeros(shape, np.int32) if self.painted is None else np.asarray(self.painted)
+            new_e = np.zeros(shape, bool) if self.erased is None else np.asarray(self.erased, bool)
+            if new_p.shape != shape or new_e.shape != shape:
+                return self  # another image of the same name: nothing earlier applies
+            painted[new_e | (new_p > 0)] = 0
+            erased &= ~(new_p > 0)
+            erased |= new_e
+            drawn = new_p > 0
+            painted[drawn] = new_p[drawn] + painted.max()
+        return replace(self, painted=painted, erased=erased)
+
+    @property
     def coords(self) -> np.ndarray:
         return np.asarray(self.points, float).reshape(-1, 2)
 
@@ -81,8 +121,8 @@ class Corrections:
 def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
                        boundary_width: int = 1, prediction=None, distill: bool = False,
                        unclicked: str = "unknown"):
-    """Training targets for one image: the current model's prediction (or the edited
-    labels) corrected by the clicks (see module docstring).
+    """Training targets for one image: the current model's prediction, with the user's
+    drawn and erased pixels pasted on it, corrected by the clicks (see module docstring).
 
     ``prediction`` may pass a :class:`napari_segkit.prediction.Prediction` of ``model`` on
     ``image`` already at hand; otherwise one is made (mirror-averaged). ``distill``: where
@@ -90,27 +130,62 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
     centre map instead of targets re-derived from its instances (see
     :func:`napari_segkit.click_targets.targets_from_clicks`). ``unclicked``: the
     model's objects that nobody corrected are left out of the loss (``"unknown"``, the
-    default) or kept as objects (``"keep"``).
+    default) or kept as objects (``"keep"``); drawn objects are always taught, and with
+    ``corrections.labels`` every object of the labels is.
     """
     from .click_targets import targets_from_clicks
     from .prediction import predict
     from .targets import instance_targets
 
-    if corrections.labels is not None and len(corrections) == 0:
-        base = np.asarray(corrections.labels)  # the user's edits alone: nothing to predict
+    shape = np.shape(image)[:2]
+    for name in ("labels", "painted", "erased"):
+        edit = getattr(corrections, name)
+        if edit is not None and np.shape(edit) != shape:
+            what = "edited labels" if name == "labels" else f"{name} pixels"
+            raise ValueError(f"{what} of shape {np.shape(edit)} do not match the image "
+                             f"{shape}; predict again and redo the edits on this image")
+    if corrections.labels is not None:  # the user's labels are the truth everywhere
+        base = np.asarray(corrections.labels)
+        if len(corrections) == 0:
+            return replace(instance_targets(base, boundary_width), instances=base)
+        unclicked, known, probabilities = "keep", None, None
     else:
         if prediction is None:
             prediction = predict(model, image, tta=True)
-        base = prediction.instances if corrections.labels is None else np.asarray(corrections.labels)
-    if base.shape != np.shape(image)[:2]:
-        raise ValueError(f"edited labels of shape {base.shape} do not match the image "
-                         f"{np.shape(image)[:2]}")
-    if len(corrections) == 0:
-        return replace(instance_targets(base, boundary_width), instances=base)
+        base, known = paste_edits(prediction.instances, corrections.painted, corrections.erased)
+        if len(corrections) == 0 and known is None:
+            return replace(instance_targets(base, boundary_width), instances=base)
+        probabilities = prediction.probabilities
     return targets_from_clicks(image, corrections.coords, list(corrections.classes),
                                boundary_width=boundary_width, guide=base,
-                               guide_probabilities=prediction.probabilities,
-                               unclicked=unclicked, distill=distill)
+                               guide_probabilities=probabilities, unclicked=unclicked,
+                               distill=distill, known=known)
+
+
+def paste_edits(predicted: np.ndarray, painted, erased):
+    """The predicted instances with the user's drawn objects on top and erased pixels
+    cleared, and the mask of those pixels (None without edits). A predicted object that a
+    drawn one covers for more than half is dropped (the drawing replaces it); one covered
+    less keeps the rest of its pixels."""
+    if not _any(painted) and not _any(erased):
+        return predicted, None
+    guide = np.asarray(predicted).astype(np.int64, copy=True)
+    known = np.zeros(guide.shape, bool)
+    if _any(erased):
+        known |= np.asarray(erased, bool)
+        guide[known] = 0
+    if _any(painted):
+        drawn = np.asarray(painted) > 0
+        n = int(guide.max()) + 1
+        before = np.bincount(guide.ravel(), minlength=n)
+        guide[drawn] = 0
+        after = np.bincount(guide.ravel(), minlength=n)
+        covered = after < 0.5 * before
+        covered[0] = False
+        guide[covered[guide]] = 0
+        guide[drawn] = np.asarray(painted, np.int64)[drawn] + n
+        known |= drawn
+    return guide, known
 
 
 def correction_training(
@@ -153,19 +228,41 @@ def corrections_from_layers(coords, classes=None, edited_labels=None,
 
     coords : (N, 2+) clicks in image pixels (the last two axes are row, col); classes:
         ``"nucleus"`` / ``"background"`` per click (default all nuclei)
-    edited_labels : the instances as the user left them (brush / eraser edits); they
-        count as corrections only when they differ from ``predicted_labels``
+    edited_labels : the instances as the user left them (brush / fill / eraser edits);
+        where they differ from ``predicted_labels`` they become drawn and erased pixels
+        (:func:`edits_from_layers`)
     """
     coords = np.asarray(coords, float).reshape(-1, np.shape(coords)[-1] if np.size(coords) else 2)
     if len(coords) and coords.shape[1] > 2 and np.ptp(coords[:, :-2], axis=0).any():
         raise ValueError("corrections work on one 2-D image; the clicks lie on several planes")
     classes = ["nucleus"] * len(coords) if classes is None else [str(c) for c in classes]
-    labels = None
+    painted = erased = None
     if edited_labels is not None and predicted_labels is not None:
-        edited = np.asarray(edited_labels)
-        if edited.shape != np.shape(predicted_labels):
-            raise ValueError(f"the edited instances {edited.shape} do not match the prediction "
-                             f"{np.shape(predicted_labels)}; predict again before correcting")
-        if not np.array_equal(edited, predicted_labels):
-            labels = edited.copy()
-    return Corrections([tuple(p[-2:]) for p in coords], classes, labels)
+        painted, erased = edits_from_layers(edited_labels, predicted_labels)
+    return Corrections([tuple(p[-2:]) for p in coords], classes, painted=painted, erased=erased)
+
+
+def edits_from_layers(edited_labels, predicted_labels):
+    """What the user changed on the predicted instances: ``(painted, erased)``, or
+    ``(None, None)`` when nothing changed.
+
+    painted : every object the user drew or touched (painted, filled, merged into another,
+        partly erased, cut by another id), with its whole outline as left, 0 elsewhere;
+        the objects nobody touched are not in it
+    erased : pixels that were an object and are background now
+    """
+    edited = np.asarray(edited_labels)
+    predicted = np.asarray(predicted_labels)
+    if edited.shape != predicted.shape:
+        raise ValueError(f"the edited instances {edited.shape} do not match the prediction "
+                         f"{predicted.shape}; predict again before correcting")
+    changed = edited != predicted
+    if not changed.any():
+        return None, None
+    touched = np.union1d(edited[changed], predicted[changed])
+    touched = touched[touched > 0]
+    painted = np.where(np.isin(edited, touched), edited, 0)
+    ids, compact = np.unique(painted, return_inverse=True)
+    painted = (compact.reshape(edited.shape) + (ids[0] != 0)).astype(np.int32)  # ids 1..n
+    erased = changed & (edited == 0)
+    return (painted if painted.any() else None), (erased if erased.any() else None)

@@ -144,11 +144,12 @@ def test_corrections_from_layers_keep_edits_only_when_they_change_the_prediction
     predicted[2:8, 2:8] = 1
     c = corrections_from_layers(np.array([[5.0, 5.0], [15.0, 15.0]]), ["nucleus", "Background"],
                                 predicted.copy(), predicted)
-    assert c.classes == ["nucleus", "background"] and c.labels is None
+    assert c.classes == ["nucleus", "background"] and c.painted is None and c.erased is None
     edited = predicted.copy()
-    edited[12:18, 12:18] = 2  # painted a missed nucleus
+    edited[12:18, 12:18] = 7  # painted a missed nucleus
     c = corrections_from_layers(np.zeros((0, 2)), None, edited, predicted)
-    assert len(c) == 0 and c.labels is not None and (c.labels == 2).sum() == 36
+    assert len(c) == 0 and not c.empty and c.erased is None
+    assert (c.painted > 0).sum() == 36 and not c.painted[2:8, 2:8].any()  # untouched: not in it
     with pytest.raises(ValueError, match="predict again"):
         corrections_from_layers(np.zeros((0, 2)), None, edited[:10], predicted)
     with pytest.raises(ValueError, match="several planes"):
@@ -165,3 +166,68 @@ def test_retraining_and_suggestions_take_default_for_the_shipped_model(fluo_256)
     model = retrain_with_corrections("default", [image], [Corrections([(5, 5)], ["background"])],
                                      config=cfg)
     assert model.provenance["training"]["init"] != "none"
+
+
+def test_drawn_edits_are_taught_as_drawn_on_each_new_prediction():
+    from napari_segkit.corrections import corrections_from_layers, edits_from_layers
+
+    pred = np.zeros((40, 80), np.int32)
+    pred[10:30, 10:29] = 1  # one nucleus the model cut in two ...
+    pred[10:30, 31:50] = 2
+    pred[10:20, 60:70] = 3  # a false object
+    pred[25:35, 60:70] = 4  # right, nobody touches it
+    image = (pred > 0).astype(np.float32) * 200
+    edited = pred.copy()
+    edited[10:30, 10:50] = 1  # ... merged with the brush, the gap filled
+    edited[edited == 3] = 0   # erased
+    c = corrections_from_layers(np.zeros((0, 2)), None, edited, pred)
+    assert len(c) == 0 and not c.empty
+    assert (c.painted > 0).sum() == 20 * 40 and len(np.unique(c.painted)) == 2
+    assert c.erased.sum() == 100 and c.erased[15, 65]
+    t = correction_targets(None, image, c, prediction=_prediction(pred))  # unclicked unknown
+    merged = t.instances[10:30, 10:50]
+    assert (merged > 0).all() and len(np.unique(merged)) == 1  # one nucleus, gap included
+    # taught whole: its outline on every side, the erased object as background
+    assert (t.classes[10:30, 10:50] >= 0).all() and (t.classes[12:28, 9] == 0).all()
+    assert (t.classes[12:28, 50] == 0).all() and (t.classes[pred == 3] == 0).all()
+    assert (t.classes[pred == 4] < 0).all()  # nobody touched it: left out, as clicks leave it
+    # a click elsewhere does not undo the drawing
+    c.add((29, 65), "background")
+    t = correction_targets(None, image, c, prediction=_prediction(pred))
+    assert len(np.unique(t.instances[10:30, 10:50])) == 1 and (t.classes[pred == 4] == 0).all()
+    # the next round predicts anew (the merge learnt, the false object still there): the
+    # drawing and the erasure from before are kept where this round's edits say nothing
+    pred2 = pred.copy()
+    pred2[10:30, 10:50] = 1
+    edited2 = pred2.copy()
+    edited2[25:35, 60:70] = 0  # this round erases object 4
+    c2 = corrections_from_layers(np.zeros((0, 2)), None, edited2, pred2)
+    both = c2.with_earlier_edits(c)
+    assert both.erased[15, 65] and both.erased[30, 65] and (both.painted[10:30, 10:50] > 0).all()
+    t = correction_targets(None, image, both, prediction=_prediction(pred2))
+    assert (t.classes[pred == 3] == 0).all() and (t.classes[pred == 4] == 0).all()
+    # drawing over what an earlier round erased: the drawing wins
+    pred3 = np.where(pred2 == 3, 0, pred2)
+    edited3 = pred3.copy()
+    edited3[12:18, 62:68] = 9
+    both = corrections_from_layers(np.zeros((0, 2)), None, edited3, pred3).with_earlier_edits(c)
+    assert not both.erased[15, 65] and both.painted[15, 65] > 0 and both.erased[11, 61]
+    assert edits_from_layers(pred, pred) == (None, None)
+    with pytest.raises(ValueError, match="predict again"):
+        correction_targets(None, image, Corrections(erased=np.ones((5, 5), bool)),
+                           prediction=_prediction(pred))
+
+
+def test_a_partly_covered_object_keeps_the_rest_of_its_pixels():
+    from napari_segkit.corrections import paste_edits
+
+    pred = np.zeros((20, 40), np.int32)
+    pred[2:18, 2:18] = 1   # mostly covered by the drawing: replaced
+    pred[2:18, 22:38] = 2  # a corner covered: keeps the rest
+    painted = np.zeros_like(pred)
+    painted[2:18, 0:16] = 1
+    painted[2:6, 22:26] = 2
+    guide, known = paste_edits(pred, painted, None)
+    assert (guide[2:18, 16:18] == 0).all()  # the sliver of object 1 is gone
+    assert (guide[10, 30] == 2) and len(np.unique(guide[2:6, 22:26])) == 1 and guide[3, 23] > 2
+    assert known.sum() == (painted > 0).sum()

@@ -4,7 +4,9 @@
    the current model is least sure, ranked (1 = most useful click).
 2. *Add corrections layer* adds ``"<image> corrections"``: click each nucleus the model
    missed (class ``nucleus``), each false object (class ``background``), each nucleus of a
-   merged object; or paint / erase on the ``"<image> instances"`` layer.
+   merged object; or paint / erase on the ``"<image> instances"`` layer (merge the
+   pieces of a nucleus by painting them with one label, erase a false object). Drawn and
+   erased pixels are kept for the next rounds, on top of each new prediction.
 3. *Retrain with corrections* fine-tunes the current model on the corrected prediction of
    this image and of every image corrected before in this session (in a worker thread,
    with a Stop button; closing the Predict dock or the viewer stops it too), publishes the
@@ -167,12 +169,16 @@ class CorrectionPanel(Container):
             return None
         with user_errors("Retrain with corrections"):
             image = self._predicted_image()
+            data = self._image_data(image)
+            earlier = self.history.get(image.name)
             corrections = self.current_corrections(image)
-            if len(corrections) == 0 and corrections.labels is None:
+            if earlier is not None and np.shape(earlier[0]) == np.shape(data):
+                corrections = corrections.with_earlier_edits(earlier[1])  # edits of past rounds
+            if corrections.empty:
                 raise ValueError("nothing to learn from yet: add a corrections layer and click "
                                  "missed nuclei (class nucleus) or false objects (class "
                                  "background), or paint on the instances layer")
-            self.history[image.name] = (self._image_data(image), corrections)
+            self.history[image.name] = (data, corrections)
             images = [im for im, _ in self.history.values()]
             fixes = [c for _, c in self.history.values()]
             model = self.dock.chosen_model()  # loaded by the worker, off the GUI thread
@@ -189,7 +195,10 @@ class CorrectionPanel(Container):
             self.retrain_button.enabled, self.stop_button.enabled = False, True
             set_progress_quietly(self.progress, 0)
             n = sum(len(c) for c in fixes)
-            self.status.value = f"Retraining on {len(images)} image(s), {n} correction clicks..."
+            drawn = sum(c.painted is not None or c.erased is not None for c in fixes)
+            edits = f", edits on {drawn} image(s)" if drawn else ""
+            self.status.value = (f"Retraining on {len(images)} image(s), {n} correction "
+                                 f"clicks{edits}...")
             worker.start()
             return worker
         return None

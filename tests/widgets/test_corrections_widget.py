@@ -55,6 +55,7 @@ def test_one_correction_round(dock, qtbot, tiny_model_path):
     layer.add(np.array([[5.0, 5.0]]))
     assert list(layer.features["class"])[-1] == "background"
 
+    widget.output["instances"].paint((100, 100), 0)  # the eraser, on the instances layer
     panel.seconds.value = 5
     trained = []
     SESSION.model_trained.connect(trained.append)
@@ -75,6 +76,13 @@ def test_one_correction_round(dock, qtbot, tiny_model_path):
     image, fixes = panel.history["fluo_256"]
     assert image.shape == (256, 256) and len(fixes) == 7
     assert fixes.classes.count("background") == 1
+    assert fixes.erased is not None and fixes.erased[100, 100] and not fixes.erased[200, 200]
+    # round 2 on the new prediction, not edited: the erasure of round 1 is still taught
+    assert panel.retrain() is not None
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    _, fixes = panel.history["fluo_256"]
+    assert errors == [] and len(fixes) == 7 and fixes.erased[100, 100]
 
 
 def test_brush_edits_on_the_instances_count_as_corrections(dock, qtbot):
@@ -85,9 +93,10 @@ def test_brush_edits_on_the_instances_count_as_corrections(dock, qtbot):
     qtbot.waitUntil(lambda: not widget.drawing(), timeout=30_000)
     image = widget.predicted_image
     instances = widget.output["instances"]
-    assert widget.corrections.current_corrections(image).labels is None  # nothing edited
+    assert widget.corrections.current_corrections(image).empty  # nothing edited
     instances.selected_label = int(np.asarray(instances.data).max()) + 1
     instances.paint((10, 10), instances.selected_label)  # the brush, as napari's tool does
-    edited = widget.corrections.current_corrections(image).labels
-    assert edited is not None and edited[10, 10] == instances.selected_label
+    drawn = widget.corrections.current_corrections(image).painted
+    # the stroke and the object it was drawn on (one 256 x 256 object here), told apart
+    assert drawn is not None and drawn[10, 10] > 0 and drawn[10, 10] != drawn[200, 200] > 0
     assert not errors
