@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import napari
+import numpy as np
 import tifffile
 from qtpy.QtWidgets import QApplication
 
@@ -80,6 +81,23 @@ def main(out: Path) -> None:
     _wait(lambda: dock.postprocess.fit_worker is None)
     _wait(lambda: not dock.refining())
     shoot("fitted")
+
+    # one correction round: a click, a brush stroke that merges two objects, Retrain
+    panel = dock.corrections
+    panel.corrections_button.native.click()
+    clicks = viewer.layers["fluo_512 corrections"]
+    clicks.add(np.array([[40.0, 40.0]]))
+    instances = dock.output["instances"]
+    labels = np.asarray(instances.data)
+    ids = [i for i in np.unique(labels) if i > 0]
+    if len(ids) >= 2:  # paint the second object with the first one's label
+        instances.data = np.where(labels == ids[1], ids[0], labels).astype(labels.dtype)
+    shoot("corrections")
+    panel.seconds.value = 5
+    panel.retrain_button.native.click()
+    _wait(lambda: panel.worker is None)
+    _wait(lambda: dock.worker is None)
+    shoot("retrained")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"

@@ -18,8 +18,6 @@ import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QSizePolicy
 
 from .._common import BACKGROUND_CLASS, background_mask, classes_of
 from .._sample_data import POINT_COLORS, points_layer_kwargs
@@ -33,6 +31,7 @@ from .layers import (
     spatial_shape,
     to_image_pixels,
     user_errors,
+    wrap_status,
 )
 
 #: Classes a click can have (the class selector's choices); see ``_common.is_background``.
@@ -79,9 +78,7 @@ class AnnotateWidget(Container):
         )
         self.convert_button = PushButton(text="Convert to labels")
         self.status = Label(value="")
-        self.status.native.setWordWrap(True)
-        self.status.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        wrap_status(self.status)
         self.last_output_name: str | None = None
         self._syncing_class = False
         self.preview = ClickPreview(napari_viewer, on_message=self._show_preview_message)

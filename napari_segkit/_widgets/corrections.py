@@ -20,6 +20,7 @@ Thin: the targets and the training are :mod:`napari_segkit.corrections` and
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from .._sample_data import points_layer_kwargs
 from ..corrections import Corrections, correction_training, corrections_from_layers
 from ..training import TrainConfig
 from ..workflows import open_model
-from .layers import layer_pixels, spatial_shape, to_image_pixels, user_errors
+from .layers import layer_pixels, spatial_shape, to_image_pixels, user_errors, wrap_status
 from .progress import Throttle, set_progress_quietly, watch_close
 from .session import SESSION
 from .train import default_model_path
@@ -56,6 +57,7 @@ class CorrectionPanel(Container):
         self.stop_button = PushButton(text="Stop retraining", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="Retraining")
         self.status = Label(value="")
+        wrap_status(self.status)
         super().__init__(widgets=[self.header, self.suggest_button, self.corrections_button,
                                   self.seconds, self.retrain_button, self.stop_button,
                                   self.progress, self.status])
@@ -105,7 +107,9 @@ class CorrectionPanel(Container):
             layer.mode = "add"
             self.viewer.layers.selection.active = layer
             self.status.value = ("Click missed nuclei (class nucleus) and false objects "
-                                 "(class background), then Retrain.")
+                                 "(class background), or paint on the instances layer "
+                                 "(one label over the pieces of a nucleus merges them), "
+                                 "then Retrain.")
             return layer
         return None
 
@@ -237,7 +241,10 @@ class CorrectionPanel(Container):
             self.status.value = "Retraining did not finish; the model is unchanged."
             return
         set_progress_quietly(self.progress, 1000)
-        self.status.value = f"Retrained ({event.step} steps): {event.model_path}. Predicting..."
+        self.status.value = (f"Retrained ({event.step} steps), saved as "
+                             f"{Path(event.model_path).name}; the prediction above is redone "
+                             f"with it.")
+        self.status.tooltip = str(event.model_path)
         SESSION.publish_model(str(event.model_path))  # the Predict dock selects it
         if event.kind == "stopped":
             show_warning("Retraining stopped early; the weights reached so far are used.")

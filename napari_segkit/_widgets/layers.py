@@ -14,7 +14,8 @@ import numpy as np
 from magicgui.widgets import Container
 from napari.layers import Image, Layer
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 log = logging.getLogger("napari_segkit")
 
@@ -162,6 +163,13 @@ def full_width(*widgets) -> Container:
     column = Container(labels=False, widgets=list(widgets))
     column.native.layout().setContentsMargins(0, 0, 0, 0)
     return column
+
+
+def wrap_status(label) -> None:
+    """A status line that wraps its words within the dock's width instead of widening it."""
+    label.native.setWordWrap(True)
+    label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
 
 def scroll_page(*widgets: QWidget) -> QScrollArea:

@@ -31,7 +31,7 @@ from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, user_errors
+from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, user_errors, wrap_status
 from .plots import TrainingPlot
 from .progress import REPAINT_EVERY_MS, set_progress_quietly, watch_close
 from .session import SESSION
@@ -112,7 +112,7 @@ class TrainWidget(Container):
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="Progress", value=0, min=0, max=1000)
         self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        wrap_status(self.status)
         self.plot = TrainingPlot()
         super().__init__(widgets=[
             self.image, self.annotation_layer, self.labels_kind, self.region, self.add_pair, self.clear_pairs, self.pairs_label,
