@@ -162,6 +162,12 @@ class Trainer:
                                replay_path=cfg.replay_path,
                                replay_exclude=tuple(cfg.replay_exclude)) \
             if settings is not None else None
+        replay = self.tuner.replay if self.tuner is not None else None
+        if (cfg.finetune_class_weights == "replay" and replay is not None
+                and int(replay.classes.max()) < self.n_classes):
+            # the class weights of the start model's own training data (see TrainConfig)
+            self.weights = torch.as_tensor(class_weights([replay.classes], self.n_classes),
+                                           device=device)
         # a weight pull towards the start replaces the decay towards zero
         decay = 0.0 if (settings is not None and settings.anchor_strength > 0) else cfg.weight_decay
         self.frozen = freeze_levels(self.net, cfg.frozen_levels)

@@ -104,6 +104,34 @@ def test_fine_tuning_replays_without_the_excluded_images(fluo_256):
     assert he not in trainer.tuner.replay.sources and len(trainer.tuner.replay.sources) >= 10
 
 
+def test_fine_tuning_weighs_classes_as_the_start_models_training_data(fluo_256):
+    """A correction teaches a few objects in much background: with
+    ``finetune_class_weights="replay"`` the loss keeps the class weights of the replay set
+    instead of taking them from those targets (the default)."""
+    from napari_segkit.targets import Targets, class_weights
+    from napari_segkit.training import Trainer
+
+    image, labels = fluo_256[:2]
+    classes = np.where(labels > 0, -1, 0).astype(np.int64)  # the objects left out ...
+    classes[100:110, 100:110] = 1  # ... but one, in much background
+    classes[100, 100:110] = 2
+    t = Targets(classes, np.zeros(classes.shape, np.float32), classes >= 0)
+    own = class_weights([classes], 3)
+    weights = {}
+    for how in ("replay", "targets", None):
+        cfg = TrainConfig(steps=1, batch_size=2, patch_size=64, device="cpu",
+                          **({} if how is None else {"finetune_class_weights": how}))
+        trainer = Trainer(cfg, init="default")
+        trainer.prepare_data([image], [None], [None], targets=[t])
+        trainer.build_optimiser()
+        weights[how] = trainer.weights.cpu().numpy()
+    assert np.allclose(weights["targets"], own) and np.allclose(weights[None], own)
+    assert np.allclose(weights["replay"], class_weights([trainer.tuner.replay.classes], 3))
+    assert weights["replay"][1] < own[1] / 2  # interior: not blown up by the scarce objects
+    with pytest.raises(ValueError, match="finetune_class_weights"):
+        Trainer(TrainConfig(finetune_class_weights="mine"), init="default")
+
+
 
 @pytest.mark.parametrize("patch", [64, 128, 160])
 def test_replay_mixing_replaces_the_tail_of_each_batch(patch):
