@@ -17,7 +17,9 @@ Rows (``--rows``; default all):
   did not memorise (not a target of the issue; a check that correcting does not hurt).
   With ``--paint-splits`` the simulated user also uses the brush: a nucleus among the
   largest errors that the model cut into pieces is painted as one nucleus on the
-  instances (merging the pieces) instead of clicked.
+  instances (merging the pieces) instead of clicked. With ``--review`` it says when it has
+  corrected every error of an image (no more than 10 left): the objects it left alone are
+  then taught as right (``Corrections.reviewed``).
 - ``suggestions``: the simulated user answers the 10 top suggestions of
   :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
@@ -152,14 +154,18 @@ def row_finetune(args, seed, data, kind, init):
     return {**score(model, sx, sy), **info}
 
 
-def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bool = False):
+def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bool = False,
+                          review: bool = False):
     """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
     "nucleus" at their innermost pixel, false objects -> "background" at theirs).
 
     ``paint_splits``: a nucleus the model cut into pieces (two or more predicted objects
     lying mostly in it, :mod:`napari_segkit.instance_errors`) is painted over with the
     brush as one nucleus instead (``"paint"``, with the nucleus' id in place of a point):
-    the user merges the pieces on the instances layer."""
+    the user merges the pieces on the instances layer.
+
+    ``review``: when an image has no more errors than ``n_errors``, the user has corrected
+    them all and says so (a ``(None, "reviewed")`` entry: ``Corrections.reviewed``)."""
     from napari_segkit.prediction import predict
 
     out = []
@@ -181,7 +187,10 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
             if (gt[pred == p] > 0).mean() < 0.5:
                 errors.append((pr_areas[p], _inner_point(pred == p), "background"))
         errors.sort(key=lambda e: -e[0])
-        out.append([(pt, cls) for _, pt, cls in errors[:n_errors]])
+        fixes = [(pt, cls) for _, pt, cls in errors[:n_errors]]
+        if review and len(errors) <= n_errors:  # every error of the image corrected
+            fixes.append((None, "reviewed"))
+        out.append(fixes)
     return out
 
 
@@ -222,12 +231,16 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     model = load_default_model() if init == "default" else load_model(init)
     history = [score(model, sx, sy)]
     corrections = [Corrections() for _ in ax]
-    painted = 0
+    painted = reviewed = 0
     for r in range(rounds):
-        new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits)
+        new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review)
         for c, gt, clicks in zip(corrections, ay, new):
+            c.reviewed = False  # each round the user looks at the new prediction again
             for pt, cls in clicks:
-                if cls == "paint":  # the brush over the whole nucleus, one label
+                if cls == "reviewed":
+                    c.reviewed = True
+                    reviewed += 1
+                elif cls == "paint":  # the brush over the whole nucleus, one label
                     if c.painted is None:
                         c.painted = np.zeros(gt.shape, np.int32)
                     c.painted[gt == pt] = c.painted.max() + 1
@@ -238,7 +251,8 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
         history.append(score(model, sx, sy))
         print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f}", flush=True)
     return {**history[-1], "rounds_f1": [h["f1"] for h in history],
-            "clicks": sum(len(c) for c in corrections), "painted": painted}
+            "clicks": sum(len(c) for c in corrections), "painted": painted,
+            "reviewed": reviewed}
 
 
 def _config(args, seed, fraction):
@@ -366,6 +380,9 @@ def main() -> None:
     ap.add_argument("--paint-splits", action="store_true",
                     help="correction rows: the simulated user paints each nucleus the model cut "
                          "into pieces as one (a brush edit) instead of clicking it")
+    ap.add_argument("--review", action="store_true",
+                    help="correction rows: when the simulated user has corrected every error "
+                         "of an image (no more than 10), it says so (Corrections.reviewed)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     args.overrides = parse_overrides(args.overrides)
@@ -381,7 +398,9 @@ def main() -> None:
     print(f"fine-tuning budget {what} on {args.threads} thread(s); seeds {args.seeds}; start "
           f"{args.start}; {'DEVELOPMENT splits' if args.dev else 'scoring splits'}; "
           f"settings {args.overrides or 'recipe defaults'}"
-          f"{'; the simulated user paints split nuclei' if args.paint_splits else ''}", flush=True)
+          f"{'; the simulated user paints split nuclei' if args.paint_splits else ''}"
+          f"{'; says when it corrected every error of an image' if args.review else ''}",
+          flush=True)
     starts = {d: score(start, v[2], v[3]) for d, v in data.items()}
     for d, s in starts.items():
         print(f"start model on the {d} scoring images: F1 {s['f1']:.3f} AP {s['ap']:.3f} "

@@ -91,6 +91,10 @@ def test_uncorrected_objects_can_be_left_out_of_the_loss():
     assert (t.classes[pred == 2] < 0).all() and (t.instances[pred == 2] == 0).all()
     assert (t.classes[pred == 3] == 0).all()  # the background click still teaches
     assert (t.classes[0:10, 0:10] == 0).all()  # the model's background stays background
+    # the user says every error of the image is corrected: the rest is right, taught
+    c.reviewed = True
+    t = correction_targets(None, image, c, prediction=_prediction(pred))
+    assert (t.classes[pred == 2] > 0).all() and (t.classes[pred == 3] == 0).all()
     with pytest.raises(ValueError, match="unclicked"):
         correction_targets(None, image, c, prediction=_prediction(pred), unclicked="drop")
 
