@@ -54,6 +54,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -154,18 +155,26 @@ def row_finetune(args, seed, data, kind, init):
     return {**score(model, sx, sy), **info}
 
 
+@dataclass
+class UserRound:
+    """What the simulated user does on one image in one round of corrections."""
+
+    clicks: list = field(default_factory=list)  # (point, "nucleus" / "background")
+    painted: list = field(default_factory=list)  # ground-truth ids painted as one nucleus
+    reviewed: bool = False  # every error of the image corrected, and said so
+
+
 def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bool = False,
-                          review: bool = False):
+                          review: bool = False) -> list[UserRound]:
     """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
     "nucleus" at their innermost pixel, false objects -> "background" at theirs).
 
-    ``paint_splits``: a nucleus the model cut into pieces (two or more predicted objects
-    lying mostly in it, :mod:`napari_segkit.instance_errors`) is painted over with the
-    brush as one nucleus instead (``"paint"``, with the nucleus' id in place of a point):
-    the user merges the pieces on the instances layer.
-
+    ``paint_splits``: a nucleus the model cut into pieces
+    (:func:`napari_segkit.instance_errors.split_objects`) is painted over with the brush
+    as one nucleus instead: the user merges the pieces on the instances layer.
     ``review``: when an image has no more errors than ``n_errors``, the user has corrected
-    them all and says so (a ``(None, "reviewed")`` entry: ``Corrections.reviewed``)."""
+    them all and says so (``Corrections.reviewed``)."""
+    from napari_segkit.instance_errors import split_objects
     from napari_segkit.prediction import predict
 
     out = []
@@ -175,34 +184,23 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
         gt_areas = np.bincount(gt.ravel())
         pr_areas = np.bincount(pred.ravel())
         missed, false = _unmatched(gt, pred)
-        split = _split_nuclei(gt, pred) if paint_splits else set()
+        split = set(split_objects(gt, pred).tolist()) if paint_splits else set()
         for g in missed:
             if g in split:
                 errors.append((gt_areas[g], g, "paint"))
-                continue
-            errors.append((gt_areas[g], _inner_point(gt == g), "nucleus"))
+            else:
+                errors.append((gt_areas[g], _inner_point(gt == g), "nucleus"))
         for p in false:
             # a predicted object that covers no nucleus centre: false; one over nuclei the
             # user sees as (merged / misshapen) nuclei is corrected by clicking them
             if (gt[pred == p] > 0).mean() < 0.5:
                 errors.append((pr_areas[p], _inner_point(pred == p), "background"))
         errors.sort(key=lambda e: -e[0])
-        fixes = [(pt, cls) for _, pt, cls in errors[:n_errors]]
-        if review and len(errors) <= n_errors:  # every error of the image corrected
-            fixes.append((None, "reviewed"))
-        out.append(fixes)
+        fixes = errors[:n_errors]
+        out.append(UserRound(clicks=[(pt, cls) for _, pt, cls in fixes if cls != "paint"],
+                             painted=[g for _, g, cls in fixes if cls == "paint"],
+                             reviewed=review and len(errors) <= n_errors))
     return out
-
-
-def _split_nuclei(gt, pred) -> set:
-    """Ground-truth ids with two or more predicted objects lying mostly (half their pixels)
-    in them, the rule of :mod:`napari_segkit.instance_errors`."""
-    both = (gt > 0) & (pred > 0)
-    pairs, inter = np.unique(np.stack([gt[both], pred[both]]), axis=1, return_counts=True)
-    pr_areas = np.bincount(pred.ravel())
-    lies = inter >= 0.5 * pr_areas[pairs[1]]
-    ids, pieces = np.unique(pairs[0][lies], return_counts=True)
-    return {int(g) for g in ids[pieces >= 2]}
 
 
 def _unmatched(gt, pred, iou: float = 0.5):
@@ -234,19 +232,16 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     painted = reviewed = 0
     for r in range(rounds):
         new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review)
-        for c, gt, clicks in zip(corrections, ay, new):
-            c.reviewed = False  # each round the user looks at the new prediction again
-            for pt, cls in clicks:
-                if cls == "reviewed":
-                    c.reviewed = True
-                    reviewed += 1
-                elif cls == "paint":  # the brush over the whole nucleus, one label
-                    if c.painted is None:
-                        c.painted = np.zeros(gt.shape, np.int32)
-                    c.painted[gt == pt] = c.painted.max() + 1
-                    painted += 1
-                else:
-                    c.add(pt, cls)
+        for c, gt, user in zip(corrections, ay, new):
+            for pt, cls in user.clicks:
+                c.add(pt, cls)
+            for g in user.painted:  # the brush over the whole nucleus, one label
+                if c.painted is None:
+                    c.painted = np.zeros(gt.shape, np.int32)
+                c.painted[gt == g] = c.painted.max() + 1
+            c.reviewed = user.reviewed  # of this round's prediction only
+            painted += len(user.painted)
+            reviewed += user.reviewed
         model = retrain_with_corrections(model, ax, corrections, config=_config(args, seed + r, 1 / 3))
         history.append(score(model, sx, sy))
         print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f}", flush=True)

@@ -62,7 +62,7 @@ class SplitMergeCounts:
 
 
 def _overlaps(gt: np.ndarray, pred: np.ndarray):
-    _, g = compact_labels(gt)
+    gt_ids, g = compact_labels(gt)
     _, p = compact_labels(pred)
     n_g, n_p = int(g.max(initial=0)), int(p.max(initial=0))
     gt_area = np.bincount(g.ravel(), minlength=n_g + 1)[1:]
@@ -71,7 +71,26 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray):
     codes = (g[both] - 1).astype(np.int64) * max(n_p, 1) + (p[both] - 1)
     pair, inter = np.unique(codes, return_counts=True)
     rows, cols = np.divmod(pair, max(n_p, 1))
-    return n_g, n_p, gt_area, pred_area, rows, cols, inter
+    return gt_ids, n_g, n_p, gt_area, pred_area, rows, cols, inter
+
+
+def _check_fraction(fraction: float) -> None:
+    if not 0.5 <= float(fraction) <= 1.0:
+        raise ValueError(f"fraction must be in [0.5, 1], got {fraction}")
+
+
+def _pieces(n_g, pred_area, rows, cols, inter, fraction) -> np.ndarray:
+    """Per (compact) ground-truth object, how many predicted objects lie in it."""
+    return np.bincount(rows[inter >= fraction * pred_area[cols]], minlength=n_g)
+
+
+def split_objects(gt, pred, fraction: float = 0.5) -> np.ndarray:
+    """The ids of the ground-truth objects that ``pred`` splits (two or more predicted
+    objects lie in each, see the module docstring), ascending."""
+    _check_fraction(fraction)
+    gt, pred = check_label_pair(gt, pred)
+    gt_ids, n_g, _, _, pred_area, rows, cols, inter = _overlaps(gt, pred)
+    return gt_ids[_pieces(n_g, pred_area, rows, cols, inter, fraction) >= 2]
 
 
 def split_merge_counts(gt, pred, fraction: float = 0.5) -> SplitMergeCounts:
@@ -84,12 +103,10 @@ def split_merge_counts(gt, pred, fraction: float = 0.5) -> SplitMergeCounts:
         Share of an object's pixels that must fall in an object of the other image for
         it to *lie in* that object, in [0.5, 1].
     """
-    if not 0.5 <= float(fraction) <= 1.0:
-        raise ValueError(f"fraction must be in [0.5, 1], got {fraction}")
+    _check_fraction(fraction)
     gt, pred = check_label_pair(gt, pred)
-    n_g, n_p, gt_area, pred_area, rows, cols, inter = _overlaps(gt, pred)
-    pred_in_gt = inter >= fraction * pred_area[cols]
-    pieces = np.bincount(rows[pred_in_gt], minlength=n_g)
+    _, n_g, n_p, gt_area, pred_area, rows, cols, inter = _overlaps(gt, pred)
+    pieces = _pieces(n_g, pred_area, rows, cols, inter, fraction)
     split = pieces >= 2
     gt_in_pred = inter >= fraction * gt_area[rows]
     held = np.bincount(cols[gt_in_pred], minlength=n_p)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_segkit.instance_errors import split_merge_counts, summarise_split_merge
+from napari_segkit.instance_errors import split_merge_counts, split_objects, summarise_split_merge
 
 
 def test_split_and_merge_counts():
@@ -21,6 +21,8 @@ def test_split_and_merge_counts():
     assert (c.split_gt, c.split_pieces) == (1, 2)
     assert (c.merged_pred, c.merged_gt) == (1, 2)
     assert c.median_area_split_gt == 400 and c.median_area_merged_gt == 200
+    gt[gt == 1] = 9  # which ones: by their own ids
+    assert split_objects(gt, pred).tolist() == [9] and split_objects(gt, gt).size == 0
     total = summarise_split_merge([c, c.to_dict()])
     assert total["split_gt"] == 2 and total["merged_gt"] == 4
 
