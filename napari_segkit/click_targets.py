@@ -20,8 +20,8 @@ from .annotations import clicks_to_labels
 from .normalization import prepare_input
 from .targets import BACKGROUND, BOUNDARY, Targets, instance_targets
 
-__all__ = ["GuidedInstances", "click_guided_instances", "near_points", "object_radius",
-           "region_mask", "targets_from_clicks", "unclicked_unknown"]
+__all__ = ["GuidedInstances", "check_unclicked", "click_guided_instances", "near_points",
+           "object_radius", "region_mask", "targets_from_clicks", "unclicked_unknown"]
 
 
 def region_mask(region, shape: tuple[int, int]) -> np.ndarray:
@@ -56,6 +56,12 @@ def region_mask(region, shape: tuple[int, int]) -> np.ndarray:
         f"a region must be None, a mask of the image's shape {shape}, a box (row0, col0, "
         f"row1, col1) or polygon vertices (N, 2); got an array of shape {arr.shape}"
     )
+
+
+def check_unclicked(unclicked: str) -> None:
+    """A ValueError unless ``unclicked`` names a rule for objects nobody clicked."""
+    if unclicked not in ("negative", "keep", "unknown"):
+        raise ValueError(f"unclicked must be 'negative', 'keep' or 'unknown', not {unclicked!r}")
 
 
 def _split_classes(points, classes) -> tuple[np.ndarray, np.ndarray]:
@@ -382,8 +388,7 @@ def click_guided_instances(
 
     Outside ``region`` (default: the whole image) only clicked (and drawn) objects are known.
     """
-    if unclicked not in ("negative", "keep", "unknown"):
-        raise ValueError(f"unclicked must be 'negative', 'keep' or 'unknown', not {unclicked!r}")
+    check_unclicked(unclicked)
     guide = guide.astype(np.int64, copy=False)
     shape = np.array(guide.shape)
     inside = np.ones(guide.shape, bool) if region is None else np.asarray(region, bool)

@@ -44,6 +44,16 @@ def _any(mask) -> bool:
     return mask is not None and bool(np.any(mask))
 
 
+def _edit_arrays(c: Corrections, shape) -> tuple[np.ndarray, np.ndarray]:
+    """``c``'s drawn ids and erased mask as arrays of ``shape`` (zeros where it has none)."""
+    painted = np.zeros(shape, np.int32) if c.painted is None else np.asarray(c.painted, np.int32)
+    erased = np.zeros(shape, bool) if c.erased is None else np.asarray(c.erased, bool)
+    if painted.shape != tuple(shape) or erased.shape != tuple(shape):
+        raise ValueError(f"the edits of two rounds differ in shape ({painted.shape} and "
+                         f"{tuple(shape)}): they are not of the same image")
+    return painted, erased
+
+
 @dataclass
 class Corrections:
     """The user's corrections on one image (they accumulate over rounds).
@@ -106,21 +116,13 @@ class Corrections:
         corrections layer keeps every click of every round already)."""
         if earlier is None or (not _any(earlier.painted) and not _any(earlier.erased)):
             return self
-        shape = next(np.shape(a) for a in (earlier.painted, earlier.erased) if a is not None)
-        painted = np.zeros(shape, np.int32) if earlier.painted is None else \
-            np.asarray(earlier.painted, np.int32).copy()
-        erased = np.zeros(shape, bool) if earlier.erased is None else np.asarray(earlier.erased, bool).copy()
-        if self.painted is not None or self.erased is not None:
-            new_p = np.zeros(shape, np.int32) if self.painted is None else np.asarray(self.painted)
-            new_e = np.zeros(shape, bool) if self.erased is None else np.asarray(self.erased, bool)
-            if new_p.shape != shape or new_e.shape != shape:
-                return self  # another image of the same name: nothing earlier applies
-            painted[new_e | (new_p > 0)] = 0
-            erased &= ~(new_p > 0)
-            erased |= new_e
-            drawn = new_p > 0
-            painted[drawn] = new_p[drawn] + painted.max()
-        return replace(self, painted=painted, erased=erased)
+        shape = np.shape(earlier.painted if earlier.painted is not None else earlier.erased)
+        old_p, old_e = _edit_arrays(earlier, shape)
+        new_p, new_e = _edit_arrays(self, shape)
+        drawn = new_p > 0
+        painted = np.where(drawn | new_e, 0, old_p)
+        painted[drawn] = new_p[drawn] + painted.max()
+        return replace(self, painted=painted, erased=(old_e & ~drawn) | new_e)
 
     @property
     def coords(self) -> np.ndarray:
@@ -143,12 +145,11 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
     ``corrections.labels`` every object of the labels is, and with ``corrections.reviewed``
     every object of the prediction (``"keep"``).
     """
-    from .click_targets import targets_from_clicks
+    from .click_targets import check_unclicked, targets_from_clicks
     from .prediction import predict
     from .targets import instance_targets
 
-    if unclicked not in ("unknown", "keep", "negative"):
-        raise ValueError(f"unclicked must be 'unknown', 'keep' or 'negative', not {unclicked!r}")
+    check_unclicked(unclicked)  # before ``reviewed`` may override it
     shape = np.shape(image)[:2]
     for name in ("labels", "painted", "erased"):
         edit = getattr(corrections, name)
@@ -275,8 +276,6 @@ def edits_from_layers(edited_labels, predicted_labels):
         return None, None
     touched = np.union1d(edited[changed], predicted[changed])
     touched = touched[touched > 0]
-    painted = np.where(np.isin(edited, touched), edited, 0)
-    ids, compact = np.unique(painted, return_inverse=True)
-    painted = (compact.reshape(edited.shape) + (ids[0] != 0)).astype(np.int32)  # ids 1..n
+    painted = np.where(np.isin(edited, touched), edited, 0).astype(np.int32)  # the user's ids
     erased = changed & (edited == 0)
     return (painted if painted.any() else None), (erased if erased.any() else None)

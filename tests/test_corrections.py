@@ -99,7 +99,6 @@ def test_uncorrected_objects_can_be_left_out_of_the_loss():
         correction_targets(None, image, c, prediction=_prediction(pred), unclicked="drop")
 
 
-
 def test_a_clicked_piece_is_not_taught_to_end_where_an_unclicked_piece_begins():
     pred = np.zeros((40, 64), np.int32)
     pred[10:30, 10:30] = 1  # one nucleus the model cut in two: the user clicks one piece
@@ -118,6 +117,7 @@ def test_a_clicked_piece_is_not_taught_to_end_where_an_unclicked_piece_begins():
     # when every nucleus is clicked the other piece is merged into the clicked one
     t = correction_targets(None, image, c, prediction=_prediction(pred), unclicked="negative")
     assert (t.instances[pred > 0] == 1).all() and (t.classes >= 0).all()
+
 
 def test_retraining_starts_from_the_current_model_and_leaves_it_alone(fluo_256):
     from napari_segkit.model_io import load_default_model
@@ -216,6 +216,8 @@ def test_drawn_edits_are_taught_as_drawn_on_each_new_prediction():
     edited3[12:18, 62:68] = 9
     both = corrections_from_layers(np.zeros((0, 2)), None, edited3, pred3).with_earlier_edits(c)
     assert not both.erased[15, 65] and both.painted[15, 65] > 0 and both.erased[11, 61]
+    with pytest.raises(ValueError, match="not of the same image"):
+        Corrections(erased=np.ones((5, 5), bool)).with_earlier_edits(c)
     assert edits_from_layers(pred, pred) == (None, None)
     with pytest.raises(ValueError, match="predict again"):
         correction_targets(None, image, Corrections(erased=np.ones((5, 5), bool)),

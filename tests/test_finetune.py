@@ -132,7 +132,6 @@ def test_fine_tuning_weighs_classes_as_the_start_models_training_data(fluo_256):
         Trainer(TrainConfig(finetune_class_weights="mine"), init="default")
 
 
-
 @pytest.mark.parametrize("patch", [64, 128, 160])
 def test_replay_mixing_replaces_the_tail_of_each_batch(patch):
     replay = load_replay_set()
