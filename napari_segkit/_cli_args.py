@@ -62,6 +62,7 @@ seed = bounded(0, MAX_SEED, integer=True)
 color_variants = bounded(0, MAX_COLOR_VARIANTS, integer=True)
 zoom_factor = bounded(ZOOM_BOUNDS[0], ZOOM_BOUNDS[1])
 channel = bounded(0, 1023, integer=True)
+suggestions = bounded(1, 1000, integer=True, what=" per image")
 
 
 def diameter(text: str) -> str | float:
@@ -147,5 +148,12 @@ def _check_folders(args: argparse.Namespace) -> None:
         check_output_folder(args.out, "argument --out")
     elif command == "convert":
         check_output_file(args.out, "argument --out", (".tif", ".tiff"))
+    elif command == "correct":
+        check_output_file(args.out, "argument --out")
+    elif command == "suggest":
+        if _same(args.out, args.points):
+            raise ValueError(f"argument --out: {args.out} is the --points folder; the "
+                             "suggestions would overwrite your corrections: write them elsewhere")
+        check_output_folder(args.out, "argument --out")
     elif command == "demo":
         check_output_folder(args.out, "argument --out")

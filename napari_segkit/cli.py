@@ -5,6 +5,8 @@
     napari-segkit predict  --model MODEL|default --images DIR|IMG.tif|IMG.zarr --out DIR [--scheduler threads|local:N|tcp://HOST:PORT]
                            [--labels-format auto|tif|zarr] [--labels-into-source]
     napari-segkit evaluate --pred DIR --gt DIR [--json]
+    napari-segkit suggest  --model MODEL|default --images DIR --out DIR [--points DIR] [-n 10]
+    napari-segkit correct  --model MODEL|default --images DIR --points DIR --out MODEL [--minutes 1]
     napari-segkit demo     [--out DIR]
 
 ``--axes`` (YXC, CYX, ZYX...) and ``--channel`` say how images are read (convert, train,
@@ -314,6 +316,112 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- correction loop
+def _correction_clicks(csv_path: Path, image: np.ndarray):
+    """The corrections of one image from a napari points CSV (``class`` column:
+    ``nucleus`` / ``background``, all nuclei without it); clicks outside the image are
+    left out with a warning, and a file with none inside is an error."""
+    from . import io
+    from ._common import classes_of
+    from .corrections import corrections_from_layers
+
+    coords, features = io.read_points_csv(csv_path)
+    if "reason" in features and "class" not in features:
+        raise ValueError(f"{csv_path} holds suggestions (napari-segkit suggest), not "
+                         "corrections: answer each with a 'nucleus' or 'background' click in a "
+                         "points file of your own, with a 'class' column")
+    fixes = corrections_from_layers(coords, classes_of(features))
+    pts = fixes.coords.reshape(-1, 2)
+    inside = ((pts >= -0.5) & (pts < np.array(image.shape[:2]) - 0.5)).all(axis=1)
+    if len(pts) and not inside.any():
+        raise ValueError(f"all {len(pts)} clicks of {csv_path.name} lie outside its image "
+                         f"{image.shape[:2]}; check that the points file belongs to it")
+    if not inside.all():
+        print(f"warning: {int((~inside).sum())} of {len(pts)} clicks of {csv_path.name} lie "
+              "outside the image and are left out", file=sys.stderr)
+        fixes.points = [p for p, ok in zip(fixes.points, inside) if ok]
+        fixes.classes = [c for c, ok in zip(fixes.classes, inside) if ok]
+    return fixes
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from . import io
+    from .suggestions import suggest_clicks
+    from .workflows import open_model
+
+    model = open_model(args.model)
+    files = io.image_files(args.images)
+    if not files:
+        raise UsageError(f"no image in {args.images}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for path in files:
+        image = _read_image(path, args)
+        clicks = classes = None
+        done = args.points / f"{path.stem}.csv" if args.points else None
+        if done is not None and done.is_file():
+            fixes = _correction_clicks(done, image)
+            clicks, classes = fixes.coords.reshape(-1, 2), fixes.classes
+        coords, scores, reasons = suggest_clicks(model, image, clicks if clicks is not None and
+                                                 len(clicks) else None, n=args.n,
+                                                 classes=classes or None)
+        io.write_points_csv(args.out / f"{path.stem}.csv", coords.reshape(-1, 2),
+                            {"rank": np.arange(1, len(coords) + 1), "score": np.round(scores, 3),
+                             "reason": reasons})
+        total += len(coords)
+        print(f"{path.name}: {len(coords)} suggestion(s)"
+              + (f", first: {reasons[0]}" if reasons else ""), file=sys.stderr)
+    print(f"wrote <stem>.csv with {total} suggested click(s) for {len(files)} image(s) to "
+          f"{args.out}: open each as a Points layer over its image, answer with a nucleus or "
+          "background click, and run `napari-segkit correct`")
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from .corrections import retrain_with_corrections
+    from .training import TrainConfig, TrainingInterrupted
+    from .workflows import TrainingProgress, open_model
+
+    model = open_model(args.model)  # a bad model file is reported before anything else
+    pairs = _pairs(args.images, args.points, ".csv")
+    images, fixes = [], []
+    for image_path, csv_path in pairs:
+        image = _read_image(image_path, args)
+        if image.ndim == 3 and image.shape[-1] not in (3, 4):
+            raise ValueError(f"{image_path.name} has shape {image.shape}: corrections work on "
+                             "one 2-D grey or RGB image; give --channel K or --axes")
+        images.append(image)
+        fixes.append(_correction_clicks(csv_path, image))
+    n = sum(len(f) for f in fixes)
+    if n == 0:
+        raise ValueError(f"the points files in {args.points} hold no clicks; click missed nuclei "
+                         "('nucleus') and false objects ('background') first")
+    cfg = TrainConfig(seed=args.seed, device=args.device, time_budget_s=args.minutes * 60,
+                      steps=10**7)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    n_bg = sum(c == "background" for f in fixes for c in f.classes)
+    print(f"retraining {args.model} on {len(images)} image(s) with {n} correction(s) "
+          f"({n - n_bg} nucleus, {n_bg} background); budget={args.minutes:g} min",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    progress = TrainingProgress(cfg.time_budget_s)
+    try:
+        retrain_with_corrections(model, images, fixes, config=cfg, out_path=args.out,
+                                 progress=progress)
+    except TrainingInterrupted as stop:
+        progress.close()
+        saved = (f"the weights so far were saved to {stop.model_path}" if stop.model_path
+                 else "no model was saved")
+        print(f"interrupted at step {stop.step}: {saved}", file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+    last = progress.last
+    print(f"done in {time.perf_counter() - t0:.0f} s: {last.step} steps on {last.device}; "
+          f"model: {args.out} (predict with it, correct again, repeat)")
+    return 0
+
+
 # --------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -421,6 +529,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES)
     _layout_options(p)
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("suggest", help="where a correction click would teach the model most: "
+                                       "<stem>.csv napari points per image, best first")
+    p.add_argument("--model", required=True, help="model file or 'default'")
+    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    p.add_argument("--out", required=True, type=Path, help="folder for <stem>.csv suggestions")
+    p.add_argument("--points", type=Path, default=None,
+                   help="folder of <stem>.csv corrections already made (not suggested again)")
+    p.add_argument("-n", type=arg.suggestions, default=10, help="suggestions per image (default 10)")
+    _layout_options(p)
+    p.set_defaults(func=cmd_suggest)
+
+    p = sub.add_parser("correct", help="retrain a model from correction clicks on its "
+                                       "predictions (the correction loop's Retrain)")
+    p.add_argument("--model", required=True, help="the model that predicted: a file or 'default'")
+    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    p.add_argument("--points", required=True, type=Path,
+                   help="folder of <stem>.csv napari points: clicks with a 'class' column, "
+                        "'nucleus' on missed nuclei (one per nucleus) and 'background' on false "
+                        "objects; images without one are left out")
+    p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
+    p.add_argument("--minutes", type=arg.minutes, default=1.0,
+                   help="time budget in minutes (default 1)")
+    p.add_argument("--seed", type=arg.seed, default=0)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    _layout_options(p)
+    p.set_defaults(func=cmd_correct)
 
     p = sub.add_parser("demo", help="clicks -> training -> prediction -> counts and IoU on sample data")
     p.add_argument("--out", type=Path, default=Path("segkit_output"))

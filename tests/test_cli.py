@@ -102,6 +102,47 @@ def test_train_then_predict_from_clicks(tmp_path, capsys):
     assert "a:" in capsys.readouterr().out
 
 
+
+def test_suggest_then_correct_is_one_round_of_the_correction_loop(tmp_path, capsys):
+    import torch
+
+    from napari_segkit.model_io import load_default_model, load_model
+
+    images, clicks, sug = tmp_path / "images", tmp_path / "clicks", tmp_path / "suggested"
+    images.mkdir()
+    clicks.mkdir()
+    io.write_labels(images / "a.tif", io.read_image(sample_path("fluo_256.tif"))[:128, :160])
+    assert main(["suggest", "--model", "default", "--images", str(images), "--out", str(sug),
+                 "-n", "4"]) == 0
+    coords, features = io.read_points_csv(sug / "a.csv")
+    assert 0 < len(coords) <= 4 and list(features["rank"]) == list(range(1, len(coords) + 1))
+    assert (np.diff(features["score"]) <= 0).all() and features["reason"].str.len().min() > 0
+    assert "napari-segkit correct" in capsys.readouterr().out
+    # the suggestions are questions, not answers
+    assert main(["correct", "--model", "default", "--images", str(images), "--points", str(sug),
+                 "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert "holds suggestions" in capsys.readouterr().err
+    assert main(["suggest", "--model", "default", "--images", str(images), "--out", str(clicks),
+                 "--points", str(clicks)]) == 2
+    assert "overwrite your corrections" in capsys.readouterr().err
+    # the user's answers: a background click on the first suggestion, a missed nucleus, and
+    # a click outside the image (left out, with a warning)
+    io.write_points_csv(clicks / "a.csv", np.array([coords[0], [60.0, 70.0], [400.0, 5.0]]),
+                        {"class": ["background", "nucleus", "nucleus"]})
+    out = tmp_path / "round1.safetensors"
+    assert main(["correct", "--model", "default", "--images", str(images), "--points",
+                 str(clicks), "--out", str(out), "--minutes", "0.05", "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 3 clicks of a.csv lie outside" in captured.err
+    assert "2 correction(s) (1 nucleus, 1 background)" in captured.err
+    assert "done in" in captured.out and str(out) in captured.out
+    start, retrained = load_default_model().net.state_dict(), load_model(out).net.state_dict()
+    assert any(not torch.equal(start[k], retrained[k]) for k in start)
+    io.write_points_csv(clicks / "a.csv", np.array([[400.0, 5.0]]), {"class": ["nucleus"]})
+    assert main(["correct", "--model", str(out), "--images", str(images), "--points",
+                 str(clicks), "--out", str(tmp_path / "r2.safetensors")]) == 2
+    assert "outside its image" in capsys.readouterr().err
+
 def test_train_reports_missing_pairs(tmp_path, capsys):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
