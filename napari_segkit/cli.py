@@ -207,10 +207,29 @@ def _train_config(args: argparse.Namespace):
     return cfg
 
 
+def _until_done_or_stopped(progress, run):
+    """``run()``'s model, or None after Ctrl-C, said with what was saved; the progress bar
+    is closed either way."""
+    from .training import TrainingInterrupted
+
+    try:
+        return run()
+    except TrainingInterrupted as stop:
+        progress.close()
+        saved = (f"the weights so far were saved to {stop.model_path}" if stop.model_path
+                 else "no model was saved")
+        print(f"interrupted at step {stop.step}: {saved}", file=sys.stderr)
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted before training started: no model was saved", file=sys.stderr)
+    finally:
+        progress.close()
+    return None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from . import io
     from ._common import classes_of
-    from .training import TrainingInterrupted
     from .workflows import TrainingProgress, run_training
 
     pairs = _pairs(args.images, args.labels or args.points, ".tif" if args.labels else ".csv")
@@ -241,21 +260,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     # a bar of seconds when the time budget decides, of steps when --epochs does
     progress = TrainingProgress(None if args.epochs is not None else cfg.time_budget_s)
-    try:
-        model = run_training(images, labels=labels, points=points, config=cfg, init=init,
-                             out_path=args.out, val=val, on_event=progress, scale=args.scale)
-    except TrainingInterrupted as stop:
-        progress.close()
-        saved = (f"the weights so far were saved to {stop.model_path}" if stop.model_path
-                 else "no model was saved")
-        print(f"interrupted at step {stop.step}: {saved}", file=sys.stderr)
+    model = _until_done_or_stopped(progress, lambda: run_training(
+        images, labels=labels, points=points, config=cfg, init=init, out_path=args.out,
+        val=val, on_event=progress, scale=args.scale))
+    if model is None:
         return 130
-    except KeyboardInterrupt:
-        progress.close()
-        print("interrupted before training started: no model was saved", file=sys.stderr)
-        return 130
-    finally:
-        progress.close()
     last = progress.last
     best = model.provenance.get("training", {}).get("best", {})
     shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in best.items() if v is not None}
@@ -379,7 +388,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 def cmd_correct(args: argparse.Namespace) -> int:
     from .corrections import retrain_with_corrections
-    from .training import TrainConfig, TrainingInterrupted
+    from .training import TrainConfig
     from .workflows import TrainingProgress, open_model
 
     model = open_model(args.model)  # a bad model file is reported before anything else
@@ -405,17 +414,9 @@ def cmd_correct(args: argparse.Namespace) -> int:
           file=sys.stderr)
     t0 = time.perf_counter()
     progress = TrainingProgress(cfg.time_budget_s)
-    try:
-        retrain_with_corrections(model, images, fixes, config=cfg, out_path=args.out,
-                                 progress=progress)
-    except TrainingInterrupted as stop:
-        progress.close()
-        saved = (f"the weights so far were saved to {stop.model_path}" if stop.model_path
-                 else "no model was saved")
-        print(f"interrupted at step {stop.step}: {saved}", file=sys.stderr)
+    if _until_done_or_stopped(progress, lambda: retrain_with_corrections(
+            model, images, fixes, config=cfg, out_path=args.out, progress=progress)) is None:
         return 130
-    finally:
-        progress.close()
     last = progress.last
     print(f"done in {time.perf_counter() - t0:.0f} s: {last.step} steps on {last.device}; "
           f"model: {args.out} (predict with it, correct again, repeat)")
@@ -521,8 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a model's probability threshold and split level to "
                                    "images with full masks (kept in the model file)")
-    p.add_argument("--model", required=True, help="model file or 'default'")
-    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    _model_and_images(p)
     p.add_argument("--labels", required=True, type=Path,
                    help="folder of <stem>.tif instance label images (every nucleus annotated)")
     p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
@@ -532,8 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("suggest", help="where a correction click would teach the model most: "
                                        "<stem>.csv napari points per image, best first")
-    p.add_argument("--model", required=True, help="model file or 'default'")
-    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    _model_and_images(p)
     p.add_argument("--out", required=True, type=Path, help="folder for <stem>.csv suggestions")
     p.add_argument("--points", type=Path, default=None,
                    help="folder of <stem>.csv corrections already made (not suggested again)")
@@ -543,8 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("correct", help="retrain a model from correction clicks on its "
                                        "predictions (the correction loop's Retrain)")
-    p.add_argument("--model", required=True, help="the model that predicted: a file or 'default'")
-    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    _model_and_images(p, "the model that predicted: a file or 'default'")
     p.add_argument("--points", required=True, type=Path,
                    help="folder of <stem>.csv napari points: clicks with a 'class' column, "
                         "'nucleus' on missed nuclei (one per nucleus) and 'background' on false "
@@ -563,6 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _model_and_images(p: argparse.ArgumentParser, model_help: str = "model file or 'default'"
+                      ) -> None:
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
 
 
 def _layout_options(p: argparse.ArgumentParser) -> None:
