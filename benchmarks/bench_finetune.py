@@ -19,7 +19,8 @@ Rows (``--rows``; default all):
   largest errors that the model cut into pieces is painted as one nucleus on the
   instances (merging the pieces) instead of clicked. With ``--review`` it says when it has
   corrected every error of an image (no more than 10 left): the objects it left alone are
-  then taught as right (``Corrections.reviewed``).
+  then taught as right (``Corrections.reviewed``). With ``--confirm N`` it also clicks the
+  N largest nuclei per image and round that the model got right (a confirmation).
 - ``suggestions``: the simulated user answers the 10 top suggestions of
   :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
@@ -165,7 +166,8 @@ class UserRound:
 
 
 def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bool = False,
-                          review: bool = False) -> list[UserRound]:
+                          review: bool = False, confirm: int = 0,
+                          confirmed: list | None = None) -> list[UserRound]:
     """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
     "nucleus" at their innermost pixel, false objects -> "background" at theirs).
 
@@ -173,12 +175,15 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
     (:func:`napari_segkit.instance_errors.split_objects`) is painted over with the brush
     as one nucleus instead: the user merges the pieces on the instances layer.
     ``review``: when an image has no more errors than ``n_errors``, the user has corrected
-    them all and says so (``Corrections.reviewed``)."""
+    them all and says so (``Corrections.reviewed``).
+    ``confirm``: the user also clicks the ``confirm`` largest nuclei the model got right
+    (IoU >= 0.5) and that it has not confirmed before (``confirmed``: a set of ground-truth
+    ids per image, updated), which teaches them as predicted."""
     from napari_segkit.instance_errors import split_objects
     from napari_segkit.prediction import predict
 
     out = []
-    for im, gt in zip(images, labels):
+    for i, (im, gt) in enumerate(zip(images, labels)):
         pred = predict(model, im).instances
         errors = []
         gt_areas = np.bincount(gt.ravel())
@@ -197,6 +202,11 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
                 errors.append((pr_areas[p], _inner_point(pred == p), "background"))
         errors.sort(key=lambda e: -e[0])
         fixes = errors[:n_errors]
+        if confirm:
+            right = sorted(set(np.unique(gt[gt > 0]).tolist()) - set(missed) - confirmed[i],
+                           key=lambda g: -gt_areas[g])[:confirm]
+            confirmed[i].update(right)
+            fixes += [(gt_areas[g], _inner_point(gt == g), "nucleus") for g in right]
         out.append(UserRound(clicks=[(pt, cls) for _, pt, cls in fixes if cls != "paint"],
                              painted=[g for _, g, cls in fixes if cls == "paint"],
                              reviewed=review and len(errors) <= n_errors))
@@ -230,8 +240,10 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     history = [score(model, sx, sy)]
     corrections = [Corrections() for _ in ax]
     painted = reviewed = 0
+    confirmed = [set() for _ in ax]
     for r in range(rounds):
-        new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review)
+        new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review,
+                                    args.confirm, confirmed)
         for c, gt, user in zip(corrections, ay, new):
             for pt, cls in user.clicks:
                 c.add(pt, cls)
@@ -247,7 +259,7 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
         print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f}", flush=True)
     return {**history[-1], "rounds_f1": [h["f1"] for h in history],
             "clicks": sum(len(c) for c in corrections), "painted": painted,
-            "reviewed": reviewed}
+            "reviewed": reviewed, "confirmed": sum(len(c) for c in confirmed)}
 
 
 def _config(args, seed, fraction):
@@ -378,6 +390,9 @@ def main() -> None:
     ap.add_argument("--review", action="store_true",
                     help="correction rows: when the simulated user has corrected every error "
                          "of an image (no more than 10), it says so (Corrections.reviewed)")
+    ap.add_argument("--confirm", type=int, default=0, metavar="N",
+                    help="correction rows: the simulated user also confirms, with a click, the "
+                         "N largest nuclei per image and round that the model got right")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     args.overrides = parse_overrides(args.overrides)
@@ -394,7 +409,8 @@ def main() -> None:
           f"{args.start}; {'DEVELOPMENT splits' if args.dev else 'scoring splits'}; "
           f"settings {args.overrides or 'recipe defaults'}"
           f"{'; the simulated user paints split nuclei' if args.paint_splits else ''}"
-          f"{'; says when it corrected every error of an image' if args.review else ''}",
+          f"{'; says when it corrected every error of an image' if args.review else ''}"
+          f"{f'; confirms {args.confirm} right nuclei per image and round' if args.confirm else ''}",
           flush=True)
     starts = {d: score(start, v[2], v[3]) for d, v in data.items()}
     for d, s in starts.items():
