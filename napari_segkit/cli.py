@@ -215,15 +215,14 @@ def _until_done_or_stopped(progress, run):
     try:
         return run()
     except TrainingInterrupted as stop:
-        progress.close()
         saved = (f"the weights so far were saved to {stop.model_path}" if stop.model_path
                  else "no model was saved")
-        print(f"interrupted at step {stop.step}: {saved}", file=sys.stderr)
+        said = f"interrupted at step {stop.step}: {saved}"
     except KeyboardInterrupt:
-        progress.close()
-        print("interrupted before training started: no model was saved", file=sys.stderr)
+        said = "interrupted before training started: no model was saved"
     finally:
         progress.close()
+    print(said, file=sys.stderr)
     return None
 
 
@@ -332,7 +331,8 @@ def _correction_clicks(csv_path: Path, image: np.ndarray):
     left out with a warning, and a file with none inside is an error."""
     from . import io
     from ._common import classes_of
-    from .corrections import corrections_from_layers
+    from .annotations.common import points_inside
+    from .corrections import Corrections, corrections_from_layers
 
     coords, features = io.read_points_csv(csv_path)
     if "reason" in features and "class" not in features:
@@ -340,21 +340,21 @@ def _correction_clicks(csv_path: Path, image: np.ndarray):
                          "corrections: answer each with a 'nucleus' or 'background' click in a "
                          "points file of your own, with a 'class' column")
     fixes = corrections_from_layers(coords, classes_of(features))
-    pts = fixes.coords.reshape(-1, 2)
-    inside = ((pts >= -0.5) & (pts < np.array(image.shape[:2]) - 0.5)).all(axis=1)
-    if len(pts) and not inside.any():
-        raise ValueError(f"all {len(pts)} clicks of {csv_path.name} lie outside its image "
+    inside = points_inside(fixes.coords, image.shape[:2])
+    if len(fixes) and not inside.any():
+        raise ValueError(f"all {len(fixes)} clicks of {csv_path.name} lie outside its image "
                          f"{image.shape[:2]}; check that the points file belongs to it")
-    if not inside.all():
-        print(f"warning: {int((~inside).sum())} of {len(pts)} clicks of {csv_path.name} lie "
-              "outside the image and are left out", file=sys.stderr)
-        fixes.points = [p for p, ok in zip(fixes.points, inside) if ok]
-        fixes.classes = [c for c, ok in zip(fixes.classes, inside) if ok]
-    return fixes
+    if inside.all():
+        return fixes
+    print(f"warning: {int((~inside).sum())} of {len(fixes)} clicks of {csv_path.name} lie "
+          "outside the image and are left out", file=sys.stderr)
+    return Corrections([p for p, ok in zip(fixes.points, inside) if ok],
+                       [c for c, ok in zip(fixes.classes, inside) if ok])
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     from . import io
+    from .corrections import Corrections
     from .suggestions import suggest_clicks
     from .workflows import open_model
 
@@ -366,14 +366,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     total = 0
     for path in files:
         image = _read_image(path, args)
-        clicks = classes = None
         done = args.points / f"{path.stem}.csv" if args.points else None
-        if done is not None and done.is_file():
-            fixes = _correction_clicks(done, image)
-            clicks, classes = fixes.coords.reshape(-1, 2), fixes.classes
-        coords, scores, reasons = suggest_clicks(model, image, clicks if clicks is not None and
-                                                 len(clicks) else None, n=args.n,
-                                                 classes=classes or None)
+        fixes = _correction_clicks(done, image) if done and done.is_file() else Corrections()
+        coords, scores, reasons = suggest_clicks(model, image, fixes.coords, n=args.n,
+                                                 classes=fixes.classes)
         io.write_points_csv(args.out / f"{path.stem}.csv", coords.reshape(-1, 2),
                             {"rank": np.arange(1, len(coords) + 1), "score": np.round(scores, 3),
                              "reason": reasons})
@@ -396,9 +392,6 @@ def cmd_correct(args: argparse.Namespace) -> int:
     images, fixes = [], []
     for image_path, csv_path in pairs:
         image = _read_image(image_path, args)
-        if image.ndim == 3 and image.shape[-1] not in (3, 4):
-            raise ValueError(f"{image_path.name} has shape {image.shape}: corrections work on "
-                             "one 2-D grey or RGB image; give --channel K or --axes")
         images.append(image)
         fixes.append(_correction_clicks(csv_path, image))
     n = sum(len(f) for f in fixes)

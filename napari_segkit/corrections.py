@@ -217,6 +217,10 @@ def correction_training(
     if len(images) != len(corrections):
         raise ValueError(f"got {len(images)} images and {len(corrections)} corrections; "
                          "give one Corrections (possibly empty) per image")
+    for im in images:
+        if not (np.ndim(im) == 2 or (np.ndim(im) == 3 and np.shape(im)[-1] in (3, 4))):
+            raise ValueError(f"an image of shape {np.shape(im)}: corrections work on 2-D grey "
+                             "or RGB images; pick one plane or channel (CLI: --axes, --channel)")
     model = as_model(model)  # only predicted with here; train() trains a copy
     cfg = replace(config) if config is not None else TrainConfig(time_budget_s=60.0, steps=10**7)
     cfg.val_fraction = 0.0

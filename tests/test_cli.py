@@ -102,7 +102,6 @@ def test_train_then_predict_from_clicks(tmp_path, capsys):
     assert "a:" in capsys.readouterr().out
 
 
-
 def test_suggest_then_correct_is_one_round_of_the_correction_loop(tmp_path, capsys):
     import torch
 
@@ -142,6 +141,7 @@ def test_suggest_then_correct_is_one_round_of_the_correction_loop(tmp_path, caps
     assert main(["correct", "--model", str(out), "--images", str(images), "--points",
                  str(clicks), "--out", str(tmp_path / "r2.safetensors")]) == 2
     assert "outside its image" in capsys.readouterr().err
+
 
 def test_train_reports_missing_pairs(tmp_path, capsys):
     images, labels = tmp_path / "images", tmp_path / "labels"

@@ -28,6 +28,8 @@ def test_corrections_collect_clicks_and_check_classes():
         c.add((1, 1), "cell")
     with pytest.raises(ValueError, match="one class per point"):
         Corrections([(1, 1)], [])
+    with pytest.raises(ValueError, match="2-D grey or RGB"):  # a stack, or 2 channels
+        retrain_with_corrections("default", [np.zeros((4, 32, 32))], [c])
 
 
 def test_corrections_become_targets_on_top_of_the_model_prediction():
