@@ -159,7 +159,8 @@ def save_model(model: SegModel, path: str | os.PathLike, *, half: bool = False) 
     The file is written next to the target and moved into place with ``os.replace``, so a
     crash or a Stop during saving never leaves a half-written model behind.
     ``half=True`` stores floating-point weights as float16 (half the size; loaded back
-    as float32).
+    as float32), except a tensor with values beyond float16's range (e.g. a BatchNorm
+    running variance above 65,504), which stays float32 rather than become infinite.
     """
     from safetensors.torch import save
 
@@ -169,7 +170,9 @@ def save_model(model: SegModel, path: str | os.PathLike, *, half: bool = False) 
     for k, v in model.net.state_dict().items():
         v = v.detach().to("cpu")
         if half and v.is_floating_point():
-            v = v.half()
+            h = v.half()
+            if torch.equal(torch.isfinite(h), torch.isfinite(v)):
+                v = h
         tensors[k] = v.contiguous().clone()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

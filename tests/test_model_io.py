@@ -34,6 +34,23 @@ def test_half_precision_file_loads_as_float32(model, tmp_path):
     assert next(back.net.parameters()).dtype == torch.float32
 
 
+def test_half_precision_keeps_values_float16_cannot_hold(model, tmp_path):
+    """A BatchNorm running variance above 65,504 would be stored as infinity in float16
+    (the channel's output then becomes constant): such a tensor stays float32."""
+    from safetensors import safe_open
+
+    name = next(k for k in model.net.state_dict() if k.endswith("running_var"))
+    with torch.no_grad():
+        model.net.get_buffer(name)[0] = 1e6
+    path = save_model(model, tmp_path / "h.safetensors", half=True)
+    with safe_open(str(path), "pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes[name] == "F32"
+    assert dtypes[name.replace("running_var", "running_mean")] == "F16"
+    back = load_model(path).net.state_dict()[name]
+    assert torch.isfinite(back).all() and back[0] == 1e6
+
+
 @pytest.mark.parametrize("kind", ["truncated", "random", "json", "empty", "missing"])
 def test_corrupt_files_raise_model_file_error(model, tmp_path, kind):
     good = save_model(model, tmp_path / "good.safetensors").read_bytes()
