@@ -138,7 +138,10 @@ def run_train(args, seed, images, labels=None, points=None, init="default", frac
         except StopIteration as done:
             model = done.value
             best = model.provenance.get("training", {}).get("best", {})
-            return model, {"steps": steps, "kept_step": best.get("step")}
+            info = {"steps": steps, "kept_step": best.get("step")}
+            if best.get("blend"):
+                info["blend"] = best["blend"]  # a blend with the start was kept
+            return model, info
 
 
 def simulated_clicks(labels, seed):

@@ -14,7 +14,10 @@ it knew; these helpers keep it close while it adapts:
   images, a cheap correction for a shift of the input distribution (e.g. RGB brightfield
   seen by a model trained mostly on fluorescence);
 - **frozen layers** (:func:`freeze_levels`): the first encoder levels of a UNet keep their
-  weights, so only the later layers adapt (and the backward pass stops before them).
+  weights, so only the later layers adapt (and the backward pass stops before them);
+- **a blend with the start** (:func:`blend_states`, "WiSE-FT"): the weights part of the
+  way from the start to the fine-tuned ones, which the trainer keeps instead when the
+  held-out masks show better outlines.
 
 :class:`FineTuner` bundles them for :func:`napari_segkit.training.train`.
 """
@@ -306,6 +309,23 @@ def freeze_levels(net: torch.nn.Module, levels: int) -> list[torch.nn.Module]:
     return blocks
 
 
+# --------------------------------------------------------------------------- blend
+def blend_states(start: dict, tuned: dict, fraction: float) -> dict:
+    """The weights ``start + fraction * (tuned - start)`` (floating-point entries; the
+    others, e.g. BatchNorm batch counters, as in ``tuned``). Entries equal in both are
+    copied, so an infinite BatchNorm variance stays infinite instead of becoming NaN."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"a blend fraction must be in [0, 1], got {fraction}")
+    out = {}
+    for k, v in tuned.items():
+        s = start[k]
+        if v.is_floating_point():
+            out[k] = torch.where(v == s, v, torch.lerp(s, v, float(fraction)))
+        else:
+            out[k] = v.clone()
+    return out
+
+
 # --------------------------------------------------------------------------- bundle
 def ema_decay_for(span: float, step: int, progress: float) -> float:
     """EMA decay that averages over the last ``span`` (a fraction) of a run that is
@@ -320,6 +340,8 @@ class FineTuneSettings:
 
     ``ema_span``: the EMA averages over about this fraction of the run (its decay follows
     the run's length, so a 1-minute and a 3-minute run both end averaged over their end).
+    ``start_blend``: validated on held-out masks, :func:`blend_states` at this fraction
+    replaces the fine-tuned weights when its outlines score better there.
     """
 
     replay_fraction: float = 0.0
@@ -327,6 +349,7 @@ class FineTuneSettings:
     ema_span: float = 0.0
     adapt_norm: bool = False
     adapt_batches: int = 16
+    start_blend: float = 0.0
 
 
 class FineTuner:

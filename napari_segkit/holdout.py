@@ -9,7 +9,8 @@ out of training (:func:`split_holdout`), and the model is scored there
   (a clicked object hit by a prediction is a TP; a prediction without a click inside the
   annotated region is a FP; a click on nothing, or a second click in one predicted
   object, is a FN; see :func:`napari_segkit.metrics.points_vs_instances`);
-- from masks, by F1 at IoU 0.5 against the held-out objects.
+- from masks, by F1 at IoU 0.5 against the held-out objects, and by how well the
+  outlines fit (:attr:`HoldOutScore.outline`, the DSB score pooled over the strips).
 
 How far apart two scores must be to mean something: :func:`f1_noise` is the binomial
 standard error of an F1 measured on ``n`` objects, ``sqrt(F1 (1 - F1) / n)``, with ``n``
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import IGNORE_INDEX
-from .metrics import match_instances
+from .metrics import DSB_THRESHOLDS, matches_at_thresholds
 from .sampling import split_rows
 
 #: rows of image kept above the held-out strip as context for its prediction
@@ -64,6 +65,9 @@ class HoldOutScore:
     fp: int
     fn: int
     kind: str  # "count" or "mask"
+    #: masks only: mean over IoU thresholds 0.5..0.95 of the pooled TP / (TP + FP + FN)
+    #: (the DSB score, pooled over the strips): how well the outlines fit
+    outline: float | None = None
 
     @property
     def n(self) -> float:
@@ -182,12 +186,19 @@ def count_matches(pred: np.ndarray, part: HeldOut) -> tuple[int, int, int]:
 
 def mask_matches(pred: np.ndarray, part: HeldOut, iou: float = 0.5) -> tuple[int, int, int]:
     """(TP, FP, FN) at IoU ``iou`` between the objects whose centroid is in the strip."""
+    tp, fp, fn = (int(v) for v in mask_matches_at(pred, part, (iou,))[0])
+    return tp, fp, fn
+
+
+def mask_matches_at(pred: np.ndarray, part: HeldOut, thresholds=DSB_THRESHOLDS) -> np.ndarray:
+    """(TP, FP, FN) at each IoU threshold (int array (T, 3); the first threshold, 0.5,
+    gives the F1) between the objects whose centroid is in the strip."""
     gt = np.asarray(part.instances).astype(np.int64, copy=False)
     pred = np.asarray(pred).astype(np.int64, copy=False)
     gt_keep = _in_strip(gt, part)
     pr_keep = _in_strip(pred, part)
-    m = match_instances(np.where(gt_keep[gt], gt, 0), np.where(pr_keep[pred], pred, 0), iou)
-    return m.tp, m.fp, m.fn
+    return matches_at_thresholds(np.where(gt_keep[gt], gt, 0), np.where(pr_keep[pred], pred, 0),
+                                 thresholds)
 
 
 def score_holdout(
@@ -197,14 +208,20 @@ def score_holdout(
     a stack's part (C, Z, h, W) is passed with its voxel size: ``instances_of(x, scale)``)."""
     tp = fp = fn = 0
     kinds = set()
+    masks = np.zeros((len(DSB_THRESHOLDS), 3), np.int64)
     for part in parts:
         pred = instances_of(part.x) if part.x.ndim == 3 else instances_of(part.x, part.scale)
         if part.instances is not None:
-            a, b, c = mask_matches(pred, part)
+            at = mask_matches_at(pred, part)
+            masks += at
+            a, b, c = (int(v) for v in at[0])
             kinds.add("mask")
         else:
             a, b, c = count_matches(pred, part)
             kinds.add("count")
         tp, fp, fn = tp + a, fp + b, fn + c
     f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-    return HoldOutScore(float(f1), tp, fp, fn, "+".join(sorted(kinds)) or "none")
+    outline = None
+    if kinds == {"mask"}:
+        outline = float(np.mean(masks[:, 0] / np.maximum(masks.sum(axis=1), 1)))
+    return HoldOutScore(float(f1), tp, fp, fn, "+".join(sorted(kinds)) or "none", outline)

@@ -269,6 +269,21 @@ def _dsb_from_iou(iou: np.ndarray, thresholds: Iterable[float]) -> float:
     return float(np.mean(scores)) if scores else math.nan
 
 
+def matches_at_thresholds(gt, pred, thresholds: Sequence[float] = DSB_THRESHOLDS) -> np.ndarray:
+    """(TP, FP, FN) of the one-to-one matching at each IoU threshold: int array (T, 3).
+
+    Summed over images, they give a pooled DSB score: the mean over thresholds of
+    TP / (TP + FP + FN).
+    """
+    iou, gt_ids, pred_ids = iou_matrix(gt, pred)
+    out = np.zeros((len(thresholds), 3), np.int64)
+    for i, t in enumerate(thresholds):
+        _check_threshold(t)
+        tp = _match_pairs(iou, float(t))[0].size
+        out[i] = tp, pred_ids.size - tp, gt_ids.size - tp
+    return out
+
+
 def average_precision_dsb(gt, pred, thresholds: Sequence[float] = DSB_THRESHOLDS) -> float:
     """Mean over IoU thresholds of TP / (TP + FP + FN) (2018 Data Science Bowl score).
 

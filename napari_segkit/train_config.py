@@ -24,7 +24,7 @@ NEW_MODEL_LR = 3e-3
 FINE_TUNE_LR = 5e-4
 #: what fine-tuning does unless TrainConfig says otherwise (see benchmarks/bench_finetune.py)
 FINE_TUNE_RECIPE = {"replay_fraction": 0.25, "anchor_strength": 0.0, "ema_span": 0.2,
-                    "adapt_norm": False}
+                    "adapt_norm": False, "start_blend": 0.75}
 
 
 @dataclass
@@ -62,6 +62,10 @@ class TrainConfig:
     anchor_strength: float | None = None
     ema_span: float | None = None  # EMA over this fraction of the run's end
     adapt_norm: bool | None = None
+    # fine-tuning validated on held-out masks: the weights this fraction of the way from the
+    # start to the fine-tuned ones are kept instead when their outlines score better on
+    # the held-out strips (finetune.blend_states; 0: never)
+    start_blend: float | None = None
     # fine-tuning: the first ``frozen_levels`` encoder levels of a UNet (from the input;
     # depth + 1 is the whole encoder) keep their weights and statistics during training
     # (finetune.freeze_levels; AdaBN, when on, re-estimates their statistics before it)
@@ -117,7 +121,9 @@ class TrainEvent:
     counted, :mod:`napari_segkit.holdout`), ``"mask"`` (held-out objects matched at IoU
     0.5), both joined by ``+``, or ``"iou"`` (foreground overlap only); ``val_counts`` the
     (TP, FP, FN) behind ``val_f1``. The done / stopped events say which weights were kept:
-    ``kept_step`` (0: the start) and ``start_kept`` (a fine-tuning handed back its start).
+    ``kept_step`` (0: the start) and ``start_kept`` (a fine-tuning handed back its start);
+    ``blend``: the kept weights are that fraction of the way from the start to the
+    fine-tuned ones (``TrainConfig.start_blend``), None when they are not blended.
     """
 
     kind: str
@@ -139,6 +145,7 @@ class TrainEvent:
     val_counts: tuple[int, int, int] | None = None
     kept_step: int | None = None
     start_kept: bool = False
+    blend: float | None = None
     model: SegModel | None = field(default=None, repr=False)
 
     @property
@@ -189,6 +196,10 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
     _whole(cfg.val_every, "val_every", 1)
     _whole(cfg.color_variants, "color_variants", 0)
     _whole(cfg.frozen_levels, "frozen_levels", 0)
+    if cfg.start_blend is not None and not (
+            isinstance(cfg.start_blend, (int, float)) and 0.0 <= cfg.start_blend < 1.0):
+        raise ValueError(f"TrainConfig.start_blend must be in [0, 1) (0: never blend), got "
+                         f"{cfg.start_blend!r}")
     if isinstance(cfg.replay_exclude, str) or not all(
             isinstance(e, str) for e in cfg.replay_exclude):
         raise ValueError(f"TrainConfig.replay_exclude takes a list of image names, got "

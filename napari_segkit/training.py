@@ -31,7 +31,7 @@ import torch
 
 from ._common import is_stopped
 from .color_augment import split_variants
-from .finetune import FineTuner, freeze_levels
+from .finetune import FineTuner, blend_states, freeze_levels
 from .holdout import HoldOutScore, prefer_start, score_holdout
 from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
@@ -242,10 +242,14 @@ class Trainer:
         0.557 +- 0.014, AP 0.285; the counts are still shown); validated on masks, its
         best-scoring weights. A fine-tuned one keeps its (EMA) weights unless the starting
         model scores better by more than the noise of the held-out score
-        (:func:`napari_segkit.holdout.prefer_start`).
+        (:func:`napari_segkit.holdout.prefer_start`); validated on held-out masks, a blend
+        of its weights with the start's may stand in for them (:meth:`blend_with_start`).
         """
         state = self.tuner.weights() if self.tuner is not None else _clone_state(self.net)
         m, hs = self.measure(state if self.tuner is not None else None)
+        blend = None
+        if self.start_score is not None and hs is not None:
+            state, m, hs, blend = self.blend_with_start(state, m, hs)
         yield self.event("validation", **m)
         if self.start_score is not None and hs is not None:
             if prefer_start(self.start_score, hs, self.cfg.keep_start_margin):
@@ -253,7 +257,8 @@ class Trainer:
                                              "candidate_f1": m["val_f1"]})
             else:
                 chosen = (state, {**m, "step": self.step, "start_f1": self.start_score.f1,
-                                  "noise": round(max(self.start_score.noise, hs.noise), 4)})
+                                  "noise": round(max(self.start_score.noise, hs.noise), 4),
+                                  **({"blend": blend} if blend else {})})
             self.best_state, self.best_metrics = chosen
         elif hs is not None and "count" in hs.kind:  # a new model, scored on held-out clicks
             if self.best_hs is None or hs.f1 > self.best_hs.f1:
@@ -273,6 +278,21 @@ class Trainer:
         if path:
             yield self.event("checkpoint", model_path=path, **m)
         self.set_train_mode()
+
+    def blend_with_start(self, state: dict, m: dict, hs: HoldOutScore):
+        """A fine-tuning validated on held-out masks: the weights ``start_blend`` of the way
+        from the start to ``state`` (:func:`napari_segkit.finetune.blend_states`) replace it
+        when their outlines score better on the held-out strips and their F1 is not lower
+        by more than its noise. Returns the weights, metrics and score to go on with, and
+        the blend fraction (None: not blended)."""
+        fraction = self.tuner.settings.start_blend if self.tuner is not None else 0.0
+        if not fraction or hs.outline is None or self.start_state is None:
+            return state, m, hs, None
+        blended = blend_states(self.start_state, state, fraction)
+        bm, bhs = self.measure(blended)
+        if bhs.outline is not None and bhs.outline > hs.outline and bhs.f1 >= hs.f1 - hs.noise:
+            return blended, bm, bhs, fraction
+        return state, m, hs, None
 
     def validate_start(self) -> Iterator[TrainEvent]:
         """Score the starting model: the reference a fine-tuning must not fall clearly below."""
@@ -367,6 +387,7 @@ class Trainer:
                          val_kind=best.get("val_kind"),
                          val_counts=None if counts is None else tuple(counts),
                          kept_step=best.get("step"), start_kept=bool(best.get("start_kept")),
+                         blend=best.get("blend"),
                          message="stopped by user" if stopped else "finished")
         return final
 

@@ -12,6 +12,7 @@ from napari_segkit.finetune import (
     WeightAnchor,
     WeightEMA,
     adapt_batchnorm,
+    blend_states,
     dequantise_input,
     ema_decay_for,
     load_replay_set,
@@ -279,3 +280,47 @@ def test_frozen_levels_keep_the_first_encoder_levels_and_hand_back_a_trainable_m
         freeze_levels(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3)), 1)
     with pytest.raises(ValueError, match="frozen_levels must be a whole number"):
         train([image], [labels], config=TrainConfig(steps=1, frozen_levels=-1), init=start).send(None)
+
+
+def test_blend_states_moves_part_of_the_way_and_keeps_equal_entries():
+    start = {"w": torch.tensor([0.0, 1.0, 2.0]), "var": torch.tensor([float("inf"), 4.0]),
+             "n": torch.tensor(3)}
+    tuned = {"w": torch.tensor([4.0, 1.0, -2.0]), "var": torch.tensor([float("inf"), 8.0]),
+             "n": torch.tensor(7)}
+    b = blend_states(start, tuned, 0.75)
+    assert torch.equal(b["w"], torch.tensor([3.0, 1.0, -1.0]))
+    assert torch.equal(b["var"], torch.tensor([float("inf"), 7.0]))  # not NaN
+    assert int(b["n"]) == 7
+    assert all(torch.equal(blend_states(start, tuned, 1.0)[k], tuned[k]) for k in tuned)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        blend_states(start, tuned, 1.5)
+    with pytest.raises(ValueError, match="start_blend"):
+        next(train([np.zeros((64, 64), np.float32)], [np.zeros((64, 64), np.int32)],
+                   config=TrainConfig(start_blend=1.0), init="default"))
+
+
+@pytest.mark.parametrize("blend_outline, kept", [(0.60, True), (0.40, False)])
+def test_a_blend_with_the_start_stands_in_when_its_held_out_outlines_fit_better(
+        fluo_256, monkeypatch, blend_outline, kept):
+    """Scripted held-out scores (start, then the fine-tuned weights and their blend at
+    every validation): the blend is kept only when its outlines score better."""
+    from napari_segkit import training
+    from napari_segkit.holdout import HoldOutScore
+
+    calls: list = []
+
+    def fake_score(parts, instances_of):
+        calls.append(len(calls))
+        outline = 0.5 if len(calls) == 1 or len(calls) % 2 == 0 else blend_outline
+        return HoldOutScore(0.8, 80, 20, 20, "mask", outline)
+
+    monkeypatch.setattr(training, "score_holdout", fake_score)
+    image, labels, _, _ = fluo_256
+    cfg = TrainConfig(steps=2, patch_size=64, batch_size=2, val_every=2, num_threads=1, seed=0,
+                      start_blend=0.75)
+    events, model = _events(train([image], [labels], config=cfg, init="default"))
+    best = model.provenance["training"]["best"]
+    assert len(calls) == 3 and best["step"] == 2
+    assert best.get("blend") == events[-1].blend == (0.75 if kept else None)
+    start = load_default_model().net.state_dict()
+    assert any(not torch.equal(v, start[k]) for k, v in model.net.state_dict().items())

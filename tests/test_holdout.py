@@ -128,3 +128,19 @@ def test_score_holdout_pools_parts():
              HeldOut(np.zeros((1, 40, 40)), 20, None, None, gt, np.ones((40, 40), bool))]
     s = score_holdout(parts, lambda x: gt)
     assert (s.tp, s.fp, s.fn, s.f1, s.kind) == (4, 0, 0, 1.0, "count+mask")
+
+
+def test_held_out_masks_also_score_how_well_the_outlines_fit():
+    gt = _squares((40, 40), [(22, 2), (22, 20)], size=10)
+    part = HeldOut(np.zeros((1, 40, 40)), 20, None, None, gt, np.ones((40, 40), bool))
+    exact = score_holdout([part], lambda x: gt)
+    assert exact.f1 == 1.0 and exact.outline == 1.0
+    loose = gt.copy()
+    loose[21, 2:12] = 1  # one row more on object 1: IoU 10 / 11, matched up to 0.9
+    s = score_holdout([part], lambda x: loose)
+    assert s.f1 == 1.0
+    # matched by both at IoU 0.5 ... 0.9, by object 2 only at 0.95: (9 x 1 + 1 / 3) / 10
+    assert s.outline == pytest.approx((9 + 1 / 3) / 10)
+    clicks = HeldOut(np.zeros((1, 40, 40)), 20, np.array([[24.0, 4.0]]), None, None,
+                     np.ones((40, 40), bool))
+    assert score_holdout([clicks], lambda x: gt).outline is None  # counting sees no outline

@@ -431,6 +431,10 @@ class TrainWidget(Container):
                       f"your held-out annotations. Saved: {self.model_path}")
             return
         kept = f"weights of step {event.kept_step} kept" if event.kept_step else "last weights kept"
+        if event.blend:
+            kept = (f"kept a blend of the weights of step {event.kept_step} ({event.blend:.0%}) "
+                    f"and the starting model's ({1 - event.blend:.0%}): its outlines fit your "
+                    "held-out masks better")
         if event.kind == "stopped":
             head = f"Training stopped at {self._time_text(event.elapsed_s)}; best {kept}"
         else:
