@@ -152,11 +152,35 @@ def simulated_clicks(labels, seed):
 # --------------------------------------------------------------------------- rows
 def row_finetune(args, seed, data, kind, init):
     ax, ay, sx, sy = data
+    # --blend-scan: the fine-tuned weights as they are (never the start, never a blend)
+    kw = {"keep_start_margin": 1e9, "start_blend": 0.0} if args.blend_scan and init else {}
     if kind == "clicks":
-        model, info = run_train(args, seed, ax, points=simulated_clicks(ay, seed), init=init)
+        model, info = run_train(args, seed, ax, points=simulated_clicks(ay, seed), init=init,
+                                **kw)
     else:
-        model, info = run_train(args, seed, ax, labels=ay, init=init)
-    return {**score(model, sx, sy), **info}
+        model, info = run_train(args, seed, ax, labels=ay, init=init, **kw)
+    out = {**score(model, sx, sy), **info}
+    if kw:
+        out["blends"] = blend_scan(args.blend_scan, init, model, sx, sy)
+    return out
+
+
+def blend_scan(fractions, init, model, images, labels) -> dict:
+    """Scores of the blends ``start + f (fine-tuned - start)`` for each fraction ``f``."""
+    import copy
+
+    from napari_segkit.finetune import blend_states
+    from napari_segkit.model_io import load_default_model, load_model
+
+    start = (load_default_model() if init == "default" else load_model(init)).net.state_dict()
+    tuned = model.net.state_dict()
+    out = {}
+    for f in fractions:
+        blended = copy.deepcopy(model)
+        blended.net.load_state_dict(blend_states(start, tuned, f))
+        out[str(f)] = score(blended, images, labels)
+        print(f"    blend {f:g}: F1 {out[str(f)]['f1']:.3f} AP {out[str(f)]['ap']:.3f}", flush=True)
+    return out
 
 
 @dataclass
@@ -396,6 +420,10 @@ def main() -> None:
     ap.add_argument("--confirm", type=int, default=0, metavar="N",
                     help="correction rows: the simulated user also confirms, with a click, the "
                          "N largest nuclei per image and round that the model got right")
+    ap.add_argument("--blend-scan", type=float, nargs="+", default=[], metavar="F",
+                    help="rgb_/fluo_ rows: keep the fine-tuned weights as they are (never the "
+                         "start, never a blend), then also score their blends with the start, "
+                         "F of the way to them (finetune.blend_states), e.g. 0.25 0.5 0.75")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     args.overrides = parse_overrides(args.overrides)
