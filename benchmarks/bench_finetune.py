@@ -144,6 +144,13 @@ def run_train(args, seed, images, labels=None, points=None, init="default", frac
             return model, info
 
 
+def load_start(init):
+    """The start model: ``"default"`` or a model file."""
+    from napari_segkit.model_io import load_default_model, load_model
+
+    return load_default_model() if init == "default" else load_model(init)
+
+
 def simulated_clicks(labels, seed):
     rng = np.random.default_rng(seed)
     return [(clicks_near_centroids(y, rng), None) for y in labels]
@@ -170,9 +177,8 @@ def blend_scan(fractions, init, model, images, labels) -> dict:
     import copy
 
     from napari_segkit.finetune import blend_states
-    from napari_segkit.model_io import load_default_model, load_model
 
-    start = (load_default_model() if init == "default" else load_model(init)).net.state_dict()
+    start = load_start(init).net.state_dict()
     tuned = model.net.state_dict()
     out = {}
     for f in fractions:
@@ -260,10 +266,9 @@ def _inner_point(mask: np.ndarray) -> tuple[float, float]:
 
 def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     from napari_segkit.corrections import Corrections, retrain_with_corrections
-    from napari_segkit.model_io import load_default_model, load_model
 
     ax, ay, sx, sy = data
-    model = load_default_model() if init == "default" else load_model(init)
+    model = load_start(init)
     history = [score(model, sx, sy)]
     corrections = [Corrections() for _ in ax]
     painted = reviewed = 0
@@ -299,11 +304,10 @@ def _config(args, seed, fraction):
 def row_suggestions(args, seed, data, init, n: int = 10):
     """F1 gain per click: top-``n`` suggestions per image vs ``n`` random nuclei per image."""
     from napari_segkit.corrections import Corrections, retrain_with_corrections
-    from napari_segkit.model_io import load_default_model, load_model
     from napari_segkit.suggestions import suggest_clicks
 
     ax, ay, sx, sy = data
-    start = load_default_model() if init == "default" else load_model(init)
+    start = load_start(init)
     s0 = score(start, sx, sy)
     rng = np.random.default_rng(seed)
     sug, rnd = [], []
@@ -355,12 +359,11 @@ def _answer(coords, gt, pred):
 
 
 def row_seen_masks(args, seed, data, init, n: int = 5):
-    from napari_segkit.model_io import load_default_model, load_model
 
     _, images, labels = load_train(args.data, "grayscale")
     pick = sorted(np.random.default_rng(0).choice(len(images), n, replace=False))
     ax, ay = [images[i] for i in pick], [labels[i] for i in pick]
-    start = load_default_model() if init == "default" else load_model(init)
+    start = load_start(init)
     before = score(start, ax, ay)
     model, info = run_train(args, seed, ax, labels=ay, init=init)
     after = score(model, ax, ay)
@@ -430,11 +433,10 @@ def main() -> None:
 
     import torch
 
-    from napari_segkit.model_io import load_default_model, load_model
 
     torch.set_num_threads(args.threads)
     data = splits(args.data, args.dev)
-    start = load_default_model() if args.start == "default" else load_model(args.start)
+    start = load_start(args.start)
     what = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
     print(f"fine-tuning budget {what} on {args.threads} thread(s); seeds {args.seeds}; start "
           f"{args.start}; {'DEVELOPMENT splits' if args.dev else 'scoring splits'}; "

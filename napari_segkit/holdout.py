@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import IGNORE_INDEX
-from .metrics import DSB_THRESHOLDS, matches_at_thresholds
+from .metrics import DSB_THRESHOLDS, dsb_from_counts, matches_at_thresholds
 from .sampling import split_rows
 
 #: rows of image kept above the held-out strip as context for its prediction
@@ -221,7 +221,5 @@ def score_holdout(
             kinds.add("count")
         tp, fp, fn = tp + a, fp + b, fn + c
     f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-    outline = None
-    if kinds == {"mask"}:
-        outline = float(np.mean(masks[:, 0] / np.maximum(masks.sum(axis=1), 1)))
+    outline = dsb_from_counts(masks) if kinds == {"mask"} else None
     return HoldOutScore(float(f1), tp, fp, fn, "+".join(sorted(kinds)) or "none", outline)

@@ -258,30 +258,35 @@ def match_instances(gt, pred, iou_threshold: float = 0.5) -> InstanceMatch:
     return _match_from_iou(iou, gt_ids, pred_ids, float(iou_threshold))
 
 
-def _dsb_from_iou(iou: np.ndarray, thresholds: Iterable[float]) -> float:
+def _counts_at(iou: np.ndarray, thresholds: Iterable[float]) -> np.ndarray:
+    """(TP, FP, FN) of the matching at each IoU threshold, from an IoU matrix (gt x pred)."""
     n_gt, n_pred = iou.shape
-    scores = []
+    rows = []
     for t in thresholds:
-        rows, _ = _match_pairs(iou, float(t))
-        tp = rows.size
-        den = tp + (n_pred - tp) + (n_gt - tp)
-        scores.append(_ratio(tp, den))
+        _check_threshold(t)
+        tp = _match_pairs(iou, float(t))[0].size
+        rows.append((tp, n_pred - tp, n_gt - tp))
+    return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def dsb_from_counts(counts) -> float:
+    """The DSB score of (TP, FP, FN) counts per IoU threshold (an array (T, 3), e.g.
+    :func:`matches_at_thresholds` summed over images for a pooled score): the mean over
+    thresholds of TP / (TP + FP + FN); 1.0 at a threshold with nothing to match."""
+    counts = np.asarray(counts).reshape(-1, 3)
+    scores = [_ratio(tp, tp + fp + fn) for tp, fp, fn in counts]
     return float(np.mean(scores)) if scores else math.nan
 
 
-def matches_at_thresholds(gt, pred, thresholds: Sequence[float] = DSB_THRESHOLDS) -> np.ndarray:
-    """(TP, FP, FN) of the one-to-one matching at each IoU threshold: int array (T, 3).
+def _dsb_from_iou(iou: np.ndarray, thresholds: Iterable[float]) -> float:
+    return dsb_from_counts(_counts_at(iou, thresholds))
 
-    Summed over images, they give a pooled DSB score: the mean over thresholds of
-    TP / (TP + FP + FN).
-    """
-    iou, gt_ids, pred_ids = iou_matrix(gt, pred)
-    out = np.zeros((len(thresholds), 3), np.int64)
-    for i, t in enumerate(thresholds):
-        _check_threshold(t)
-        tp = _match_pairs(iou, float(t))[0].size
-        out[i] = tp, pred_ids.size - tp, gt_ids.size - tp
-    return out
+
+def matches_at_thresholds(gt, pred, thresholds: Sequence[float] = DSB_THRESHOLDS) -> np.ndarray:
+    """(TP, FP, FN) of the one-to-one matching at each IoU threshold: int array (T, 3);
+    :func:`dsb_from_counts` turns them (summed over images, for a pooled score) into the
+    DSB score."""
+    return _counts_at(iou_matrix(gt, pred)[0], thresholds)
 
 
 def average_precision_dsb(gt, pred, thresholds: Sequence[float] = DSB_THRESHOLDS) -> float:

@@ -247,11 +247,12 @@ class Trainer:
         """
         state = self.tuner.weights() if self.tuner is not None else _clone_state(self.net)
         m, hs = self.measure(state if self.tuner is not None else None)
+        against_start = self.start_score is not None and hs is not None
         blend = None
-        if self.start_score is not None and hs is not None:
+        if against_start:
             state, m, hs, blend = self.blend_with_start(state, m, hs)
         yield self.event("validation", **m)
-        if self.start_score is not None and hs is not None:
+        if against_start:
             if prefer_start(self.start_score, hs, self.cfg.keep_start_margin):
                 chosen = (self.start_state, {**self.start_metrics, "step": 0, "start_kept": True,
                                              "candidate_f1": m["val_f1"]})
@@ -286,7 +287,7 @@ class Trainer:
         by more than its noise. Returns the weights, metrics and score to go on with, and
         the blend fraction (None: not blended)."""
         fraction = self.tuner.settings.start_blend if self.tuner is not None else 0.0
-        if not fraction or hs.outline is None or self.start_state is None:
+        if not fraction or hs.outline is None:
             return state, m, hs, None
         blended = blend_states(self.start_state, state, fraction)
         bm, bhs = self.measure(blended)
