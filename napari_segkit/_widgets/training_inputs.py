@@ -10,6 +10,7 @@ from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_warning
 
 from .._common import classes_of
+from ..annotations.common import points_inside
 from .layers import to_image_pixels
 
 __all__ = ["clicks_inside", "region_of"]
@@ -40,8 +41,7 @@ def clicks_inside(ann: Points, image: Image, shape: tuple[int, ...]):
     if len(coords) == 0:
         raise ValueError(f"{ann.name} has no points: click on the nuclei first")
     coords = coords[:, -len(shape):]  # (z, y, x) on a stack: each click keeps its plane
-    idx = np.round(coords)
-    inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+    inside = points_inside(coords, shape)
     n_out = int((~inside).sum())
     if n_out == len(coords):
         raise ValueError(f"all {n_out} clicks of {ann.name} lie outside {image.name} "
