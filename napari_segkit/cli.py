@@ -382,28 +382,85 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edited_instances(model, image: np.ndarray, stem: str, args: argparse.Namespace):
+    """(painted, erased) from ``<stem>_instances.tif`` in ``args.edited``, compared with the
+    unedited prediction (``args.predicted``, or the model predicting the image again), or
+    None when the image has no edited file."""
+    from . import io
+    from .corrections import edits_from_layers
+    from .prediction import predict
+
+    path = args.edited / f"{stem}_instances.tif"
+    if not path.is_file():
+        return None
+    edited = io.read_labels(path)
+    if edited.shape != image.shape[:2]:
+        raise ValueError(f"{path} is {edited.shape[0]} x {edited.shape[1]} px but its image is "
+                         f"{image.shape[0]} x {image.shape[1]}: edit the instances that "
+                         "napari-segkit predict wrote for this image")
+    if args.predicted:
+        ref = args.predicted / f"{stem}_instances.tif"
+        if not ref.is_file():
+            raise ValueError(f"--predicted {args.predicted} has no {ref.name}: give the folder "
+                             "napari-segkit predict wrote, before any edit")
+        predicted = io.read_labels(ref)
+    else:
+        predicted = predict(model, image).instances
+    painted, erased = edits_from_layers(edited, predicted)
+    touched = int(np.count_nonzero(np.unique(predicted[edited != predicted])))
+    n_pred = int(np.count_nonzero(np.unique(predicted)))
+    if not args.predicted and n_pred and touched > n_pred / 2:
+        print(f"warning: {path.name} differs from this model's prediction in {touched} of "
+              f"{n_pred} objects; if it was predicted with other settings (--tta, "
+              "--diameter, another model), pass the unedited folder as --predicted",
+              file=sys.stderr)
+    return painted, erased
+
+
 def cmd_correct(args: argparse.Namespace) -> int:
-    from .corrections import retrain_with_corrections
+    from .corrections import Corrections, retrain_with_corrections
+    from .io import image_files
     from .training import TrainConfig
     from .workflows import TrainingProgress, open_model
 
+    if args.points is None and args.edited is None:
+        raise UsageError("give the corrections: --points (clicks), --edited (edited "
+                         "instances), or both")
     model = open_model(args.model)  # a bad model file is reported before anything else
-    pairs = _pairs(args.images, args.points, ".csv")
-    images, fixes = [], []
-    for image_path, csv_path in pairs:
+    images, fixes, skipped = [], [], []
+    for image_path in image_files(args.images):
+        csv_path = args.points / f"{image_path.stem}.csv" if args.points else None
+        has_csv = csv_path is not None and csv_path.is_file()
+        has_edit = args.edited is not None and \
+            (args.edited / f"{image_path.stem}_instances.tif").is_file()
+        if not (has_csv or has_edit):
+            skipped.append(image_path.name)
+            continue
         image = _read_image(image_path, args)
+        clicks = _correction_clicks(csv_path, image) if has_csv else Corrections()
+        edits = _edited_instances(model, image, image_path.stem, args) if has_edit else None
+        painted, erased = edits or (None, None)
         images.append(image)
-        fixes.append(_correction_clicks(csv_path, image))
+        fixes.append(Corrections(clicks.points, clicks.classes, painted=painted, erased=erased))
+    if skipped:
+        print(f"warning: {len(skipped)} image(s) have no corrections and are left out: "
+              + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)
     n = sum(len(f) for f in fixes)
-    if n == 0:
-        raise ValueError(f"the points files in {args.points} hold no clicks; click missed nuclei "
-                         "('nucleus') and false objects ('background') first")
+    n_drawn = sum(0 if f.painted is None else int(np.unique(f.painted).size) - 1 for f in fixes)
+    n_erased = sum(0 if f.erased is None else int(f.erased.sum()) for f in fixes)
+    if not images or n + n_drawn + n_erased == 0:
+        where = " and ".join(str(d) for d in (args.points, args.edited) if d is not None)
+        raise ValueError(f"no corrections in {where} for the images in {args.images}; click "
+                         "missed nuclei ('nucleus') and false objects ('background'), or edit "
+                         "<stem>_instances.tif (draw, merge, erase objects), first")
     cfg = TrainConfig(seed=args.seed, device=args.device, time_budget_s=args.minutes * 60,
                       steps=10**7)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n_bg = sum(c == "background" for f in fixes for c in f.classes)
+    edits = f", {n_drawn} object(s) drawn or edited, {n_erased} px erased" \
+        if args.edited is not None else ""
     print(f"retraining {args.model} on {len(images)} image(s) with {n} correction(s) "
-          f"({n - n_bg} nucleus, {n_bg} background); budget={args.minutes:g} min",
+          f"({n - n_bg} nucleus, {n_bg} background){edits}; budget={args.minutes:g} min",
           file=sys.stderr)
     t0 = time.perf_counter()
     progress = TrainingProgress(cfg.time_budget_s)
@@ -533,13 +590,23 @@ def build_parser() -> argparse.ArgumentParser:
     _layout_options(p)
     p.set_defaults(func=cmd_suggest)
 
-    p = sub.add_parser("correct", help="retrain a model from correction clicks on its "
-                                       "predictions (the correction loop's Retrain)")
+    p = sub.add_parser("correct", help="retrain a model from corrections of its predictions "
+                                       "(clicks, edited instances: the correction loop's "
+                                       "Retrain)")
     _model_and_images(p, "the model that predicted: a file or 'default'")
-    p.add_argument("--points", required=True, type=Path,
+    p.add_argument("--points", type=Path,
                    help="folder of <stem>.csv napari points: clicks with a 'class' column, "
                         "'nucleus' on missed nuclei (one per nucleus) and 'background' on false "
-                        "objects; images without one are left out")
+                        "objects")
+    p.add_argument("--edited", type=Path,
+                   help="folder of <stem>_instances.tif as napari-segkit predict wrote them, "
+                        "edited (objects drawn, merged, cut or erased, e.g. in napari): the "
+                        "objects you touched are taught as you left them, erased pixels as "
+                        "background; images with neither file are left out")
+    p.add_argument("--predicted", type=Path,
+                   help="with --edited: the unedited folder napari-segkit predict wrote "
+                        "(default: the model predicts each image again with default settings; "
+                        "give it when you predicted with --tta or --diameter)")
     p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
     p.add_argument("--minutes", type=arg.minutes, default=1.0,
                    help="time budget in minutes (default 1)")

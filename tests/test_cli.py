@@ -143,6 +143,60 @@ def test_suggest_then_correct_is_one_round_of_the_correction_loop(tmp_path, caps
     assert "outside its image" in capsys.readouterr().err
 
 
+def test_correct_from_edited_instances(tmp_path, capsys):
+    """The correction loop's brush edits from a terminal: predict, edit the written
+    instances (erase a false object, merge two pieces, draw a missed nucleus), correct."""
+    import torch
+
+    from napari_segkit.model_io import load_default_model, load_model
+
+    images, pred, edited = tmp_path / "images", tmp_path / "pred", tmp_path / "edited"
+    images.mkdir()
+    edited.mkdir()
+    io.write_labels(images / "a.tif", io.read_image(sample_path("fluo_256.tif"))[:128, :160])
+    assert main(["predict", "--model", "default", "--images", str(images), "--out",
+                 str(pred), "--labels-format", "tif"]) == 0
+    predicted = io.read_labels(pred / "a_instances.tif")
+    ids, areas = np.unique(predicted[predicted > 0], return_counts=True)
+    assert len(ids) >= 3
+    labels = predicted.copy()
+    labels[labels == ids[0]] = 0  # erased
+    labels[labels == ids[2]] = ids[1]  # two pieces merged into one nucleus
+    rr, cc = np.ogrid[:128, :160]
+    disk = ((rr - 120) ** 2 + (cc - 150) ** 2 <= 16) & (labels == 0)
+    labels[disk] = 999  # a nucleus drawn where the model saw none
+    io.write_labels(edited / "a_instances.tif", labels)
+    # no corrections at all, then the wrong instances file
+    assert main(["correct", "--model", "default", "--images", str(images), "--out",
+                 str(tmp_path / "x.safetensors")]) == 2
+    assert "give the corrections" in capsys.readouterr().err
+    io.write_labels(tmp_path / "a_instances.tif", labels[:100])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.move(tmp_path / "a_instances.tif", bad / "a_instances.tif")
+    assert main(["correct", "--model", "default", "--images", str(images), "--edited",
+                 str(bad), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "edit the instances that napari-segkit predict wrote" in capsys.readouterr().err
+    # the edits against the unedited folder, and against the model predicting again
+    erased_px = int(areas[0])
+    for extra in (["--predicted", str(pred)], []):
+        out = tmp_path / f"m{len(extra)}.safetensors"
+        assert main(["correct", "--model", "default", "--images", str(images), "--edited",
+                     str(edited), *extra, "--out", str(out), "--minutes", "0.1"]) == 0
+        err = capsys.readouterr().err
+        assert f"0 correction(s) (0 nucleus, 0 background), 2 object(s) drawn or edited, " \
+               f"{erased_px} px erased" in err
+        assert "differs from this model's prediction" not in err
+        start, tuned = load_default_model().net.state_dict(), load_model(out).net.state_dict()
+        assert any(not torch.equal(start[k], tuned[k]) for k in start)
+    # edited instances from other settings: the warning says to give --predicted
+    io.write_labels(edited / "a_instances.tif", np.where(predicted > 0, predicted + 1, 0))
+    assert main(["correct", "--model", "default", "--images", str(images), "--edited",
+                 str(edited), "--out", str(tmp_path / "y.safetensors"), "--minutes",
+                 "0.01"]) == 0
+    assert "pass the unedited folder as --predicted" in capsys.readouterr().err
+
+
 def test_train_reports_missing_pairs(tmp_path, capsys):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
