@@ -16,7 +16,7 @@ from .model import UNetConfig
 from .model_io import SegModel
 from .normalization import DEFAULT_NORMALIZATION
 
-__all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
+__all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "FULL_MASKS_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
            "TrainingInterrupted", "check_patch_size", "check_train_config",
            "fine_tune_settings", "run_to_end"]
 
@@ -25,6 +25,10 @@ FINE_TUNE_LR = 5e-4
 #: what fine-tuning does unless TrainConfig says otherwise (see benchmarks/bench_finetune.py)
 FINE_TUNE_RECIPE = {"replay_fraction": 0.25, "anchor_strength": 0.0, "ema_span": 0.2,
                     "adapt_norm": False, "start_blend": 0.75}
+#: what changes when every image has full instance masks: no replay (the masks teach whole
+#: nuclei themselves; replay cost F1 from masks on both fluorescence splits, README "No
+#: replay from full masks")
+FULL_MASKS_RECIPE = {**FINE_TUNE_RECIPE, "replay_fraction": 0.0}
 
 
 @dataclass
@@ -57,7 +61,7 @@ class TrainConfig:
     # corrections.correction_targets and README "Fine-tuning from your annotations"
     correction_unclicked: str = "unknown"
     # fine-tuning without forgetting (napari_segkit.finetune); None: FINE_TUNE_RECIPE when
-    # fine-tuning, off for a new model
+    # fine-tuning (FULL_MASKS_RECIPE, without replay, from full masks), off for a new model
     replay_fraction: float | None = None
     anchor_strength: float | None = None
     ema_span: float | None = None  # EMA over this fraction of the run's end
@@ -162,10 +166,12 @@ class TrainEvent:
         return by_steps
 
 
-def fine_tune_settings(cfg: TrainConfig) -> FineTuneSettings:
-    """The fine-tuning helpers a config asks for (``None`` fields: :data:`FINE_TUNE_RECIPE`)."""
-    return FineTuneSettings(**{k: (FINE_TUNE_RECIPE[k] if getattr(cfg, k) is None
-                                   else getattr(cfg, k)) for k in FINE_TUNE_RECIPE})
+def fine_tune_settings(cfg: TrainConfig, full_masks: bool = False) -> FineTuneSettings:
+    """The fine-tuning helpers a config asks for (``None`` fields: :data:`FINE_TUNE_RECIPE`,
+    or :data:`FULL_MASKS_RECIPE` when every image has full instance masks)."""
+    recipe = FULL_MASKS_RECIPE if full_masks else FINE_TUNE_RECIPE
+    return FineTuneSettings(**{k: (recipe[k] if getattr(cfg, k) is None else getattr(cfg, k))
+                               for k in recipe})
 
 
 def _positive(value, name: str, *, allow_none: bool = True, hint: str = "") -> None:

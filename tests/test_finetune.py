@@ -105,6 +105,33 @@ def test_fine_tuning_replays_without_the_excluded_images(fluo_256):
     assert he not in trainer.tuner.replay.sources and len(trainer.tuner.replay.sources) >= 10
 
 
+@pytest.mark.parametrize(("source", "setting", "replays"), [
+    ("masks", None, False),  # every image with full masks: FULL_MASKS_RECIPE, no replay
+    ("clicks", None, True),
+    ("masks and clicks", None, True),
+    ("masks", 0.5, True),  # an explicit setting wins
+])
+def test_fine_tuning_from_full_masks_replays_nothing(fluo_256, source, setting, replays):
+    from napari_segkit.train_config import FINE_TUNE_RECIPE, FULL_MASKS_RECIPE
+    from napari_segkit.training import Trainer
+
+    assert FULL_MASKS_RECIPE["replay_fraction"] == 0 < FINE_TUNE_RECIPE["replay_fraction"]
+    assert {k: v for k, v in FULL_MASKS_RECIPE.items() if k != "replay_fraction"} == \
+        {k: v for k, v in FINE_TUNE_RECIPE.items() if k != "replay_fraction"}
+    image, labels, points = fluo_256[:3]
+    cfg = TrainConfig(steps=1, batch_size=2, patch_size=64, device="cpu",
+                      replay_fraction=setting)
+    trainer = Trainer(cfg, init="default")
+    lbs = {"masks": [labels, labels], "clicks": [None, None],
+           "masks and clicks": [labels, None]}[source]
+    trainer.prepare_data([image, image], lbs, [None if lb is not None else points for lb in lbs])
+    trainer.build_optimiser()
+    assert (trainer.tuner.replay is not None) == replays
+    expected = setting if setting is not None else \
+        FINE_TUNE_RECIPE["replay_fraction"] if replays else 0.0
+    assert trainer.tuner.settings.replay_fraction == expected
+
+
 def test_fine_tuning_weighs_classes_as_the_start_models_training_data(fluo_256):
     """A correction teaches a few objects in much background: with
     ``finetune_class_weights="replay"`` the loss keeps the class weights of the replay set
