@@ -105,10 +105,12 @@ def train_row(args, stacks_scored, model_path: Path) -> list[dict]:
         for i, s in enumerate(train_stacks)]
     init = None if args.init == "scratch" else str(model_path)
     method = f"({'b' if args.train == 'masks' else 'c'}) {args.train}, {args.init}, {args.planes}"
+    if args.overrides:
+        method += ", " + ", ".join(f"{k}={v}" for k, v in args.overrides.items())
     out = []
     for seed in args.seeds:
         cfg = TrainConfig(steps=args.steps, seed=seed, num_threads=args.threads,
-                          stack_planes=args.planes, val_every=50)
+                          stack_planes=args.planes, val_every=50, **args.overrides)
         t = time.perf_counter()
         model = None
         for event in train([s.image for s in train_stacks], labels, points, config=cfg,
@@ -117,13 +119,15 @@ def train_row(args, stacks_scored, model_path: Path) -> list[dict]:
         seconds = time.perf_counter() - t
         print(f"seed {seed}: {args.steps} steps in {seconds:.0f} s "
               f"({args.steps / seconds:.2f} steps/s incl. validation), kept step "
-              f"{event.kept_step}, held-out F1 {event.val_f1}")
+              f"{event.kept_step}" + (f" (a blend, {event.blend:g} of the way from the start)"
+                                      if event.blend else "") + f", held-out F1 {event.val_f1}")
         for name, image, gt, spacing in stacks_scored:
             t = time.perf_counter()
             pred = predict(model, image, scale=spacing).instances
             r = row(name, f"{method} s{seed}", gt, pred, time.perf_counter() - t)
             out.append({**r, "seed": seed, "config": method, "steps": args.steps,
-                        "train_s": seconds})
+                        "train_s": seconds, "kept_step": event.kept_step,
+                        "blend": event.blend})
     return out
 
 
@@ -163,10 +167,15 @@ def main() -> None:
     ap.add_argument("--ring", type=float,
                     help="development only: the ignored ring around click-grown masks, in "
                          "in-plane pixels (stack_training.RING_PIXELS)")
+    ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TrainConfig settings for the trained rows, e.g. start_blend=0")
     ap.add_argument("--dev", action="store_true",
                     help="score trained rows on development stacks (seeds 7301-7303, for "
                          "design choices) instead of the held-out ones and the StarDist stack")
     args = ap.parse_args()
+    from bench_finetune import parse_overrides
+
+    args.overrides = parse_overrides(args.overrides)
     if args.summary is not None:
         summary([json.loads(line) for line in args.summary.read_text().splitlines() if line])
         return
