@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime
 import os
 import threading
@@ -435,6 +436,9 @@ class Trainer:
                 "init": "new" if init is None else str(init if isinstance(init, (str, Path))
                                                          else "model"),
                 "best": self.best_metrics, "config": self.cfg.to_dict(),
+                # the fine-tuning helpers used (the recipe filled in), None for a new model
+                "fine_tuning": None if self.tuner is None
+                else dataclasses.asdict(self.tuner.settings),
             },
         }
         return model

@@ -197,6 +197,31 @@ def test_correct_from_edited_instances(tmp_path, capsys):
     assert "pass the unedited folder as --predicted" in capsys.readouterr().err
 
 
+def test_train_replay_option(tmp_path, capsys):
+    """--replay sets the fine-tuning's replay (by default none from full masks), is refused
+    for a new model and out of range."""
+    from napari_segkit.model_io import load_model
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    shutil.copy(sample_path("fluo_256.tif"), images / "a.tif")
+    shutil.copy(sample_path("fluo_256_labels.tif"), labels / "a.tif")
+    common = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "0.2",
+              "--patch-size", "64"]
+    for extra, expected in (([], 0.0), (["--replay", "0.5"], 0.5)):
+        out = tmp_path / f"m{len(extra)}.safetensors"
+        assert main([*common, "--out", str(out), *extra]) == 0
+        training = load_model(out).provenance["training"]
+        assert training["config"]["replay_fraction"] == (None if not extra else expected)
+        assert training["fine_tuning"]["replay_fraction"] == expected
+    assert main([*common, "--out", str(tmp_path / "x.safetensors"), "--init", "none",
+                 "--replay", "0.5"]) == 2
+    assert "a new model (--init none) has none" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "x.safetensors"), "--replay", "2"]) == 2
+    assert "at most 0.9 of every batch" in capsys.readouterr().err
+
+
 def test_train_reports_missing_pairs(tmp_path, capsys):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
