@@ -359,7 +359,6 @@ def _answer(coords, gt, pred):
 
 
 def row_seen_masks(args, seed, data, init, n: int = 5):
-
     _, images, labels = load_train(args.data, "grayscale")
     pick = sorted(np.random.default_rng(0).choice(len(images), n, replace=False))
     ax, ay = [images[i] for i in pick], [labels[i] for i in pick]
@@ -432,7 +431,6 @@ def main() -> None:
     args.overrides = parse_overrides(args.overrides)
 
     import torch
-
 
     torch.set_num_threads(args.threads)
     data = splits(args.data, args.dev)

@@ -389,15 +389,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 def _edited_instances(model, image: np.ndarray, stem: str, args: argparse.Namespace):
     """(painted, erased) from ``<stem>_instances.tif`` in ``args.edited``, compared with the
-    unedited prediction (``args.predicted``, or the model predicting the image again), or
-    None when the image has no edited file."""
+    unedited prediction (``args.predicted``, or the model predicting the image again)."""
     from . import io
     from .corrections import edits_from_layers
     from .prediction import predict
 
     path = args.edited / f"{stem}_instances.tif"
-    if not path.is_file():
-        return None
     edited = io.read_labels(path)
     if edited.shape != image.shape[:2]:
         raise ValueError(f"{path} is {edited.shape[0]} x {edited.shape[1]} px but its image is "
@@ -443,15 +440,16 @@ def cmd_correct(args: argparse.Namespace) -> int:
             continue
         image = _read_image(image_path, args)
         clicks = _correction_clicks(csv_path, image) if has_csv else Corrections()
-        edits = _edited_instances(model, image, image_path.stem, args) if has_edit else None
-        painted, erased = edits or (None, None)
+        painted, erased = _edited_instances(model, image, image_path.stem, args) \
+            if has_edit else (None, None)
         images.append(image)
         fixes.append(Corrections(clicks.points, clicks.classes, painted=painted, erased=erased))
     if skipped:
         print(f"warning: {len(skipped)} image(s) have no corrections and are left out: "
               + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)
     n = sum(len(f) for f in fixes)
-    n_drawn = sum(0 if f.painted is None else int(np.unique(f.painted).size) - 1 for f in fixes)
+    n_drawn = sum(0 if f.painted is None else int(np.count_nonzero(np.unique(f.painted)))
+                  for f in fixes)
     n_erased = sum(0 if f.erased is None else int(f.erased.sum()) for f in fixes)
     if not images or n + n_drawn + n_erased == 0:
         where = " and ".join(str(d) for d in (args.points, args.edited) if d is not None)

@@ -184,12 +184,6 @@ def count_matches(pred: np.ndarray, part: HeldOut) -> tuple[int, int, int]:
     return tp, len(fp_ids), fn
 
 
-def mask_matches(pred: np.ndarray, part: HeldOut, iou: float = 0.5) -> tuple[int, int, int]:
-    """(TP, FP, FN) at IoU ``iou`` between the objects whose centroid is in the strip."""
-    tp, fp, fn = (int(v) for v in mask_matches_at(pred, part, (iou,))[0])
-    return tp, fp, fn
-
-
 def mask_matches_at(pred: np.ndarray, part: HeldOut, thresholds=DSB_THRESHOLDS) -> np.ndarray:
     """(TP, FP, FN) at each IoU threshold (int array (T, 3); the first threshold, 0.5,
     gives the F1) between the objects whose centroid is in the strip."""

@@ -32,7 +32,7 @@ from .stack_training import check_stack_inputs, stack_planes, stack_scales, vali
 from .targets import Targets, instance_targets, label_targets
 
 __all__ = ["TrainingData", "as_image_list", "check_has_objects", "compact_ids",
-           "points_of", "prepare_training_data"]
+           "labels_source_of", "points_of", "prepare_training_data"]
 
 
 @dataclass
@@ -45,6 +45,9 @@ class TrainingData:
     val_targets: list[Targets] = field(default_factory=list)
     val_instances: list = field(default_factory=list)
     holdout: list[HeldOut] = field(default_factory=list)
+    #: what the targets come from: "points" (clicks), ``TrainConfig.labels_kind`` (every
+    #: image labelled, e.g. "instances": full masks), that kind + "+points" (some images
+    #: labelled, the others clicked) or "targets" (ready-made, e.g. corrections)
     labels_source: str = "instances"
     #: median diameter of the annotated objects (px), for test-time zoom
     object_diameter: float | None = None
@@ -95,6 +98,15 @@ def compact_ids(labels):
     uniq, inverse = np.unique(labels, return_inverse=True)
     out = inverse.reshape(labels.shape) + (0 if uniq[0] == 0 else 1)
     return out.astype(label_dtype(len(uniq)))
+
+
+def labels_source_of(labels: Sequence, cfg) -> str:
+    """:attr:`TrainingData.labels_source` of images with these label images (None: the
+    image has clicks instead)."""
+    given = sum(lb is not None for lb in labels)
+    if not given:
+        return "points"
+    return cfg.labels_kind if given == len(labels) else f"{cfg.labels_kind}+points"
 
 
 def check_has_objects(targets: Sequence[Targets], source: str) -> None:
@@ -205,7 +217,7 @@ def prepare_training_data(
     else:
         tgs = [targets_for(im, lb, pt, cfg, n_classes, guide_model, rg)
                for im, lb, pt, rg in zip(images, labels, points, regions, strict=True)]
-        source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
+        source = labels_source_of(labels, cfg)
         check_has_objects(tgs, source)
         evidence = [_evidence(lb, pt, rg, x.shape[1:], cfg)
                     for lb, pt, rg, x in zip(labels, points, regions, xs, strict=True)]
@@ -249,7 +261,7 @@ def _stack_training_data(stacks, labels, points, cfg, norm, in_channels, n_class
                            held_out=not separate)
               for st, lb, pt, sc in zip(stacks, labels, points, scales, strict=True)]
     tgs = [t for p in planes for t in p.targets]
-    source = "points" if all(lb is None for lb in labels) else cfg.labels_kind
+    source = labels_source_of(labels, cfg)
     check_has_objects(tgs, source)
     diameters = np.concatenate([p.diameters for p in planes])
     meta = {"labels_source": source,

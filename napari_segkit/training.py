@@ -46,7 +46,6 @@ from .targets import Targets, class_weights
 from .train_config import (
     FINE_TUNE_LR,
     FINE_TUNE_RECIPE,
-    FULL_MASKS_RECIPE,
     NEW_MODEL_LR,
     TrainConfig,
     TrainEvent,
@@ -58,8 +57,7 @@ from .train_config import (
 )
 from .train_data import as_image_list, prepare_training_data
 
-__all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "FULL_MASKS_RECIPE", "NEW_MODEL_LR",
-           "TrainConfig", "TrainEvent",
+__all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
            "Trainer", "TrainingInterrupted", "check_patch_size", "train"]
 
 # --------------------------------------------------------------------------- inputs
@@ -109,7 +107,6 @@ class Trainer:
         self.start_state, self.start_score, self.start_metrics = None, None, {}
         self.best_hs: HoldOutScore | None = None  # a new model's best held-out score
         self.tuner: FineTuner | None = None
-        self.full_masks = False  # see prepare_data
         self.frozen: list[torch.nn.Module] = []
         if config.frozen_levels and not self.fine_tuning:
             raise ValueError("frozen_levels keeps layers of the starting model as they are; a "
@@ -135,10 +132,6 @@ class Trainer:
             regions=regions, targets=targets, val_images=val_images, val_labels=val_labels,
             scale=scale)
         self.data, self.labels_source = data, data.labels_source
-        # every image has full instance masks (not clicks, semantic labels or ready-made
-        # targets): fine-tuning takes FULL_MASKS_RECIPE
-        self.full_masks = (targets is None and cfg.labels_kind == "instances"
-                           and labels is not None and all(lb is not None for lb in labels))
         self.model.object_diameter = self.model.object_diameter or data.object_diameter
         self.n_train = len(data.x)
         tr_x, variants = split_variants(data.x, mcfg.in_channels)
@@ -165,7 +158,9 @@ class Trainer:
             FINE_TUNE_LR if self.fine_tuning else NEW_MODEL_LR)
         self.lr = self.base_lr
         self.freeze_norm = self.fine_tuning if cfg.freeze_norm is None else bool(cfg.freeze_norm)
-        settings = fine_tune_settings(cfg, self.full_masks) if self.fine_tuning else None
+        # every image with full instance masks: FULL_MASKS_RECIPE (train_config)
+        settings = fine_tune_settings(cfg, full_masks=self.labels_source == "instances") \
+            if self.fine_tuning else None
         self.tuner = FineTuner(self.net, settings, self.rng, self.model.config.in_channels,
                                replay_path=cfg.replay_path,
                                replay_exclude=tuple(cfg.replay_exclude)) \

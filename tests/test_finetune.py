@@ -126,6 +126,8 @@ def test_fine_tuning_from_full_masks_replays_nothing(fluo_256, source, setting, 
            "masks and clicks": [labels, None]}[source]
     trainer.prepare_data([image, image], lbs, [None if lb is not None else points for lb in lbs])
     trainer.build_optimiser()
+    assert trainer.labels_source == {"masks": "instances", "clicks": "points",
+                                     "masks and clicks": "instances+points"}[source]
     assert (trainer.tuner.replay is not None) == replays
     expected = setting if setting is not None else \
         FINE_TUNE_RECIPE["replay_fraction"] if replays else 0.0

@@ -10,7 +10,7 @@ from napari_segkit.holdout import (
     HoldOutScore,
     count_matches,
     f1_noise,
-    mask_matches,
+    mask_matches_at,
     prefer_start,
     score_holdout,
     split_holdout,
@@ -50,7 +50,7 @@ def test_mask_matches_use_objects_whose_centre_is_in_the_strip():
     pred[pred == 3] = 0  # missed
     pred[30:36, 30:36] = 9  # false
     part = HeldOut(np.zeros((1, 40, 40)), 20, None, None, gt, np.ones((40, 40), bool))
-    assert mask_matches(pred, part) == (1, 1, 1)
+    assert tuple(mask_matches_at(pred, part, (0.5,))[0]) == (1, 1, 1)
 
 
 def test_split_holdout_ignores_the_strip_for_training_and_keeps_context():

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from napari_segkit.holdout import HeldOut, count_matches, mask_matches
+from napari_segkit.holdout import HeldOut, count_matches, mask_matches_at
 from napari_segkit.model_io import load_model
 from napari_segkit.normalization import Normalization
 from napari_segkit.prediction import predict
@@ -56,7 +56,7 @@ def test_xy_planes_and_3d_holdout(stack, tiny_config):
     assert part.x.shape == (1, 16, 96 - cut + 32, 96) and part.first_row == 32
     assert part.scale == SPACING and part.instances.shape == (16, 51, 96)
     # the true objects score perfectly against themselves, in 3-D
-    tp, fp, fn = mask_matches(part.instances, part)
+    tp, fp, fn = mask_matches_at(part.instances, part, (0.5,))[0]
     assert tp > 0 and fp == fn == 0
 
 
