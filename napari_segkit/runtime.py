@@ -10,6 +10,7 @@ every other torch user of the process, in any thread, runs with that count too.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import weakref
 from collections.abc import Iterator
@@ -97,8 +98,9 @@ def model_on_device(net: torch.nn.Module, device: torch.device,
 @contextlib.contextmanager
 def _on_device(net: torch.nn.Module, device: torch.device,
                channels_last: bool) -> Iterator[torch.nn.Module]:
-    params = list(net.parameters())
-    old_device = params[0].device if params else None
+    # a network may hold only buffers (fixed filters): their device counts too
+    first = next(itertools.chain(net.parameters(), net.buffers()), None)
+    old_device = first.device if first is not None else None
     was_training = net.training
     net.to(device)
     if channels_last:
