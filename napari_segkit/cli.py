@@ -270,6 +270,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if model is None:
         return 130
     last = progress.last
+    if last is not None and last.diverged:
+        print(f"warning: {last.message}", file=sys.stderr)
     best = model.provenance.get("training", {}).get("best", {})
     shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in best.items() if v is not None}
     print(f"done in {time.perf_counter() - t0:.0f} s: {last.step} steps on {last.device}; "

@@ -88,9 +88,13 @@ def _check_probs(probs, channel_axis: int = 0) -> np.ndarray:
     return arr
 
 
+class NonFiniteOutputError(ValueError):
+    """The network's output holds NaNs or infinities (its weights diverged)."""
+
+
 def _check_finite(arr: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(arr)):
-        raise ValueError(
+        raise NonFiniteOutputError(
             f"the model output ({what}) has NaNs or infinite values; the model is broken "
             "(training probably diverged): retrain with a lower learning rate or load another model"
         )

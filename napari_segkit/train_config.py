@@ -128,7 +128,9 @@ class TrainEvent:
     (TP, FP, FN) behind ``val_f1``. The done / stopped events say which weights were kept:
     ``kept_step`` (0: the start) and ``start_kept`` (a fine-tuning handed back its start);
     ``blend``: the kept weights are that fraction of the way from the start to the
-    fine-tuned ones (``TrainConfig.start_blend``), None when they are not blended.
+    fine-tuned ones (``TrainConfig.start_blend``), None when they are not blended;
+    ``diverged``: the run ended early because its weights diverged (the message says which
+    weights were kept).
     """
 
     kind: str
@@ -151,6 +153,7 @@ class TrainEvent:
     kept_step: int | None = None
     start_kept: bool = False
     blend: float | None = None
+    diverged: bool = False  # the run ended early: its loss or outputs became NaN / infinite
     model: SegModel | None = field(default=None, repr=False)
 
     @property

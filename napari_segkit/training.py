@@ -20,6 +20,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime
+import math
 import os
 import threading
 import time
@@ -38,6 +39,7 @@ from .losses import check_loss, forward_for_training, training_loss
 from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
 from .output_paths import check_output_file
+from .postprocess import NonFiniteOutputError
 from .runtime import autocast, select_device, torch_threads
 from .sampling import PatchSampler
 from .scoring import validate
@@ -59,6 +61,11 @@ from .train_data import as_image_list, prepare_training_data
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
            "Trainer", "TrainingInterrupted", "check_patch_size", "train"]
+
+# this many losses read back in a row that are NaN / infinite end the run as diverged (one
+# can be a float16 overflow that the gradient scaler skips; on the CPU the first one has
+# already spoilt the weights, and the next ones say so)
+NONFINITE_LOSSES_TO_STOP = 3
 
 # --------------------------------------------------------------------------- inputs
 def _resolve_init(init, cfg: TrainConfig) -> SegModel:
@@ -102,6 +109,9 @@ class Trainer:
         self.device = select_device(config.device)
         self.step = 0
         self.loss: float | None = None  # the last loss read back from the device
+        # the step at which the weights diverged (NaN / infinite loss or outputs), or None
+        self.diverged_at: int | None = None
+        self.nonfinite_losses = 0  # consecutive losses read back that were not finite
         self.lr = 0.0
         self.best_score, self.best_state, self.best_metrics = (-2.0, -2.0), None, {}
         self.start_state, self.start_score, self.start_metrics = None, None, {}
@@ -249,7 +259,13 @@ class Trainer:
         of its weights with the start's may stand in for them (:meth:`blend_with_start`).
         """
         state = self.tuner.weights() if self.tuner is not None else _clone_state(self.net)
-        m, hs = self.measure(state if self.tuner is not None else None)
+        try:
+            m, hs = self.measure(state if self.tuner is not None else None)
+        except NonFiniteOutputError:
+            # diverged weights are never kept: the run ends with the best ones so far
+            self.diverged_at = self.step
+            yield self.event("validation", message=self.divergence_message())
+            return
         against_start = self.start_score is not None and hs is not None
         blend = None
         if against_start:
@@ -304,7 +320,8 @@ class Trainer:
         m, self.start_score = self.measure()
         self.start_metrics = dict(m)
         yield self.event("validation", **m)
-        self.best_state, self.best_metrics = self.start_state, {**m, "step": 0}
+        # until fine-tuned weights win, the start is what a run would hand back
+        self.best_state, self.best_metrics = self.start_state, {**m, "step": 0, "start_kept": True}
         if self.start_score is None:
             self.best_score = (m["val_f1"] if m["val_f1"] is not None else -1.0,
                                m["val_iou"] if m["val_iou"] is not None else -1.0)
@@ -321,6 +338,8 @@ class Trainer:
     def finish(self) -> SegModel:
         """The best weights (the last ones without validation) in eval mode on the CPU,
         written to ``out_path``."""
+        if self.diverged_at is not None and self.best_state is None:
+            raise ValueError(self.divergence_message())
         if not self.data.has_validation or self.best_state is None:
             self.best_state = (self.tuner.weights() if self.tuner is not None
                                else _clone_state(self.net))
@@ -374,10 +393,18 @@ class Trainer:
                 loss = self.train_step(elapsed)
                 if self.step % log_every == 0 or self.step == self.total:
                     self.loss = float(loss.detach())
+                    self.nonfinite_losses = 0 if math.isfinite(self.loss) \
+                        else self.nonfinite_losses + 1
+                    if self.nonfinite_losses >= NONFINITE_LOSSES_TO_STOP:
+                        self.diverged_at = self.step
                     yield self.event("step")
-                if has_val and (self.step % cfg.val_every == 0 or self.step == self.total):
+                if (self.diverged_at is None and has_val
+                        and (self.step % cfg.val_every == 0 or self.step == self.total)):
                     yield from self.validate()
-            if has_val and not stopped and self.step % cfg.val_every and self.step < self.total:
+                if self.diverged_at is not None:
+                    break
+            if (has_val and not stopped and self.diverged_at is None
+                    and self.step % cfg.val_every and self.step < self.total):
                 # a time budget ended between two validations: the annealed end state counts
                 # too (at step == total the loop has just validated)
                 yield from self.validate()
@@ -391,9 +418,19 @@ class Trainer:
                          val_kind=best.get("val_kind"),
                          val_counts=None if counts is None else tuple(counts),
                          kept_step=best.get("step"), start_kept=bool(best.get("start_kept")),
-                         blend=best.get("blend"),
-                         message="stopped by user" if stopped else "finished")
+                         blend=best.get("blend"), diverged=self.diverged_at is not None,
+                         message="stopped by user" if stopped else
+                         self.divergence_message() if self.diverged_at is not None
+                         else "finished")
         return final
+
+    def divergence_message(self) -> str:
+        kept = self.best_metrics.get("step")  # None: no weights validated before it
+        what = ("the weights of step 0 (the start)" if kept == 0 else
+                f"the weights of step {kept}" if kept is not None else "nothing")
+        return (f"training diverged at step {self.diverged_at} (the network's loss or outputs "
+                f"became NaN or infinite), so it ended there and kept {what}; train again "
+                f"with a lower learning rate")
 
     def interrupted(self) -> TrainingInterrupted:
         """Ctrl-C: write the weights Stop would keep (the best validated ones, else the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +22,7 @@ from napari_segkit.finetune import (
     quantise_input,
 )
 from napari_segkit.model import UNet, UNetConfig
-from napari_segkit.model_io import load_default_model
+from napari_segkit.model_io import load_default_model, load_model
 from napari_segkit.training import FINE_TUNE_LR, NEW_MODEL_LR, TrainConfig, train
 
 TINY = UNetConfig(width=4, depth=2)
@@ -279,12 +281,34 @@ def test_fine_tuning_validates_the_start_by_counting_held_out_clicks(fluo_256):
 def test_fine_tuning_hands_back_the_start_when_it_is_clearly_better(fluo_256):
     image, labels, _, _ = fluo_256
     cfg = TrainConfig(steps=3, patch_size=64, batch_size=2, val_every=3, num_threads=1, seed=0,
-                      lr=0.5, ema_span=0.0, replay_fraction=0.0)  # a ruinous learning rate
+                      lr=0.5, ema_span=0.0, replay_fraction=0.0,  # a ruinous learning rate
+                      amp=False)  # float32 on any device
     events, model = _events(train([image], [labels], config=cfg, init="default"))
     start = load_default_model()
     assert model.provenance["training"]["best"].get("start_kept")
     assert all(torch.equal(v, start.net.state_dict()[k]) for k, v in model.net.state_dict().items())
     assert events[-1].val_f1 == [e for e in events if e.kind == "validation"][0].val_f1
+
+
+def test_a_diverged_training_ends_and_keeps_what_validated_before(fluo_256, tmp_path):
+    """NaN weights are never kept or validated on: a fine-tuning keeps its start (written
+    to out_path), a new model with nothing validated yet ends with a clear error."""
+    image, labels, _, _ = fluo_256
+    cfg = TrainConfig(steps=40, patch_size=64, batch_size=2, val_every=4, num_threads=1, seed=0,
+                      lr=1e6, log_every=1)  # blows the weights up in a few steps
+    out = tmp_path / "kept.safetensors"
+    events, model = _events(train([image], [labels], config=cfg, init="default", out_path=out))
+    last = events[-1]
+    assert last.kind == "done" and last.diverged and last.step < 40
+    assert last.kept_step == 0 and last.start_kept
+    assert "diverged" in last.message and "lower learning rate" in last.message
+    start = load_default_model()
+    for kept in (model, load_model(out)):
+        assert all(torch.equal(v, start.net.state_dict()[k])
+                   for k, v in kept.net.state_dict().items())
+    new = dataclasses.replace(cfg, model=TINY)
+    with pytest.raises(ValueError, match="diverged at step .* kept nothing"):
+        _events(train([image], [labels], config=new))
 
 
 def test_frozen_levels_keep_the_first_encoder_levels_and_hand_back_a_trainable_model(fluo_256):

@@ -422,6 +422,12 @@ class TrainWidget(Container):
                                  f"Give it more time.\nSaved: {self.model_path}")
             show_warning(f"Training: no step fitted in the time budget; {what}.")
             return
+        if event.diverged:
+            self.status.value = f"{event.message[:1].upper()}{event.message[1:]}.{score}\n" \
+                                f"Saved: {self.model_path}"
+            show_warning(f"Training diverged at step {event.step}: train again with a lower "
+                         "learning rate.")
+            return
         if event.start_kept:
             self.status.value = (
                 f"Finished after {event.step} steps, but the starting model was kept: the "

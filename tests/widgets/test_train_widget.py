@@ -146,3 +146,37 @@ def test_sparse_labels_are_known_by_their_metadata_not_their_name(widget):
                                   name="fluo_256 sparse labels [1]")
     widget.annotation_layer.value = lookalike  # a name is not a promise
     assert widget.collect_data()["labels_kind"] == "instances"
+
+
+def test_a_diverged_fine_tuning_says_so_and_saves_the_start(widget, qtbot, monkeypatch):
+    """Weights that turn NaN end the run: the dock says so, asks for a lower learning rate
+    and saves the starting model (nothing NaN reaches the file)."""
+    import torch
+
+    from napari_segkit._widgets import train as train_dock
+    from napari_segkit.model_io import load_default_model
+    from napari_segkit.training import Trainer
+
+    original = Trainer.train_step
+
+    def diverging_step(self, elapsed):
+        loss = original(self, elapsed)
+        with torch.no_grad():
+            for p in self.net.parameters():
+                p.fill_(float("nan"))
+        return loss * float("nan")
+
+    monkeypatch.setattr(Trainer, "train_step", diverging_step)
+    warnings = []
+    monkeypatch.setattr(train_dock, "show_warning", warnings.append)
+    widget.annotation_layer.value = widget.viewer.layers["fluo_256 ground truth"]
+    widget.init.value = "default"
+    widget.minutes.value = 0.5
+    widget.start()
+    qtbot.waitUntil(lambda: widget.start_button.enabled, timeout=60_000)
+    assert widget.last_event.diverged and widget.last_event.step < 10
+    assert "diverged" in widget.status.value and "step 0 (the start)" in widget.status.value
+    assert warnings and "lower learning rate" in warnings[-1]
+    start = load_default_model().net.state_dict()
+    saved = load_model(widget.out.value).net.state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in saved.items())
