@@ -109,7 +109,7 @@ def test_train_from_3d_clicks_and_stop(stack, tiny_config):
         if event.kind == "step" and event.step == 4:
             stop.set()
 
-    model = run_training([stack.image], points=[clicks], config=config(tiny_config, steps=50),
+    model = run_training([stack.image], points=[clicks], config=config(tiny_config, steps=50, log_every=1),
                          scale=SPACING, stop=stop, on_event=on_event)
     assert seen[-1].kind == "stopped" and seen[-1].step == 4
     assert any(e.kind == "validation" and e.val_kind == "count" for e in seen)

@@ -68,7 +68,7 @@ def test_stop_leaves_loadable_model(fluo, tmp_path, tiny_config):
     stop = threading.Event()
     out = tmp_path / "stopped.safetensors"
     cfg = TrainConfig(steps=1000, patch_size=64, batch_size=4, model=tiny_config, val_every=5,
-                      num_threads=1)
+                      num_threads=1, log_every=1)  # every step reported, on a GPU too
     kinds = []
     for ev in train([image], [labels], config=cfg, out_path=out, stop=stop):
         kinds.append(ev.kind)
