@@ -128,7 +128,7 @@ def run_train(args, seed, images, labels=None, points=None, init="default", frac
     from napari_segkit.training import TrainConfig, train
 
     opts = {**args.overrides, **kw}
-    cfg = TrainConfig(seed=seed, device="cpu", num_threads=args.threads, **budget(args, fraction),
+    cfg = TrainConfig(seed=seed, device=args.device, num_threads=args.threads, **budget(args, fraction),
                       **opts)
     gen = train(images, labels=labels, points=points, config=cfg, init=init)
     steps = 0
@@ -297,7 +297,7 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
 def _config(args, seed, fraction):
     from napari_segkit.training import TrainConfig
 
-    return TrainConfig(seed=seed, device="cpu", num_threads=args.threads,
+    return TrainConfig(seed=seed, device=args.device, num_threads=args.threads,
                        **budget(args, fraction), **args.overrides)
 
 
@@ -377,7 +377,7 @@ def row_demo(args, seed):
 
     minutes = args.minutes / 3 if not args.steps else None
     with tempfile.TemporaryDirectory() as tmp:
-        summary = run_demo(Path(tmp), minutes=minutes or 1.0, device="cpu", log=lambda *a: None,
+        summary = run_demo(Path(tmp), minutes=minutes or 1.0, device=args.device, log=lambda *a: None,
                            steps=(args.steps // 3) if args.steps else None, seed=seed,
                            num_threads=args.threads, settings=args.overrides)
     per = summary["per_image"]
@@ -410,6 +410,9 @@ def main() -> None:
     ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     ap.add_argument("--start", default="default", help="start model: 'default' or a model file")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"],
+                    help="where the fine-tunings run (the targets are CPU budgets: use "
+                         "--steps to compare with a CPU run)")
     ap.add_argument("--dev", action="store_true", help="development splits (see above)")
     ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                     help="TrainConfig settings for every training, e.g. replay_fraction=0")
@@ -436,7 +439,8 @@ def main() -> None:
     data = splits(args.data, args.dev)
     start = load_start(args.start)
     what = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
-    print(f"fine-tuning budget {what} on {args.threads} thread(s); seeds {args.seeds}; start "
+    where = f"{args.threads} thread(s)" if args.device == "cpu" else args.device
+    print(f"fine-tuning budget {what} on {where}; seeds {args.seeds}; start "
           f"{args.start}; {'DEVELOPMENT splits' if args.dev else 'scoring splits'}; "
           f"settings {args.overrides or 'recipe defaults'}"
           f"{'; the simulated user paints split nuclei' if args.paint_splits else ''}"
