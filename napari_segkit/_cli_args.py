@@ -64,6 +64,7 @@ zoom_factor = bounded(ZOOM_BOUNDS[0], ZOOM_BOUNDS[1])
 channel = bounded(0, 1023, integer=True)
 suggestions = bounded(1, 1000, integer=True, what=" per image")
 replay_fraction = bounded(0.0, 0.9, what=" of every batch")
+steps = bounded(1, 10**6, integer=True, what=" training steps")
 
 
 def diameter(text: str) -> str | float:

@@ -6,7 +6,7 @@
                            [--labels-format auto|tif|zarr] [--labels-into-source]
     napari-segkit evaluate --pred DIR --gt DIR [--json]
     napari-segkit suggest  --model MODEL|default --images DIR --out DIR [--points DIR] [-n 10]
-    napari-segkit correct  --model MODEL|default --images DIR --points DIR --out MODEL [--minutes 1]
+    napari-segkit correct  --model MODEL|default --images DIR --points DIR --out MODEL [--minutes 1 | --steps N]
     napari-segkit demo     [--out DIR]
 
 ``--axes`` (YXC, CYX, ZYX...) and ``--channel`` say how images are read (convert, train,
@@ -458,14 +458,18 @@ def cmd_correct(args: argparse.Namespace) -> int:
         raise ValueError(f"no corrections in {where} for the images in {args.images}; click "
                          "missed nuclei ('nucleus') and false objects ('background'), or edit "
                          "<stem>_instances.tif (draw, merge, erase objects), first")
-    cfg = TrainConfig(seed=args.seed, device=args.device, time_budget_s=args.minutes * 60,
-                      steps=10**7)
+    if args.steps:
+        cfg = TrainConfig(seed=args.seed, device=args.device, steps=args.steps)
+    else:
+        cfg = TrainConfig(seed=args.seed, device=args.device, time_budget_s=args.minutes * 60,
+                          steps=10**7)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n_bg = sum(c == "background" for f in fixes for c in f.classes)
     edits = f", {n_drawn} object(s) drawn or edited, {n_erased} px erased" \
         if args.edited is not None else ""
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
     print(f"retraining {args.model} on {len(images)} image(s) with {n} correction(s) "
-          f"({n - n_bg} nucleus, {n_bg} background){edits}; budget={args.minutes:g} min",
+          f"({n - n_bg} nucleus, {n_bg} background){edits}; budget={budget}",
           file=sys.stderr)
     t0 = time.perf_counter()
     progress = TrainingProgress(cfg.time_budget_s)
@@ -617,8 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the model predicts each image again with default settings; "
                         "give it when you predicted with --tta or --diameter)")
     p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
-    p.add_argument("--minutes", type=arg.minutes, default=1.0,
-                   help="time budget in minutes (default 1)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=arg.minutes, default=1.0,
+                        help="time budget in minutes (default 1)")
+    budget.add_argument("--steps", type=arg.steps,
+                        help="a budget of training steps instead of minutes: the same result "
+                             "on any machine for the same seed and device")
     p.add_argument("--seed", type=arg.seed, default=0)
     p.add_argument("--device", default="auto", choices=DEVICES)
     _layout_options(p)

@@ -130,11 +130,11 @@ def test_suggest_then_correct_is_one_round_of_the_correction_loop(tmp_path, caps
                         {"class": ["background", "nucleus", "nucleus"]})
     out = tmp_path / "round1.safetensors"
     assert main(["correct", "--model", "default", "--images", str(images), "--points",
-                 str(clicks), "--out", str(out), "--minutes", "0.05", "--seed", "3"]) == 0
+                 str(clicks), "--out", str(out), "--steps", "3", "--seed", "3"]) == 0
     captured = capsys.readouterr()
     assert "1 of 3 clicks of a.csv lie outside" in captured.err
-    assert "2 correction(s) (1 nucleus, 1 background)" in captured.err
-    assert "done in" in captured.out and str(out) in captured.out
+    assert "2 correction(s) (1 nucleus, 1 background); budget=3 steps" in captured.err
+    assert "done in" in captured.out and ": 3 steps on" in captured.out and str(out) in captured.out
     start, retrained = load_default_model().net.state_dict(), load_model(out).net.state_dict()
     assert any(not torch.equal(start[k], retrained[k]) for k in start)
     io.write_points_csv(clicks / "a.csv", np.array([[400.0, 5.0]]), {"class": ["nucleus"]})
@@ -182,7 +182,7 @@ def test_correct_from_edited_instances(tmp_path, capsys):
     for extra in (["--predicted", str(pred)], []):
         out = tmp_path / f"m{len(extra)}.safetensors"
         assert main(["correct", "--model", "default", "--images", str(images), "--edited",
-                     str(edited), *extra, "--out", str(out), "--minutes", "0.1"]) == 0
+                     str(edited), *extra, "--out", str(out), "--steps", "3"]) == 0
         err = capsys.readouterr().err
         assert f"0 correction(s) (0 nucleus, 0 background), 2 object(s) drawn or edited, " \
                f"{erased_px} px erased" in err
@@ -192,8 +192,7 @@ def test_correct_from_edited_instances(tmp_path, capsys):
     # edited instances from other settings: the warning says to give --predicted
     io.write_labels(edited / "a_instances.tif", np.where(predicted > 0, predicted + 1, 0))
     assert main(["correct", "--model", "default", "--images", str(images), "--edited",
-                 str(edited), "--out", str(tmp_path / "y.safetensors"), "--minutes",
-                 "0.01"]) == 0
+                 str(edited), "--out", str(tmp_path / "y.safetensors"), "--steps", "1"]) == 0
     assert "pass the unedited folder as --predicted" in capsys.readouterr().err
 
 
