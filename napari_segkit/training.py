@@ -430,7 +430,7 @@ class Trainer:
                 f"the weights of step {kept}" if kept is not None else "nothing")
         return (f"training diverged at step {self.diverged_at} (the network's loss or outputs "
                 f"became NaN or infinite), so it ended there and kept {what}; train again "
-                f"with a lower learning rate")
+                f"with a lower learning rate than {self.base_lr:g}")
 
     def interrupted(self) -> TrainingInterrupted:
         """Ctrl-C: write the weights Stop would keep (the best validated ones, else the
