@@ -57,6 +57,31 @@ def test_sampler_zoom_scales_objects_and_keeps_image_and_targets_aligned(zoom, s
         assert ti[obj].max() > 0.7 and ti[~obj].max() == 0.0
 
 
+def test_sampler_zoom_reads_the_window_at_pixel_centres():
+    """A zoomed patch equals the image read at pixel centres of its window: output pixel
+    k at image coordinate corner + (k + 0.5) * window / patch - 0.5 (the grid form of
+    the resampling that the sampler computes on the fly)."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    img = rng.random((1, 80, 90), dtype=np.float32)
+    lab = np.zeros((80, 90), np.uint16)
+    lab[20:50, 30:60] = 1
+    s = PatchSampler([img], [instance_targets(lab)], 32, augment=True, scale_range=(0.7, 0.7),
+                     rng=np.random.default_rng(0))
+    s.rng = np.random.default_rng(1)
+    xi, ci, _, _ = s._cut(0)
+    s.rng = np.random.default_rng(1)
+    s.rng.uniform()  # the zoom draw
+    y0, x0 = s._corner(0, round(32 / 0.7))
+    g = (np.arange(32) + 0.5) * (round(32 / 0.7) / 32) - 0.5
+    coords = np.stack(np.meshgrid(y0 + g, x0 + g, indexing="ij"))
+    np.testing.assert_allclose(xi[0], ndi.map_coordinates(img[0], coords, order=1,
+                                                          mode="mirror"), atol=1e-5)
+    assert np.array_equal(ci, ndi.map_coordinates(s.classes[0], coords, order=0,
+                                                  mode="constant", cval=IGNORE_INDEX))
+
+
 def test_sampler_zoom_out_beyond_the_image_ignores_the_outside():
     img = np.random.default_rng(0).random((1, 40, 40), dtype=np.float32)
     lab = np.zeros((40, 40), np.uint16)
