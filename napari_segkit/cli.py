@@ -203,8 +203,11 @@ def _train_config(args: argparse.Namespace):
             raise ValueError("--replay mixes the start model's training patches into a "
                              "fine-tuning; a new model (--init none) has none: leave it out")
         cfg.replay_fraction = args.replay
-    if args.epochs is not None:
-        cfg.epochs = args.epochs
+    if args.epochs is not None or args.steps is not None:
+        if args.epochs is not None:
+            cfg.epochs = args.epochs
+        else:
+            cfg.steps = args.steps
         cfg.time_budget_s = args.minutes * 60 if args.minutes is not None else None
     else:
         cfg.time_budget_s = (args.minutes if args.minutes is not None else 3.0) * 60
@@ -256,14 +259,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     init = None if args.init == "none" else args.init
     args.out.parent.mkdir(parents=True, exist_ok=True)
     what = "labels" if args.labels else "clicks"
-    budget = [f"{args.epochs:g} epochs"] if args.epochs is not None else []
+    budget = [f"{args.epochs:g} epochs"] if args.epochs is not None else \
+        [f"{args.steps} steps"] if args.steps is not None else []
     if cfg.time_budget_s:
         budget.append(f"{cfg.time_budget_s / 60:.1f} min")
     print(f"training on {len(images)} image(s) from {what}; init={args.init}; "
           f"budget={' or '.join(budget)}", file=sys.stderr)
     t0 = time.perf_counter()
     # a bar of seconds when the time budget decides, of steps when --epochs does
-    progress = TrainingProgress(None if args.epochs is not None else cfg.time_budget_s)
+    progress = TrainingProgress(cfg.time_budget_s if args.epochs is None and args.steps is None
+                                else None)
     model = _until_done_or_stopped(progress, lambda: run_training(
         images, labels=labels, points=points, config=cfg, init=init, out_path=args.out,
         val=val, on_event=progress, scale=args.scale))
@@ -523,9 +528,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="default",
                    help="'default' (fine-tune the shipped nuclei model), 'none' (from scratch) or a model file")
     p.add_argument("--minutes", type=arg.minutes,
-                   help="time budget in minutes (default 3 unless --epochs)")
-    p.add_argument("--epochs", type=arg.epochs,
-                   help="passes over the data (one = as many patch pixels as there are labelled pixels)")
+                   help="time budget in minutes (default 3 unless --epochs or --steps)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=arg.epochs,
+                        help="passes over the data (one = as many patch pixels as there are "
+                             "labelled pixels)")
+    length.add_argument("--steps", type=arg.steps,
+                        help="training steps: the same result on any machine for the same seed "
+                             "and device (with --minutes, whichever ends first)")
     p.add_argument("--seed", type=arg.seed, default=0)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--patch-size", type=arg.patch_size, default=None,

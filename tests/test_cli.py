@@ -221,6 +221,27 @@ def test_train_replay_option(tmp_path, capsys):
     assert "at most 0.9 of every batch" in capsys.readouterr().err
 
 
+def test_train_steps_option(tmp_path, capsys):
+    """--steps N trains exactly N steps (a time budget, when given too, can end it first)
+    and cannot be combined with --epochs."""
+    from napari_segkit.model_io import load_model
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    shutil.copy(sample_path("fluo_256.tif"), images / "a.tif")
+    shutil.copy(sample_path("fluo_256_labels.tif"), labels / "a.tif")
+    common = ["train", "--images", str(images), "--labels", str(labels), "--patch-size", "64"]
+    out = tmp_path / "m.safetensors"
+    assert main([*common, "--out", str(out), "--steps", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "budget=4 steps" in captured.err and ": 4 steps on" in captured.out
+    config = load_model(out).provenance["training"]["config"]
+    assert config["steps"] == 4 and config["time_budget_s"] is None
+    assert main([*common, "--out", str(out), "--steps", "4", "--epochs", "1"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_train_reports_missing_pairs(tmp_path, capsys):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()

@@ -346,7 +346,8 @@ def test_interrupted_predict_keeps_the_table_of_finished_images(folders, tiny_mo
 # --------------------------------------------------------------------------- fuzz
 BAD_NUMBERS = ["0", "-1", "-64", "-0.5", "nan", "NaN", "inf", "-inf", "1e308", "1e400",
                "99999999999999999999"]
-TRAIN_NUMBER_OPTIONS = ["--minutes", "--epochs", "--patch-size", "--color-variants", "--seed"]
+TRAIN_NUMBER_OPTIONS = ["--minutes", "--epochs", "--steps", "--patch-size", "--color-variants",
+                        "--seed"]
 PREDICT_NUMBER_OPTIONS = ["--tile-size", "--diameter"]
 
 
