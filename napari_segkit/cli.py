@@ -203,16 +203,30 @@ def _train_config(args: argparse.Namespace):
             raise ValueError("--replay mixes the start model's training patches into a "
                              "fine-tuning; a new model (--init none) has none: leave it out")
         cfg.replay_fraction = args.replay
-    if args.epochs is not None or args.steps is not None:
-        if args.epochs is not None:
-            cfg.epochs = args.epochs
+    return cfg
+
+
+def _set_budget(cfg, args: argparse.Namespace, default_minutes: float) -> tuple[str, float | None]:
+    """How long a training runs: ``--epochs`` or ``--steps`` (``--minutes``, when also
+    given, can end it first), else ``--minutes`` (``default_minutes`` when not given).
+    Returns the budget as the log says it, and the seconds a progress bar counts (None:
+    it counts steps)."""
+    epochs = getattr(args, "epochs", None)  # correct has no --epochs
+    if epochs is not None or args.steps is not None:
+        if epochs is not None:
+            cfg.epochs = epochs
         else:
             cfg.steps = args.steps
         cfg.time_budget_s = args.minutes * 60 if args.minutes is not None else None
+        seconds = None
     else:
-        cfg.time_budget_s = (args.minutes if args.minutes is not None else 3.0) * 60
+        cfg.time_budget_s = seconds = (args.minutes or default_minutes) * 60
         cfg.steps = 10**7  # the time budget decides
-    return cfg
+    parts = [f"{epochs:g} epochs"] if epochs is not None else \
+        [f"{args.steps} steps"] if args.steps is not None else []
+    if cfg.time_budget_s:
+        parts.append(f"{cfg.time_budget_s / 60:g} min")
+    return " or ".join(parts), seconds
 
 
 def _until_done_or_stopped(progress, run):
@@ -250,6 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             coords, features = io.read_points_csv(csv_path)
             points.append((coords, classes_of(features)))
     cfg = _train_config(args)
+    budget, seconds = _set_budget(cfg, args, default_minutes=3.0)
     val = None
     if args.val_images:
         if not args.val_labels:
@@ -259,16 +274,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     init = None if args.init == "none" else args.init
     args.out.parent.mkdir(parents=True, exist_ok=True)
     what = "labels" if args.labels else "clicks"
-    budget = [f"{args.epochs:g} epochs"] if args.epochs is not None else \
-        [f"{args.steps} steps"] if args.steps is not None else []
-    if cfg.time_budget_s:
-        budget.append(f"{cfg.time_budget_s / 60:.1f} min")
     print(f"training on {len(images)} image(s) from {what}; init={args.init}; "
-          f"budget={' or '.join(budget)}", file=sys.stderr)
+          f"budget={budget}", file=sys.stderr)
     t0 = time.perf_counter()
-    # a bar of seconds when the time budget decides, of steps when --epochs does
-    progress = TrainingProgress(cfg.time_budget_s if args.epochs is None and args.steps is None
-                                else None)
+    # a bar of seconds when the time budget decides, of steps when --epochs or --steps do
+    progress = TrainingProgress(seconds)
     model = _until_done_or_stopped(progress, lambda: run_training(
         images, labels=labels, points=points, config=cfg, init=init, out_path=args.out,
         val=val, on_event=progress, scale=args.scale))
@@ -463,21 +473,17 @@ def cmd_correct(args: argparse.Namespace) -> int:
         raise ValueError(f"no corrections in {where} for the images in {args.images}; click "
                          "missed nuclei ('nucleus') and false objects ('background'), or edit "
                          "<stem>_instances.tif (draw, merge, erase objects), first")
-    if args.steps:
-        cfg = TrainConfig(seed=args.seed, device=args.device, steps=args.steps)
-    else:
-        cfg = TrainConfig(seed=args.seed, device=args.device, time_budget_s=args.minutes * 60,
-                          steps=10**7)
+    cfg = TrainConfig(seed=args.seed, device=args.device)
+    budget, seconds = _set_budget(cfg, args, default_minutes=1.0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n_bg = sum(c == "background" for f in fixes for c in f.classes)
     edits = f", {n_drawn} object(s) drawn or edited, {n_erased} px erased" \
         if args.edited is not None else ""
-    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
     print(f"retraining {args.model} on {len(images)} image(s) with {n} correction(s) "
           f"({n - n_bg} nucleus, {n_bg} background){edits}; budget={budget}",
           file=sys.stderr)
     t0 = time.perf_counter()
-    progress = TrainingProgress(cfg.time_budget_s)
+    progress = TrainingProgress(seconds)
     if _until_done_or_stopped(progress, lambda: retrain_with_corrections(
             model, images, fixes, config=cfg, out_path=args.out, progress=progress)) is None:
         return 130
@@ -632,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "give it when you predicted with --tta or --diameter)")
     p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=arg.minutes, default=1.0,
+    budget.add_argument("--minutes", type=arg.minutes,
                         help="time budget in minutes (default 1)")
     budget.add_argument("--steps", type=arg.steps,
                         help="a budget of training steps instead of minutes: the same result "
