@@ -37,11 +37,10 @@ SAMPLES = ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")
 
 
 def sample_pairs():
-    from napari_segkit import io
-    from napari_segkit._sample import sample_path
+    from napari_segkit._sample import read_sample
 
-    return ([io.read_image(sample_path(f"{s}.tif")) for s in SAMPLES],
-            [io.read_labels(sample_path(f"{s}_labels.tif")) for s in SAMPLES])
+    pairs = [read_sample(s) for s in SAMPLES]
+    return [im for im, _ in pairs], [lb for _, lb in pairs]
 
 
 def val_pairs(data: Path | None):

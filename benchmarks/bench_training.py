@@ -21,11 +21,9 @@ import numpy as np
 
 
 def _sample_pair():
-    from napari_segkit import io
-    from napari_segkit._sample import sample_path
+    from napari_segkit._sample import read_sample
 
-    return (io.read_image(sample_path("fluo_512.tif")),
-            io.read_labels(sample_path("fluo_512_labels.tif")))
+    return read_sample("fluo_512")
 
 
 # --------------------------------------------------------------------------- 1. throughput
@@ -100,13 +98,11 @@ def sampler_speed(batches: int = 100) -> None:
     """Milliseconds to cut one batch of 8 patches of 128 px on one thread, without and
     with zoom augmentation (the default model's recipe zooms by 0.5-2): on a GPU the
     sampler, not the network, can bound the steps per second."""
-    from napari_segkit import io
-    from napari_segkit._sample import sample_path
+    from napari_segkit._sample import read_sample
     from napari_segkit.training import TrainConfig, Trainer
 
-    names = ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")
-    images = [io.read_image(sample_path(f"{n}.tif")) for n in names]
-    labels = [io.read_labels(sample_path(f"{n}_labels.tif")) for n in names]
+    pairs = [read_sample(n) for n in ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")]
+    images, labels = [im for im, _ in pairs], [lb for _, lb in pairs]
     print("[0] patch sampler, batch 8 of 128 px, one thread:")
     for zoom in (None, (0.5, 2.0)):
         trainer = Trainer(TrainConfig(device="cpu", scale_range=zoom, seed=0))

@@ -22,11 +22,10 @@ EVAL_SAMPLES = ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")
 def _load(name: str):
     from . import io
     from ._common import classes_of
-    from ._sample import list_samples, sample_path
+    from ._sample import list_samples, read_sample, sample_path
 
+    image, labels = read_sample(name)
     row = next(r for r in list_samples() if r["name"] == name)
-    image = io.read_image(sample_path(row["image"]))
-    labels = io.read_labels(sample_path(row["labels"]))
     coords, features = io.read_points_csv(sample_path(row["points"]))
     return image, labels, (coords, classes_of(features))
 
