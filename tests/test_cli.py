@@ -196,16 +196,22 @@ def test_correct_from_edited_instances(tmp_path, capsys):
     assert "pass the unedited folder as --predicted" in capsys.readouterr().err
 
 
-def test_train_replay_option(tmp_path, capsys):
-    """--replay sets the fine-tuning's replay (by default none from full masks), is refused
-    for a new model and out of range."""
-    from napari_segkit.model_io import load_model
-
+def _one_labelled_pair(tmp_path):
+    """images/ and labels/ folders holding the fluo_256 sample as a.tif."""
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
     labels.mkdir()
     shutil.copy(sample_path("fluo_256.tif"), images / "a.tif")
     shutil.copy(sample_path("fluo_256_labels.tif"), labels / "a.tif")
+    return images, labels
+
+
+def test_train_replay_option(tmp_path, capsys):
+    """--replay sets the fine-tuning's replay (by default none from full masks), is refused
+    for a new model and out of range."""
+    from napari_segkit.model_io import load_model
+
+    images, labels = _one_labelled_pair(tmp_path)
     common = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "0.2",
               "--patch-size", "64"]
     for extra, expected in (([], 0.0), (["--replay", "0.5"], 0.5)):
@@ -226,11 +232,7 @@ def test_train_steps_option(tmp_path, capsys):
     and cannot be combined with --epochs."""
     from napari_segkit.model_io import load_model
 
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    images.mkdir()
-    labels.mkdir()
-    shutil.copy(sample_path("fluo_256.tif"), images / "a.tif")
-    shutil.copy(sample_path("fluo_256_labels.tif"), labels / "a.tif")
+    images, labels = _one_labelled_pair(tmp_path)
     common = ["train", "--images", str(images), "--labels", str(labels), "--patch-size", "64"]
     out = tmp_path / "m.safetensors"
     assert main([*common, "--out", str(out), "--steps", "4"]) == 0
