@@ -37,7 +37,7 @@ SAMPLES = ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")
 
 
 def sample_pairs():
-    from napari_segkit._sample import read_sample
+    from napari_segkit._sample_data import read_sample
 
     pairs = [read_sample(s) for s in SAMPLES]
     return [im for im, _ in pairs], [lb for _, lb in pairs]

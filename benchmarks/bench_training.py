@@ -21,7 +21,7 @@ import numpy as np
 
 
 def _sample_pair():
-    from napari_segkit._sample import read_sample
+    from napari_segkit._sample_data import read_sample
 
     return read_sample("fluo_512")
 
@@ -98,7 +98,7 @@ def sampler_speed(batches: int = 100) -> None:
     """Milliseconds to cut one batch of 8 patches of 128 px on one thread, without and
     with zoom augmentation (the default model's recipe zooms by 0.5-2): on a GPU the
     sampler, not the network, can bound the steps per second."""
-    from napari_segkit._sample import read_sample
+    from napari_segkit._sample_data import read_sample
     from napari_segkit.training import TrainConfig, Trainer
 
     pairs = [read_sample(n) for n in ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")]

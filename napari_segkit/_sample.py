@@ -35,14 +35,3 @@ def list_samples() -> list[dict[str, str]]:
     """Rows of ``manifest.csv``: one per sample image (name, labels, points, title, ...)."""
     with open(sample_dir() / "manifest.csv", newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-def read_sample(name: str):
-    """(image, instance labels) of the sample called ``name`` in ``manifest.csv``, e.g.
-    ``read_sample("fluo_512")``."""
-    from . import io
-
-    row = next((r for r in list_samples() if r["name"] == name), None)
-    if row is None:
-        raise FileNotFoundError(f"no sample called {name!r} in {sample_dir() / 'manifest.csv'}")
-    return io.read_image(sample_path(row["image"])), io.read_labels(sample_path(row["labels"]))

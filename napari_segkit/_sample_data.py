@@ -12,9 +12,19 @@ import tifffile
 
 from ._common import BACKGROUND_CLASS, is_rgb
 from ._sample import list_samples, sample_path
-from .io import read_points_csv
+from .io import read_image, read_labels, read_points_csv
 
 POINT_COLORS = {"nucleus": "#ffd400", BACKGROUND_CLASS: "#00b4ff"}
+
+
+def read_sample(name: str):
+    """(image, instance labels) of the sample called ``name`` in ``manifest.csv``, e.g.
+    ``read_sample("fluo_512")``, as numpy arrays (no layers)."""
+    row = next((r for r in list_samples() if r["name"] == name), None)
+    if row is None:
+        raise FileNotFoundError(f"no sample called {name!r} in the sample manifest: use one "
+                                f"of {', '.join(r['name'] for r in list_samples())}")
+    return read_image(sample_path(row["image"])), read_labels(sample_path(row["labels"]))
 
 
 def points_layer_kwargs(features: pd.DataFrame, name: str) -> dict:

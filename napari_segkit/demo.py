@@ -22,7 +22,8 @@ EVAL_SAMPLES = ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")
 def _load(name: str):
     from . import io
     from ._common import classes_of
-    from ._sample import list_samples, read_sample, sample_path
+    from ._sample import list_samples, sample_path
+    from ._sample_data import read_sample
 
     image, labels = read_sample(name)
     row = next(r for r in list_samples() if r["name"] == name)
