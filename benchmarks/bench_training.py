@@ -2,7 +2,9 @@
 
 0. The patch sampler's speed, without and with zoom augmentation (ms per batch).
 1. Throughput of ``training.train()`` against a bare PyTorch loop on the same network,
-   batch and patch size (target: train() >= 0.85 of the bare loop).
+   batch, patch size, precision and memory layout (target: train() >= 0.85 of the bare
+   loop); then ``train()`` in float32 against mixed precision (bfloat16 on a CPU that
+   computes it natively, ``TrainConfig.amp``), alternated in one run.
 2. GUI responsiveness while the Train dock trains: the longest gap between 10 ms timer
    ticks of the Qt event loop, and its 99th percentile (targets: < 100 ms, < 50 ms),
    next to the same figures when the training runs on the GUI thread.
@@ -32,16 +34,18 @@ def bare_loop_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
     import torch
 
     from napari_segkit.model import UNet
-    from napari_segkit.runtime import select_device
+    from napari_segkit.runtime import mixed_precision, select_device, training_precision
     from napari_segkit.scoring import segmentation_loss
     from napari_segkit.training import NEW_MODEL_LR
 
     torch.manual_seed(0)
     device = select_device(cfg.device)
-    net = UNet(cfg.model).to(device).train()
+    precision = training_precision(device, cfg.amp)  # as train() runs: same precision
+    net = UNet(cfg.model).to(device).to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr or NEW_MODEL_LR, weight_decay=cfg.weight_decay)
     b, p, k = cfg.batch_size, cfg.patch_size, cfg.model.n_classes
-    x = torch.randn(b, cfg.model.in_channels, p, p, device=device)
+    x = torch.randn(b, cfg.model.in_channels, p, p, device=device).contiguous(
+        memory_format=torch.channels_last)
     classes = torch.randint(0, k, (b, p, p), device=device)
     center = torch.rand(b, p, p, device=device)
     mask = torch.ones(b, p, p, device=device)
@@ -49,7 +53,9 @@ def bare_loop_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
     for i in range(warmup + steps):
         if i == warmup:
             t0 = time.perf_counter()
-        loss = segmentation_loss(net(x), classes, center, mask, k, None,
+        with mixed_precision(device, precision):
+            logits = net(x)
+        loss = segmentation_loss(logits.float(), classes, center, mask, k, None,
                                  cfg.dice_weight, cfg.center_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -58,13 +64,14 @@ def bare_loop_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def train_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
+def train_steps_per_s(cfg, steps: int, warmup: int = 5, init=None) -> float:
     from napari_segkit.training import train
 
     image, labels = _sample_pair()
     cfg.steps, cfg.val_every = warmup + steps, 10**9  # no validation inside the timing
     times = {}
-    for ev in train([image], [labels], config=cfg, val=([image[:64, :64]], [labels[:64, :64]])):
+    for ev in train([image], [labels], config=cfg, init=init,
+                    val=([image[:64, :64]], [labels[:64, :64]])):
         if ev.kind == "step" and ev.step == warmup:
             times["start"] = time.perf_counter()
         if ev.kind == "step" and ev.step == warmup + steps:
@@ -72,12 +79,12 @@ def train_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
     return steps / (times["end"] - times["start"])
 
 
-def throughput(steps: int) -> None:
+def throughput(steps: int, threads: int | None = None) -> None:
     import torch
 
     from napari_segkit.training import TrainConfig
 
-    threads = max(1, (os.cpu_count() or 2) - 1)
+    threads = threads or max(1, (os.cpu_count() or 2) - 1)
     cfg = TrainConfig(device="cpu", num_threads=threads, seed=0)
     torch.set_num_threads(threads)
     print(f"[1] throughput: UNet {cfg.model.to_dict()}, batch {cfg.batch_size}, "
@@ -91,6 +98,29 @@ def throughput(steps: int) -> None:
     print(f"    bare PyTorch loop : {b:6.2f} steps/s")
     print(f"    training.train()  : {o:6.2f} steps/s")
     print(f"    ratio             : {o / b:6.3f}  (target >= 0.85)")
+    precision(steps, threads)
+
+
+def precision(steps: int, threads: int) -> None:
+    """train() steps per second in float32 against mixed precision, alternated."""
+    from napari_segkit.runtime import cpu_has_native_bf16
+    from napari_segkit.training import TrainConfig
+
+    print(f"[1b] train() in float32 vs mixed precision (bfloat16 autocast), {threads} "
+          f"thread(s); this CPU computes bfloat16 natively: {cpu_has_native_bf16()} "
+          f"(amp='auto' uses it only then)")
+    for what, init in (("a new model (default UNet)", None),
+                       ("fine-tuning the shipped model", "default")):
+        runs: dict = {False: [], True: []}
+        for _ in range(2):
+            for amp in (False, True):
+                cfg = TrainConfig(device="cpu", num_threads=threads, seed=0, amp=amp)
+                runs[amp].append(train_steps_per_s(cfg, steps // 2, init=init))
+        f32, mixed = float(np.mean(runs[False])), float(np.mean(runs[True]))
+        print(f"    {what}:")
+        print(f"      float32          : {f32:6.2f} steps/s")
+        print(f"      bfloat16 autocast: {mixed:6.2f} steps/s")
+        print(f"      ratio            : {mixed / f32:6.2f}x")
 
 
 # --------------------------------------------------------------------------- 2. GUI
@@ -229,9 +259,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="timed steps per throughput run")
     ap.add_argument("--seconds", type=float, default=20.0, help="duration of each GUI measurement")
     ap.add_argument("--skip-gui", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for the throughput runs (default: all cores but one)")
     args = ap.parse_args()
     sampler_speed()
-    throughput(args.steps)
+    throughput(args.steps, args.threads)
     if not args.skip_gui:
         gui_responsiveness(args.seconds)
 

@@ -93,6 +93,8 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
+    # mixed precision: "auto" is float16 on CUDA and bfloat16 on a CPU that computes it
+    # natively (runtime.training_precision); True forces it, False trains in float32
     amp: str | bool = "auto"
     num_threads: int | None = None
     labels_kind: str = "instances"  # "instances" | "semantic" | "sparse"
@@ -216,6 +218,8 @@ def check_train_config(cfg: TrainConfig) -> TrainConfig:
                          f"{cfg.replay_exclude!r}")
     if not 0.0 <= float(cfg.val_fraction) < 1.0:
         raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {cfg.val_fraction!r}")
+    if not (cfg.amp is True or cfg.amp is False or cfg.amp == "auto"):
+        raise ValueError(f"TrainConfig.amp must be 'auto', True or False, got {cfg.amp!r}")
     if cfg.finetune_class_weights not in ("replay", "targets"):
         raise ValueError(f"TrainConfig.finetune_class_weights must be 'replay' or 'targets', "
                          f"got {cfg.finetune_class_weights!r}")

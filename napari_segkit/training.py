@@ -40,7 +40,7 @@ from .model_io import SegModel, load_default_model, load_model, save_model
 from .normalization import Normalization
 from .output_paths import check_output_file
 from .postprocess import NonFiniteOutputError
-from .runtime import autocast, select_device, torch_threads
+from .runtime import mixed_precision, select_device, torch_threads, training_precision
 from .sampling import PatchSampler
 from .scoring import validate
 from .stack_training import prepared_instances
@@ -161,8 +161,10 @@ class Trainer:
         when fine-tuning, the :class:`~napari_segkit.finetune.FineTuner` (replay, EMA, ...)."""
         cfg, device = self.cfg, self.device
         self.net = self.model.net.to(device)
-        self.use_amp = device.type == "cuda" and cfg.amp in ("auto", True)
-        if device.type == "cuda":
+        self.precision = training_precision(device, cfg.amp)
+        # channels-last weights and batches: faster convolutions with cuDNN and oneDNN
+        self.channels_last = device.type in ("cuda", "cpu")
+        if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.base_lr = cfg.lr if cfg.lr is not None else (
             FINE_TUNE_LR if self.fine_tuning else NEW_MODEL_LR)
@@ -186,7 +188,8 @@ class Trainer:
         self.frozen = freeze_levels(self.net, cfg.frozen_levels)
         self.optimizer = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad],
                                            lr=self.base_lr, weight_decay=decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # float16 gradients need scaling; bfloat16 has float32's range and does not
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == torch.float16)
 
     def progress(self, elapsed: float) -> float:
         """How far the run is (0..1): by steps, or by time when a time budget is closer."""
@@ -205,9 +208,9 @@ class Trainer:
         if self.tuner is not None:
             batch = self.tuner.mix(batch, cfg.augment)
         xb, cb, tb, mb = (torch.from_numpy(a).to(device, non_blocking=True) for a in batch)
-        if device.type == "cuda":
+        if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(device, self.use_amp):
+        with mixed_precision(device, self.precision):
             logits, aux = forward_for_training(self.net, xb)
         # the loss in float32: float16 logits under autocast would lose precision
         loss = training_loss(logits.float(), [a.float() for a in aux], cb, tb, mb,
@@ -359,8 +362,9 @@ class Trainer:
         generator keeps its locals until it is garbage-collected)."""
         self.optimizer = self.scaler = self.weights = self.best_state = None
         self.start_state = self.tuner = None
+        self.net.to(memory_format=torch.contiguous_format)
         if self.device.type != "cpu":
-            self.net.to(memory_format=torch.contiguous_format).to("cpu")
+            self.net.to("cpu")
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             elif self.device.type == "mps" and hasattr(torch, "mps"):

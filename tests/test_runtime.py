@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segkit.runtime import TorchForward, model_on_device, select_device, torch_threads
+from napari_segkit import runtime
+from napari_segkit.runtime import (
+    TorchForward,
+    cpuinfo_has_bf16,
+    model_on_device,
+    select_device,
+    torch_threads,
+    training_precision,
+)
 
 
 def test_select_device():
@@ -14,6 +22,30 @@ def test_select_device():
     assert select_device(None).type in ("cpu", "cuda", "mps")
     with pytest.raises(ValueError):
         select_device("tpu")
+
+
+def test_cpuinfo_bf16_flags():
+    zen4 = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+    old_x86 = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    sapphire = "flags\t\t: avx512f amx_tile amx_bf16\n"
+    assert cpuinfo_has_bf16(zen4) and cpuinfo_has_bf16(arm) and cpuinfo_has_bf16(sapphire)
+    assert not cpuinfo_has_bf16(old_x86) and not cpuinfo_has_bf16("")
+    assert isinstance(runtime.cpu_has_native_bf16(), bool)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_precision_by_device_and_cpu(monkeypatch, native):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert training_precision(cuda, "auto") is torch.float16
+    assert training_precision(cuda, True) is torch.float16
+    assert training_precision(cuda, False) is None
+    # the CPU: bfloat16 where it is native (else emulated, slower than float32), or forced
+    assert training_precision(cpu, "auto") is (torch.bfloat16 if native else None)
+    assert training_precision(cpu, True) is torch.bfloat16
+    assert training_precision(cpu, False) is None
+    assert training_precision(mps, "auto") is None
 
 
 def test_torch_threads_are_restored_even_after_an_error():

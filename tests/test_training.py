@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from napari_segkit import training
 from napari_segkit._sample import sample_path
 from napari_segkit.io import read_image, read_labels, read_points_csv
+from napari_segkit.losses import forward_for_training
 from napari_segkit.model_io import load_model
 from napari_segkit.normalization import prepare_input
 from napari_segkit.prediction import predict_prepared
@@ -61,6 +63,31 @@ def test_point_supervision_beats_untrained(fluo, tiny_config):
     trained = fg_iou(best, image[192:], labels[192:])
     # a short CPU run: far from converged, but clearly better than no training
     assert trained > max(base + 0.2, 0.3), (base, trained, first)
+
+
+@pytest.mark.parametrize("amp, dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_cpu_mixed_precision_trains_in_bfloat16_and_hands_back_float32(
+        fluo, tmp_path, tiny_config, monkeypatch, amp, dtype):
+    image, labels = fluo
+    seen = []
+
+    def recording(net, x):
+        logits, aux = forward_for_training(net, x)
+        seen.append((logits.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+        return logits, aux
+
+    monkeypatch.setattr(training, "forward_for_training", recording)
+    cfg = TrainConfig(steps=4, patch_size=64, batch_size=4, model=tiny_config, val_fraction=0,
+                      num_threads=1, device="cpu", amp=amp, seed=0)
+    out = tmp_path / "m.safetensors"
+    model = run_training([image], [labels], config=cfg, out_path=out)
+    assert seen == [(dtype, True)] * 4  # channels-last batches, in bfloat16 when asked
+    state = model.net.state_dict()
+    for v in state.values():  # handed back in float32 and the usual layout
+        assert v.dtype in (torch.float32, torch.int64) and v.is_contiguous()
+        assert torch.isfinite(v.float()).all()
+    for k, v in load_model(out).net.state_dict().items():
+        assert torch.equal(v, state[k])
 
 
 def test_stop_leaves_loadable_model(fluo, tmp_path, tiny_config):
