@@ -86,6 +86,9 @@ class TrainingProgress:
 
     def __call__(self, event: TrainEvent) -> None:
         self.last = event
+        if event.kind == "start" and event.message and self.bar is None:
+            # where and how it trains: device, precision, images, validation
+            print(event.message, file=self.stream, flush=True)
         if self.bar is None:
             self.bar = self._make_bar(event.total_steps)
         bar = self.bar

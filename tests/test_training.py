@@ -80,8 +80,10 @@ def test_cpu_mixed_precision_trains_in_bfloat16_and_hands_back_float32(
     cfg = TrainConfig(steps=4, patch_size=64, batch_size=4, model=tiny_config, val_fraction=0,
                       num_threads=1, device="cpu", amp=amp, seed=0)
     out = tmp_path / "m.safetensors"
-    model = run_training([image], [labels], config=cfg, out_path=out)
+    events = []
+    model = run_training([image], [labels], config=cfg, out_path=out, on_event=events.append)
     assert seen == [(dtype, True)] * 4  # channels-last batches, in bfloat16 when asked
+    assert ("bfloat16" in events[0].message) == amp  # the start says so
     state = model.net.state_dict()
     for v in state.values():  # handed back in float32 and the usual layout
         assert v.dtype in (torch.float32, torch.int64) and v.is_contiguous()

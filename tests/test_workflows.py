@@ -77,6 +77,8 @@ def test_run_training_and_its_progress_bar(tiny_config, fluo_256):
     assert progress.bar.n == 4 and progress.bar.total == 4
     text = stream.getvalue()
     assert "4/4" in text and "loss" in text and "val" in text
+    assert text.startswith(f"{events[0].message}\n")  # device and precision, once
+    assert text.count("training on cpu") == 1
     timed = TrainingProgress(60.0, text_io.StringIO())
     timed(events[-1])
     assert timed.bar.total == 60.0 and timed.bar.n == 60.0  # "done" fills a time bar
