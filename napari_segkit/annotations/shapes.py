@@ -90,10 +90,12 @@ def _is_self_intersecting(verts: np.ndarray) -> bool:
 
 
 def _check_polygon(verts: np.ndarray, index: int, what: str = "polygon") -> np.ndarray:
-    """Reject NaN, < 3 distinct vertices and zero area; drop a repeated closing vertex."""
+    """Reject NaN, < 3 distinct vertices and zero area; drop a repeated closing vertex
+    (only an exact repeat: one merely close to the first vertex is an edge skimage fills
+    along, e.g. (1e-70, 0) ... (0, 0) paints pixel (0, 1) that the polygon without it does not)."""
     if not np.all(np.isfinite(verts)):
         raise ValueError(f"{what} {index} has NaN or infinite coordinates; remove or redraw it")
-    if len(verts) > 1 and np.allclose(verts[0], verts[-1]):
+    if len(verts) > 1 and np.array_equal(verts[0], verts[-1]):
         verts = verts[:-1]
     if is_flat(verts):  # fewer than 3 vertices off one line: say which problem it is
         distinct = np.unique(np.round(verts, 6), axis=0)

@@ -182,6 +182,18 @@ def test_random_polygons_property(raw):
     assert np.all(labels[rr, cc] == len(polygons))
 
 
+def test_a_closing_vertex_near_the_first_is_filled_as_skimage_fills_it():
+    """Found by the property test above in CI: a last vertex within float noise of the
+    first was dropped as a closing vertex, which lost pixel (0, 1) that skimage paints."""
+    tiny = np.array([(2.060770631760942e-70, 0.0), (1.0, 0.0), (0.0, 2.0), (0.0, 0.0)])
+    labels = polygons_to_labels([np.array([(0.0, 0.0), (0.0, 1.0), (1.0, 0.0)]), tiny], (48, 64))
+    rr, cc = draw.polygon(tiny[:, 0], tiny[:, 1], shape=(48, 64))
+    assert np.all(labels[rr, cc] == 2)
+    closed = np.array([(0.0, 0.0), (1.0, 0.0), (0.0, 2.0), (0.0, 0.0)])  # an exact repeat
+    assert np.array_equal(polygons_to_labels([closed], (8, 8)),
+                          polygons_to_labels([closed[:-1]], (8, 8)))
+
+
 # --------------------------------------------------------------------------- boxes
 def test_boxes_fill_and_rotated():
     axis = np.array([[2, 3], [12, 20]], float)  # two corners
