@@ -28,6 +28,28 @@ def _sample_pair():
     return read_sample("fluo_512")
 
 
+# --------------------------------------------------------------------------- 0. sampler
+def sampler_speed(batches: int = 100) -> None:
+    """Milliseconds to cut one batch of 8 patches of 128 px on one thread, without and
+    with zoom augmentation (the default model's recipe zooms by 0.5-2): on a GPU the
+    sampler, not the network, can bound the steps per second."""
+    from napari_segkit._sample_data import read_sample
+    from napari_segkit.training import TrainConfig, Trainer
+
+    pairs = [read_sample(n) for n in ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")]
+    images, labels = [im for im, _ in pairs], [lb for _, lb in pairs]
+    print("[0] patch sampler, batch 8 of 128 px, one thread:")
+    for zoom in (None, (0.5, 2.0)):
+        trainer = Trainer(TrainConfig(device="cpu", scale_range=zoom, seed=0))
+        trainer.prepare_data(images, labels, [None] * len(images))
+        trainer.sampler.sample(8)
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            trainer.sampler.sample(8)
+        ms = (time.perf_counter() - t0) / batches * 1e3
+        print(f"    {'zoom 0.5-2' if zoom else 'no zoom':10s}: {ms:5.1f} ms per batch")
+
+
 # --------------------------------------------------------------------------- 1. throughput
 def bare_loop_steps_per_s(cfg, steps: int, warmup: int = 5) -> float:
     """The floor: random tensors already in memory, one forward/backward/step per batch."""
@@ -124,27 +146,6 @@ def precision(steps: int, threads: int) -> None:
 
 
 # --------------------------------------------------------------------------- 2. GUI
-def sampler_speed(batches: int = 100) -> None:
-    """Milliseconds to cut one batch of 8 patches of 128 px on one thread, without and
-    with zoom augmentation (the default model's recipe zooms by 0.5-2): on a GPU the
-    sampler, not the network, can bound the steps per second."""
-    from napari_segkit._sample_data import read_sample
-    from napari_segkit.training import TrainConfig, Trainer
-
-    pairs = [read_sample(n) for n in ("fluo_512", "fluo_256", "fluo_dense", "he_rgb")]
-    images, labels = [im for im, _ in pairs], [lb for _, lb in pairs]
-    print("[0] patch sampler, batch 8 of 128 px, one thread:")
-    for zoom in (None, (0.5, 2.0)):
-        trainer = Trainer(TrainConfig(device="cpu", scale_range=zoom, seed=0))
-        trainer.prepare_data(images, labels, [None] * len(images))
-        trainer.sampler.sample(8)
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            trainer.sampler.sample(8)
-        ms = (time.perf_counter() - t0) / batches * 1e3
-        print(f"    {'zoom 0.5-2' if zoom else 'no zoom':10s}: {ms:5.1f} ms per batch")
-
-
 def gui_responsiveness(seconds: float) -> None:
     from qtpy.QtCore import QElapsedTimer, QTimer
     from qtpy.QtWidgets import QApplication

@@ -540,8 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="passes over the data (one = as many patch pixels as there are "
                              "labelled pixels)")
     length.add_argument("--steps", type=arg.steps,
-                        help="training steps: the same result on any machine for the same seed "
-                             "and device (with --minutes, whichever ends first)")
+                        help="training steps: the same length of training on any machine, "
+                             "fast or slow (with --minutes, whichever ends first)")
     p.add_argument("--seed", type=arg.seed, default=0)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--patch-size", type=arg.patch_size, default=None,
@@ -641,8 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=arg.minutes,
                         help="time budget in minutes (default 1)")
     budget.add_argument("--steps", type=arg.steps,
-                        help="a budget of training steps instead of minutes: the same result "
-                             "on any machine for the same seed and device")
+                        help="a budget of training steps instead of minutes: the same length "
+                             "of training on any machine, fast or slow")
     p.add_argument("--seed", type=arg.seed, default=0)
     p.add_argument("--device", default="auto", choices=DEVICES)
     _layout_options(p)

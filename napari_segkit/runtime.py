@@ -49,10 +49,9 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA (when ``enabled``); nothing on other devices."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+    """Prediction's precision: float16 autocast on CUDA (when ``enabled``); float32 on
+    other devices (training's is :func:`training_precision`)."""
+    return mixed_precision(device, torch.float16 if enabled and device.type == "cuda" else None)
 
 
 def cpuinfo_has_bf16(cpuinfo: str) -> bool:
