@@ -458,8 +458,10 @@ class Trainer:
             block.eval()
 
     def finished_model(self) -> SegModel:
-        """The model with the network as it is now and its training provenance."""
-        self.net.to(memory_format=torch.contiguous_format)
+        """The model with the network as it is now and its training provenance (the
+        network's memory layout is left alone: a checkpoint mid-run must not undo the
+        channels-last training layout; save_model stores contiguous tensors, and finish()
+        hands the network back contiguous)."""
         model, init = self.model, self.init
         model.net = self.net
         # post-processing fitted to the start's weights says nothing about these: fit again

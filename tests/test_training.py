@@ -73,16 +73,22 @@ def test_cpu_mixed_precision_trains_in_bfloat16_and_hands_back_float32(
 
     def recording(net, x):
         logits, aux = forward_for_training(net, x)
-        seen.append((logits.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+        weights = [p for p in net.parameters() if p.dim() == 4]
+        seen.append((logits.dtype, x.is_contiguous(memory_format=torch.channels_last)
+                     and all(w.is_contiguous(memory_format=torch.channels_last)
+                             for w in weights)))
         return logits, aux
 
     monkeypatch.setattr(training, "forward_for_training", recording)
-    cfg = TrainConfig(steps=4, patch_size=64, batch_size=4, model=tiny_config, val_fraction=0,
+    cfg = TrainConfig(steps=4, patch_size=64, batch_size=4, model=tiny_config, val_every=2,
                       num_threads=1, device="cpu", amp=amp, seed=0)
     out = tmp_path / "m.safetensors"
     events = []
     model = run_training([image], [labels], config=cfg, out_path=out, on_event=events.append)
-    assert seen == [(dtype, True)] * 4  # channels-last batches, in bfloat16 when asked
+    assert "checkpoint" in [e.kind for e in events[:-1]]  # one written mid-run...
+    # ...and every step before and after it ran channels-last (batches and convolution
+    # weights), in bfloat16 when asked
+    assert seen == [(dtype, True)] * 4
     assert ("bfloat16" in events[0].message) == amp  # the start says so
     state = model.net.state_dict()
     for v in state.values():  # handed back in float32 and the usual layout
