@@ -8,6 +8,10 @@ Rows (``--rows``; default all):
   so this "new domain" is not new to it (``--start`` runs the rows from another model).
 - ``fluo_clicks`` / ``fluo_masks``: ``val/`` split 10 / 13 as ``bench_val.py`` splits it
   (10 annotated, 13 scored).
+- Forgetting: the ``rgb_*`` and ``fluo_*`` rows also score the fine-tuned model on the
+  other domain's scoring images (``other_f1`` / ``other_ap``), which that row never
+  trains on (the fluorescence ones are in ``val/``; the RGB ones are in ``train/``, so
+  the shipped default model memorised them, a model from ``--start`` may not have).
 - ``scratch_clicks`` / ``scratch_masks``: the same fluorescence split, from a new model.
 - ``correction``: a simulated user corrects the start model's 10 largest errors per RGB
   annotated image (a click on each missed nucleus, a background click on each false
@@ -157,7 +161,10 @@ def simulated_clicks(labels, seed):
 
 
 # --------------------------------------------------------------------------- rows
-def row_finetune(args, seed, data, kind, init):
+def row_finetune(args, seed, data, kind, init, other=None):
+    """Fine-tune on ``data``'s annotated images, score on its scoring images and, with
+    ``other`` (the other domain's split), on those scoring images too (``other_f1`` /
+    ``other_ap``: does adapting to one domain cost the other?)."""
     ax, ay, sx, sy = data
     # --blend-scan: the fine-tuned weights as they are (never the start, never a blend)
     kw = {"keep_start_margin": 1e9, "start_blend": 0.0} if args.blend_scan and init else {}
@@ -167,6 +174,9 @@ def row_finetune(args, seed, data, kind, init):
     else:
         model, info = run_train(args, seed, ax, labels=ay, init=init, **kw)
     out = {**score(model, sx, sy), **info}
+    if other is not None:
+        o = score(model, other[2], other[3])
+        out["other_f1"], out["other_ap"] = o["f1"], o["ap"]
     if kw:
         out["blends"] = blend_scan(args.blend_scan, init, model, sx, sy)
     return out
@@ -461,7 +471,8 @@ def main() -> None:
             print(f"{row} seed {seed} ...", flush=True)
             if row in ("rgb_clicks", "rgb_masks", "fluo_clicks", "fluo_masks"):
                 dom, kind = row.split("_")
-                r = row_finetune(args, seed, data[dom], kind, args.start)
+                r = row_finetune(args, seed, data[dom], kind, args.start,
+                                 other=data["fluo" if dom == "rgb" else "rgb"])
             elif row.startswith("scratch"):
                 r = row_finetune(args, seed, data["fluo"], row.split("_")[1], None)
             elif row in ("correction", "fluo_correction"):
@@ -503,6 +514,11 @@ def print_table(results: dict) -> None:
         print(f"{row:<16} {s['f1']:>9.3f} {_ms(r['f1'] for r in runs):>24} {s['ap']:>9.3f} "
               f"{_ms(r['ap'] for r in runs):>18} {s['count_err']:>15.1f} "
               f"{_ms(r['count_err'] for r in runs):>18}")
+        if any("other_f1" in r for r in runs):
+            other = "rgb" if dom == "fluo" else "fluo"
+            print(f"{'':<16} on the {other} scoring images (not trained on here): F1 "
+                  f"{starts[other]['f1']:.3f} -> {_ms(r['other_f1'] for r in runs)}, AP "
+                  f"{starts[other]['ap']:.3f} -> {_ms(r['other_ap'] for r in runs)}")
         if row in ("correction", "fluo_correction"):
             per_round = np.asarray([r["rounds_f1"] for r in runs])
             print(f"{'':<16} F1 after rounds 0..3: {', '.join(_ms(c) for c in per_round.T)}")
