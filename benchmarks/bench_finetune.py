@@ -11,7 +11,8 @@ Rows (``--rows``; default all):
 - Forgetting: the ``rgb_*`` and ``fluo_*`` rows also score the fine-tuned model on the
   other domain's scoring images (``other_f1`` / ``other_ap``), which that row never
   trains on (the fluorescence ones are in ``val/``; the RGB ones are in ``train/``, so
-  the shipped default model memorised them, a model from ``--start`` may not have).
+  the shipped default model memorised them, a model from ``--start`` may not have, and
+  the ``fluo_*`` rows, which replay the whole shipped set, replay patches of them).
 - ``scratch_clicks`` / ``scratch_masks``: the same fluorescence split, from a new model.
 - ``correction``: a simulated user corrects the start model's 10 largest errors per RGB
   annotated image (a click on each missed nucleus, a background click on each false
