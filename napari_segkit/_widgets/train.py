@@ -18,6 +18,7 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -46,6 +47,10 @@ from .train_worker import (
 from .training_inputs import clicks_inside, region_of
 
 WHOLE_IMAGE = "whole image"
+
+#: replay when "Keep what the start model knew" is ticked: the recipe's own fraction
+#: (train_config.FINE_TUNE_RECIPE; not imported here, since that module loads torch)
+KEEP_KNOWN_REPLAY = 0.25
 
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
@@ -97,6 +102,14 @@ class TrainWidget(Container):
         self.pairs_label = Label(value="Pairs: the image and annotations above")
         self.init = ComboBox(label="Start from", choices=INIT_CHOICES, value="default")
         self.init_file = FileEdit(label="Model file", mode="r", filter="*.safetensors", visible=False)
+        self.keep_known = CheckBox(
+            text="Keep what the start model knew", value=False,
+            tooltip="Fine-tuning: mix patches of the default model's own training images into "
+                    "every batch (replay), also when your images have full masks (from clicks "
+                    "it always does). The model then forgets less of other kinds of images, "
+                    "at some cost on yours (README, 'Forgetting the other domain'). Leave it "
+                    "off for a model used only on images like yours.",
+        )
         self.minutes = FloatSpinBox(label="Time budget (min)", value=3.0, min=0.05, max=24 * 60, step=0.5)
         self.patch = ComboBox(label="Patch size", choices=[128, 192, 256], value=128)
         self.lr = FloatSpinBox(
@@ -116,7 +129,7 @@ class TrainWidget(Container):
         self.plot = TrainingPlot()
         super().__init__(widgets=[
             self.image, self.annotation_layer, self.labels_kind, self.region, self.add_pair, self.clear_pairs, self.pairs_label,
-            self.init, self.init_file, self.minutes, self.patch, self.lr, self.seed, self.out,
+            self.init, self.init_file, self.keep_known, self.minutes, self.patch, self.lr, self.seed, self.out,
             self.start_button, self.stop_button, self.progress, self.status,
         ])  # fmt: skip
         self.native.layout().addWidget(self.plot)
@@ -139,7 +152,7 @@ class TrainWidget(Container):
 
         self.add_pair.changed.connect(self._add_pair)
         self.clear_pairs.changed.connect(self._clear_pairs)
-        self.init.changed.connect(lambda v: setattr(self.init_file, "visible", v == "file"))
+        self.init.changed.connect(self._on_init)
         self.image.changed.connect(self._suggest_out)
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
@@ -150,6 +163,10 @@ class TrainWidget(Container):
         self._closed = False
         self._close_watch = watch_close(self.native, self._on_close)
         self._suggest_out(self.image.value)
+
+    def _on_init(self, value) -> None:
+        self.init_file.visible = value == "file"
+        self.keep_known.visible = value != "none"  # only a fine-tuning has something to keep
 
     def _theme_plot(self) -> None:
         try:
@@ -284,6 +301,8 @@ class TrainWidget(Container):
                 "seed": int(self.seed.value),
                 "labels_kind": data["labels_kind"],
             }
+            if self.keep_known.value and init is not None:
+                settings["replay_fraction"] = KEEP_KNOWN_REPLAY
             out = Path(self.out.value)
             out.parent.mkdir(parents=True, exist_ok=True)
             self.model_path = out

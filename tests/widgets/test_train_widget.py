@@ -36,7 +36,9 @@ def test_train_from_clicks_then_stop_keeps_a_model(widget, qtbot):
     worker = widget.start()
     assert worker is not None and not widget.start_button.enabled
     qtbot.waitUntil(lambda: widget.last_event is not None and widget.last_event.step >= 3, timeout=60_000)
-    assert "step" in widget.status.value and "cpu" in widget.status.value
+    # the status is redrawn about once a second (REPAINT_EVERY_MS): wait for it
+    qtbot.waitUntil(lambda: "step" in widget.status.value, timeout=10_000)
+    assert "cpu" in widget.status.value
     assert widget.plot.losses, "the live plot received the loss"
     t0 = time.perf_counter()
     widget.stop_button.clicked()
@@ -180,3 +182,24 @@ def test_a_diverged_fine_tuning_says_so_and_saves_the_start(widget, qtbot, monke
     start = load_default_model().net.state_dict()
     saved = load_model(widget.out.value).net.state_dict()
     assert all(torch.equal(v, start[k]) for k, v in saved.items())
+
+
+def test_keep_what_the_start_model_knew_replays_from_full_masks(widget, qtbot):
+    from napari_segkit._widgets.train import KEEP_KNOWN_REPLAY
+    from napari_segkit.train_config import FINE_TUNE_RECIPE
+
+    assert KEEP_KNOWN_REPLAY == FINE_TUNE_RECIPE["replay_fraction"]
+    assert widget.keep_known.native.isHidden()  # a new model has nothing to keep
+    widget.init.value = "default"
+    assert not widget.keep_known.native.isHidden() and not widget.keep_known.value
+    widget.annotation_layer.value = widget.viewer.layers["fluo_256 ground truth"]
+    widget.minutes.value = 0.05
+    replay = {}
+    for keep in (False, True):
+        widget.keep_known.value = keep
+        widget.start()
+        qtbot.waitUntil(lambda: widget.start_button.enabled, timeout=60_000)
+        assert widget.last_event.kind == "done"
+        tuning = load_model(widget.out.value).provenance["training"]["fine_tuning"]
+        replay[keep] = tuning["replay_fraction"]
+    assert replay == {False: 0.0, True: KEEP_KNOWN_REPLAY}  # full masks: no replay unless kept
