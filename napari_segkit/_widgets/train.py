@@ -106,9 +106,9 @@ class TrainWidget(Container):
             text="Keep what the start model knew", value=False,
             tooltip="Fine-tuning: mix patches of the default model's own training images into "
                     "every batch (replay), also when your images have full masks (from clicks "
-                    "it always does). The model then forgets less of other kinds of images, "
-                    "at some cost on yours (README, 'Forgetting the other domain'). Leave it "
-                    "off for a model used only on images like yours.",
+                    "it always does). The model may then forget less of other kinds of images, "
+                    "at some cost on yours (measured in the README, 'Forgetting the other "
+                    "domain'). Leave it off for a model used only on images like yours.",
         )
         self.minutes = FloatSpinBox(label="Time budget (min)", value=3.0, min=0.05, max=24 * 60, step=0.5)
         self.patch = ComboBox(label="Patch size", choices=[128, 192, 256], value=128)
