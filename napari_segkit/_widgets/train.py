@@ -48,10 +48,6 @@ from .training_inputs import clicks_inside, region_of
 
 WHOLE_IMAGE = "whole image"
 
-#: replay when "Keep what the start model knew" is ticked: the recipe's own fraction
-#: (train_config.FINE_TUNE_RECIPE; not imported here, since that module loads torch)
-KEEP_KNOWN_REPLAY = 0.25
-
 INIT_CHOICES = [
     ("Fine-tune the default nuclei model", "default"),
     ("New model (from scratch)", "none"),
@@ -301,8 +297,6 @@ class TrainWidget(Container):
                 "seed": int(self.seed.value),
                 "labels_kind": data["labels_kind"],
             }
-            if self.keep_known.value and init is not None:
-                settings["replay_fraction"] = KEEP_KNOWN_REPLAY
             out = Path(self.out.value)
             out.parent.mkdir(parents=True, exist_ok=True)
             self.model_path = out
@@ -310,7 +304,8 @@ class TrainWidget(Container):
             self.plot.clear()
             set_progress_quietly(self.progress, 0)
             self.last_event, self.last_score, self.failure = None, "", None
-            self.worker = training_worker(data, settings, init, str(out), self.stop_event)
+            self.worker = training_worker(data, settings, init, str(out), self.stop_event,
+                                          keep_known=bool(self.keep_known.value))
             self.worker.yielded.connect(self._on_event)
             self.worker.finished.connect(self._on_finished)
             self.start_button.enabled = False

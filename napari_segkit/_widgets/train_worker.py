@@ -69,11 +69,17 @@ class TrainFailure:
 
 @thread_worker
 def training_worker(data: dict, settings: dict, init, out_path: str,
-                    stop_event: threading.Event):
+                    stop_event: threading.Event, keep_known: bool = False):
     """Train on ``data`` (from ``TrainWidget.collect_data``) with ``TrainConfig(**settings)``;
-    yields the trainer's events, or one :class:`TrainFailure`."""
+    yields the trainer's events, or one :class:`TrainFailure`. ``keep_known``: a
+    fine-tuning replays the recipe's share of the default model's training patches also
+    from full masks (where the recipe replays none)."""
     try:
+        from ..train_config import FINE_TUNE_RECIPE
         from ..training import TrainConfig, train
+
+        if keep_known and init is not None:
+            settings = {**settings, "replay_fraction": FINE_TUNE_RECIPE["replay_fraction"]}
 
         yield from train(
             data["images"],
