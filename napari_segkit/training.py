@@ -377,8 +377,8 @@ class Trainer:
         log_every = cfg.log_every or (1 if self.device.type == "cpu" else 10)
         stopped = False
         has_val = self.data.has_validation
-        precision = {None: "", torch.float16: " (float16 mixed precision)",
-                     torch.bfloat16: " (bfloat16 mixed precision)"}[self.precision]
+        precision = "" if self.precision is None else \
+            f" ({str(self.precision).removeprefix('torch.')} mixed precision)"
         yield self.event("start", message=f"training on {self.device}{precision}, "
                                           f"{self.n_train} images, {self.data.n_validation}")
         if self.fine_tuning and has_val:
