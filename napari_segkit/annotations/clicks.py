@@ -201,8 +201,10 @@ def _click_segmentation(
     bg: np.ndarray,
     spacing: np.ndarray,
     max_radius: float | None,
+    all_clicked: np.ndarray | None = None,
 ) -> dict:
-    """Seeded watershed from clicks, in competition with unclicked objects.
+    """Seeded watershed from clicks, in competition with unclicked objects (except where
+    ``all_clicked``, a bool mask, says that every object was clicked).
 
     Returns a dict with ``labels``, ``smooth`` (oriented, smoothed image), ``dist`` (physical
     distance to the nearest object click), ``pixel_threshold`` (threshold of the nearest
@@ -239,6 +241,12 @@ def _click_segmentation(
     peaks, claimed_by, centre_radius = _unclicked_seeds(
         foreground, smooth, obj, float(np.median(window_px)) / 2.0
     )
+    if all_clicked is not None and len(claimed_by):
+        # every object there has a click: a centre no click took over is a second centre
+        # of a clicked object (an elongated or textured nucleus), not an object of its own
+        index = np.arange(1, len(claimed_by) + 1)
+        inside = np.asarray(ndi.maximum(all_clicked, peaks, index), bool)
+        claimed_by = np.where((claimed_by == -1) & inside, -2, claimed_by)
     markers = seeds.copy()
     pmin = float(spacing.min())
     bound = np.full(n, np.inf if max_radius is None else max_radius)
@@ -284,6 +292,7 @@ def clicks_to_labels(
     classes: Sequence[str] | np.ndarray | None = None,
     scale: Sequence[float] | None = None,
     max_radius: float | None = None,
+    all_clicked: bool | np.ndarray = False,
 ) -> np.ndarray:
     """One click per object -> instance masks (2-D images, grayscale or RGB).
 
@@ -304,6 +313,11 @@ def clicks_to_labels(
         Largest object radius in physical units, the same for every click. Default: each
         object's own size (see Notes), never the spacing of the clicks, so that clicking
         a few nuclei among many works as well as clicking all of them.
+    all_clicked : bool or bool array of the image's (rows, cols)
+        True (or True where the mask is): every object there has a click, so no unclicked
+        object competes for its pixels there (see Notes); a nucleus with two centres
+        (elongated, textured) then grows whole from its click instead of stopping at its
+        second centre. Default False: users click some objects, not all.
 
     Returns
     -------
@@ -341,7 +355,14 @@ def clicks_to_labels(
         return clicks_to_labels_3d(image, points, scale=scale, classes=classes,
                                    max_radius=max_radius)
     gray, obj, bg, spacing, max_radius = _split_clicks(image, points, classes, scale, max_radius)
-    result = _click_segmentation(gray, obj, bg, spacing, max_radius)
+    everywhere = np.ndim(all_clicked) == 0
+    if not everywhere and np.shape(all_clicked) != gray.shape:
+        raise ValueError(f"all_clicked has shape {np.shape(all_clicked)}; give True, False or "
+                         f"a mask of the image's shape {gray.shape}")
+    mask = (np.full(gray.shape, bool(all_clicked)) if everywhere
+            else np.asarray(all_clicked, bool))
+    result = _click_segmentation(gray, obj, bg, spacing, max_radius,
+                                 mask if mask.any() else None)
     return as_label_dtype(result["labels"])
 
 

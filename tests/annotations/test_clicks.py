@@ -129,6 +129,30 @@ def test_partial_clicks_stop_at_their_own_nucleus(name, max_spilled, min_median_
     assert np.median(ious) >= min_median_iou
 
 
+def test_all_clicked_grows_a_two_centred_nucleus_whole():
+    """A peanut-shaped nucleus has two centres; clicked once, its second centre competes
+    as an unclicked object (the user may have clicked only some nuclei) and the mask
+    stops there. ``all_clicked`` (True, or a mask holding that centre) says every object
+    there is clicked, so the mask covers both lobes."""
+    yy, xx = np.mgrid[:96, :128]
+    image = np.full((96, 128), 0.1, np.float32)
+    for r, c in ((48, 52), (48, 72)):
+        image = np.maximum(image, 0.9 * np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / 128.0))
+    image += np.random.default_rng(0).normal(0, 0.02, image.shape).astype(np.float32)
+    click = np.array([[48.0, 52.0]])
+
+    def right_lobe(all_clicked):
+        return int((np.asarray(clicks_to_labels(image, click, all_clicked=all_clicked))[:, 62:]
+                    == 1).sum())
+
+    left_half = np.zeros(image.shape, bool)
+    left_half[:, :62] = True
+    assert right_lobe(False) < 20 and right_lobe(left_half) < 20  # the other centre competes
+    assert right_lobe(True) > 250 and right_lobe(~left_half) > 250
+    with pytest.raises(ValueError, match="all_clicked"):
+        clicks_to_labels(image, click, all_clicked=np.ones((4, 4), bool))
+
+
 def test_estimate_object_radius():
     clicks = np.array([[10, 10], [10, 30], [30, 10], [30, 30]], float)
     assert estimate_object_radius(clicks, (200, 200)) == pytest.approx(14.0)
