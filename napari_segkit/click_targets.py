@@ -86,6 +86,8 @@ def targets_from_clicks(
     distill: bool = False,
     confidence: float = 0.6,
     known: np.ndarray | None = None,
+    click_centres: bool = False,
+    grow_all_clicked: bool = False,
 ) -> Targets:
     """Training targets from one click per object (plus optional background clicks).
 
@@ -100,7 +102,11 @@ def targets_from_clicks(
 
     Without a guide, clicks become pseudo instance masks with
     :func:`napari_segkit.annotations.clicks_to_labels` (seeded watershed with per-click
-    thresholds); those masks give full instance targets, except where they are uncertain:
+    thresholds; with ``grow_all_clicked``, inside ``region`` every object has a click, so
+    no unclicked object competes there and a nucleus with two centres grows whole); those
+    masks give full instance targets (with ``click_centres`` the centre target of each
+    peaks at its click, :func:`click_centre_map`: the click is certain, the mask's outline
+    is not), except where they are uncertain:
 
     - a ring of ``ring`` px just outside each pseudo-mask may be ignored (the true edge may
       lie there). Default (None): none, since the masks grown from clicks follow their
@@ -140,13 +146,17 @@ def targets_from_clicks(
         edits of the instances). Every object of ``guide`` that has a pixel there is the
         user's own outline: taught as it is, clicked or not, inside ``region`` or out; a
         known pixel without an object is background.
+    click_centres, grow_all_clicked : without ``guide`` (a new model), see above; the
+        training defaults (``TrainConfig``) turn both on.
     """
     points, is_bg = _split_classes(points, classes)
     shape = np.shape(image)[:2]
     inside = region_mask(region, shape)
     # a flat image has nothing to grow clicks on: with a guide, the model's objects do it
     grow = len(points) and (guide is None or np.ptp(np.asarray(image)) > 0)
-    labels = np.asarray(clicks_to_labels(image, points, classes=classes)) if grow else \
+    every = inside if (grow_all_clicked and guide is None) else False
+    labels = np.asarray(clicks_to_labels(image, points, classes=classes, all_clicked=every)) \
+        if grow else \
         np.zeros(shape, np.int32)
     obj_pts = points[~is_bg]
     unknown = None
@@ -162,6 +172,8 @@ def targets_from_clicks(
         labels, unknown, grown = g.labels, g.unknown, g.grown
     t = instance_targets(labels, boundary_width)
     fg = labels > 0
+    if click_centres and guide is None and len(obj_pts):
+        t.center = click_centre_map(labels, obj_pts)
 
     # ring outside each grown (uncertain) mask: unknown
     if ring is None:
@@ -194,6 +206,20 @@ def targets_from_clicks(
                                       confidence)
     t.instances = labels
     return t
+
+
+def click_centre_map(labels: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+    """Per object ``i + 1`` (grown from click ``i``): 1 at its click, falling linearly
+    with the distance from it to 0 at the object's farthest pixel (float32)."""
+    out = np.zeros(labels.shape, np.float32)
+    for i, sl in enumerate(ndi.find_objects(labels)):
+        if sl is None or i >= len(clicks):
+            continue
+        obj = labels[sl] == i + 1
+        rr, cc = np.nonzero(obj)
+        d = np.hypot(rr + sl[0].start - clicks[i][0], cc + sl[1].start - clicks[i][1])
+        out[sl][obj] = (1.0 - d / (d.max() + 1.0)).astype(np.float32)
+    return out
 
 
 def _unknown_objects(guide: np.ndarray, unknown: np.ndarray) -> np.ndarray:

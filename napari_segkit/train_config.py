@@ -57,6 +57,12 @@ class TrainConfig:
     # fine-tuning from clicks: where the clicks change nothing, learn the model's own
     # confident predictions (self-training) instead of its post-processed instances
     click_distill: bool = False
+    # a new model from clicks (click_targets.targets_from_clicks without a guide): the
+    # centre targets peak at the clicks instead of following the rough click-grown masks,
+    # and inside the fully annotated region the masks grow without competition from
+    # centres no click claimed (README, "From scratch: clicks against masks")
+    click_centres: bool = True
+    grow_all_clicked: bool = True
     # corrections: the model's objects nobody corrected are left out of the loss
     # ("unknown") or kept as objects ("keep"; taught as predicted, errors included), see
     # corrections.correction_targets and README "Fine-tuning from your annotations"

@@ -150,7 +150,9 @@ def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
         guide, fg = guess.instances, guess.probabilities
     return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width,
                                guide=guide, guide_probabilities=fg, region=region,
-                               distill=bool(getattr(cfg, "click_distill", False)))
+                               distill=bool(getattr(cfg, "click_distill", False)),
+                               click_centres=bool(getattr(cfg, "click_centres", True)),
+                               grow_all_clicked=bool(getattr(cfg, "grow_all_clicked", True)))
 
 
 def _evidence(labels, points, region, shape, cfg) -> dict | None:

@@ -210,3 +210,31 @@ def test_self_training_targets_keep_the_model_where_the_clicks_change_nothing():
     assert own.classes[10, 20] == plain.classes[10, 20]
     assert (own.classes[guide == 3] == plain.classes[guide == 3]).all()
     assert (own.classes[0:3, 40:60] == IGNORE_INDEX).all()  # unsure: not trained
+
+
+def test_new_model_centre_targets_peak_at_the_clicks():
+    """From scratch, each click-grown object's centre target is 1 at its click and falls
+    with the distance from it, so two touching nuclei keep two separate seeds even where
+    the grown masks' outlines are rough; ``click_centres=False`` gives the distance map of
+    the masks."""
+    from scipy import ndimage as ndi
+
+    from napari_segkit.targets import center_map
+
+    yy, xx = np.mgrid[:48, :64]
+    image = np.full((48, 64), 0.1, np.float32)
+    for r, c in ((24, 22), (24, 38)):  # two touching nuclei
+        image[(yy - r) ** 2 + (xx - c) ** 2 <= 81] = 0.9
+    image += np.random.default_rng(0).normal(0, 0.03, image.shape).astype(np.float32)
+    clicks = np.array([[22.0, 20.0], [25.0, 40.0]])  # near, not at, their centres
+    t = targets_from_clicks(image, clicks, click_centres=True)
+    ids = t.instances[clicks[:, 0].astype(int), clicks[:, 1].astype(int)]
+    assert sorted(ids) == [1, 2]
+    for (r, c), k in zip(clicks.astype(int), ids, strict=True):
+        obj = t.instances == k
+        assert t.center[r, c] == pytest.approx(1.0) and t.center[r, c] == t.center[obj].max()
+        assert t.center[obj].min() < 0.2
+    seeds, n = ndi.label(t.center > 0.5)
+    assert n == 2 and {seeds[r, c] for r, c in clicks.astype(int)} == {1, 2}
+    plain = targets_from_clicks(image, clicks)
+    np.testing.assert_array_equal(plain.center, center_map(plain.instances))
