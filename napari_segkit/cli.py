@@ -512,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--points", type=Path, help="napari points CSV")
     src.add_argument("--shapes", type=Path, help="napari shapes CSV")
-    p.add_argument("--mode", required=True, choices=["fill", "box-object", "outline", "click", "sparse"])
+    p.add_argument("--mode", required=True,
+                   choices=["fill", "box-object", "outline", "click", "click-all", "sparse"],
+                   help="click-all: like click, when every object has a click")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--scale", type=arg.scale, help="pixel spacing per axis, e.g. '2,0.5,0.5' (z,y,x)")
     _layout_options(p)

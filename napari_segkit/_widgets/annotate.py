@@ -4,7 +4,7 @@ Thin: every conversion is a call into ``napari_segkit.annotations``. The Labels 
 'sparse' conversion makes is marked as sparse training labels in its ``metadata``, so the
 Train dock trains it as such whatever it is named. Each annotation layer gets its own
 output layer (``"<annotation layer> masks"``, ...): converting another layer never
-replaces the first one's result. In 'click' mode the masks are previewed live
+replaces the first one's result. In the 'click' modes the masks are previewed live
 (:mod:`.click_preview`); a class selector marks new clicks as nucleus or background.
 """
 
@@ -21,7 +21,14 @@ from napari.utils.notifications import show_info, show_warning
 
 from .._common import BACKGROUND_CLASS, background_mask, classes_of
 from .._sample_data import POINT_COLORS, points_layer_kwargs
-from ..annotations import MODES, POINT_MODES, SHAPE_MODES, convert_points, convert_shapes
+from ..annotations import (
+    CLICK_MODES,
+    MODES,
+    POINT_MODES,
+    SHAPE_MODES,
+    convert_points,
+    convert_shapes,
+)
 from .click_preview import ClickPreview
 from .layers import (
     LABELS_KIND_KEY,
@@ -74,7 +81,7 @@ class AnnotateWidget(Container):
         )
         self.preview_box = CheckBox(
             text="Preview masks as I click", value=True,
-            tooltip="In 'One click per object' mode, show the masks of the clicks as you place them",
+            tooltip="In the two one-click modes, show the masks of the clicks as you place them",
         )
         self.convert_button = PushButton(text="Convert to labels")
         self.status = Label(value="")
@@ -177,8 +184,9 @@ class AnnotateWidget(Container):
     def _choice_changed(self, _=None) -> None:
         """Follow the chosen clicks with the preview, and say what a conversion would do."""
         layer, image = self._clicks_layer(), self.image.value
-        live = self.preview_box.value and self.mode.value == "click" and image is not None
-        self.preview.follow(layer if live else None, image if live else None)
+        live = self.preview_box.value and self.mode.value in CLICK_MODES and image is not None
+        self.preview.follow(layer if live else None, image if live else None,
+                            all_clicked=self.mode.value == "click-all")
         self.status.value = self._describe_choice()
 
     def _describe_choice(self) -> str:
@@ -290,7 +298,7 @@ class AnnotateWidget(Container):
             for w in caught:
                 show_warning(str(w.message))
             name = output_name(layer.name, mode)
-            if mode == "click":
+            if mode in CLICK_MODES:
                 self.preview.clear()  # the result replaces the preview
             is_new = name not in self.viewer.layers
             out = set_output_layer(self.viewer, name, labels, "labels", like=image)

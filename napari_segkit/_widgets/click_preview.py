@@ -33,7 +33,8 @@ def preview_name(points: Points) -> str:
 
 
 def _click_masks(
-    pixels: np.ndarray, coords: np.ndarray, classes: np.ndarray | None, scale: tuple
+    pixels: np.ndarray, coords: np.ndarray, classes: np.ndarray | None, scale: tuple,
+    all_clicked: bool = False,
 ) -> tuple[np.ndarray | None, str]:
     """(masks, message) for one preview; masks None when the clicks cannot be converted
     (runs in a worker: lazy pixels are read here, not on the GUI thread)."""
@@ -45,7 +46,8 @@ def _click_masks(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            labels = clicks_to_labels(pixels, coords, classes=classes, scale=scale)
+            labels = clicks_to_labels(pixels, coords, classes=classes, scale=scale,
+                                      all_clicked=all_clicked)
     except ValueError as err:
         return None, f"No preview: {err}"
     n = int(np.unique(labels[labels > 0]).size)
@@ -67,14 +69,20 @@ class ClickPreview:
         self.on_message = on_message or (lambda _message: None)
         self.points: Points | None = None
         self.image: Image | None = None
+        self.all_clicked = False  # every object has a click ('click-all' mode)
         self._worker = None
         self._pending = False
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     # ---- what is previewed -----------------------------------------------------------
-    def follow(self, points: Points | None, image: Image | None) -> None:
-        """Preview the clicks of ``points`` on ``image``; None stops the preview."""
+    def follow(self, points: Points | None, image: Image | None,
+               all_clicked: bool = False) -> None:
+        """Preview the clicks of ``points`` on ``image``; None stops the preview.
+        ``all_clicked``: every object has a click ('click-all' mode)."""
+        rule_changed, self.all_clicked = all_clicked != self.all_clicked, all_clicked
         if points is self.points and image is self.image:
+            if rule_changed and self.points is not None and len(self.points.data):
+                self.update()
             return
         old = self.points
         if old is not None:
@@ -123,7 +131,8 @@ class ClickPreview:
         coords = to_image_pixels(points, image, points.data)
         classes = classes_of(points.features)
         scale = tuple(image.scale[-len(spatial_shape(image)):])
-        worker = create_worker(_click_masks, layer_pixels(image), coords, classes, scale)
+        worker = create_worker(_click_masks, layer_pixels(image), coords, classes, scale,
+                               self.all_clicked)
         worker.returned.connect(lambda result: self._show(points, image, *result))
         worker.errored.connect(lambda err: log.warning("click preview failed: %s", err))
         worker.finished.connect(self._finished)

@@ -21,12 +21,20 @@ and a mode -> labels, as the Annotate dock and ``napari-segkit convert`` name th
 from .._common import SPARSE_BACKGROUND, SPARSE_IGNORE, SPARSE_OBJECT
 from .clicks import clicks_to_labels, clicks_to_sparse_labels, estimate_object_radius
 from .clicks3d import estimate_object_radius_3d
-from .modes import MODES, POINT_MODES, SHAPE_MODES, convert_points, convert_shapes
+from .modes import (
+    CLICK_MODES,
+    MODES,
+    POINT_MODES,
+    SHAPE_MODES,
+    convert_points,
+    convert_shapes,
+)
 from .outlines import outline_to_labels
 from .shapes import FILLABLE_SHAPES, boxes_to_labels, polygons_to_labels
 
 __all__ = [
     "FILLABLE_SHAPES",
+    "CLICK_MODES",
     "MODES",
     "POINT_MODES",
     "SHAPE_MODES",

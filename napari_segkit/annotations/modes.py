@@ -16,18 +16,23 @@ from .clicks import clicks_to_labels, clicks_to_sparse_labels
 from .outlines import outline_to_labels
 from .shapes import boxes_to_labels, polygons_to_labels
 
-__all__ = ["MODES", "POINT_MODES", "SHAPE_MODES", "convert_points", "convert_shapes"]
+__all__ = ["CLICK_MODES", "MODES", "POINT_MODES", "SHAPE_MODES", "convert_points",
+           "convert_shapes"]
 
 #: mode -> (what a user reads, suffix of the output layer / file)
 MODES: dict[str, tuple[str, str]] = {
     "click": ("One click per object -> masks", "click masks"),
+    "click-all": ("One click on every object -> masks", "click masks"),
     "fill": ("Polygons / boxes -> filled masks", "masks"),
     "box-object": ("Boxes -> the object in each box", "box objects"),
     "outline": ("Outline keypoints -> closed masks", "outline masks"),
     "sparse": ("Clicks -> sparse training labels", "sparse labels"),
 }
 SHAPE_MODES = ("fill", "box-object")
-POINT_MODES = ("click", "sparse", "outline")
+#: clicks grown into masks; ``click-all``: every object (in the image) has a click, so no
+#: unclicked object competes for the pixels (``clicks_to_labels(all_clicked=True)``)
+CLICK_MODES = ("click", "click-all")
+POINT_MODES = (*CLICK_MODES, "sparse", "outline")
 
 
 def convert_shapes(
@@ -73,12 +78,13 @@ def convert_points(
 ) -> np.ndarray:
     """Points (data coordinates) with their features -> labels for ``mode``.
 
-    ``click``: one click per object -> instance masks; ``sparse``: sparse training
+    ``click``: one click per object -> instance masks (``click-all``: every object has a
+    click, see :data:`CLICK_MODES`); ``sparse``: sparse training
     labels; ``outline``: ordered keypoints per ``object_id`` -> closed masks.
     """
     if mode not in POINT_MODES:
         raise ValueError(
-            f"points convert with mode 'click', 'sparse' or 'outline', not {mode!r}; "
+            f"points convert with mode {', '.join(map(repr, POINT_MODES))}, not {mode!r}; "
             "use shapes (polygons / boxes) for 'fill' and 'box-object'"
         )
     coords = np.asarray(coords, dtype=float)
@@ -97,6 +103,7 @@ def convert_points(
     if image is None:
         raise ValueError(f"mode {mode!r} grows each click on the image: give the image too")
     classes = classes_of(features)
-    if mode == "click":
-        return clicks_to_labels(image, coords, classes=classes, scale=scale)
+    if mode in CLICK_MODES:
+        return clicks_to_labels(image, coords, classes=classes, scale=scale,
+                                all_clicked=mode == "click-all")
     return clicks_to_sparse_labels(image, coords, classes=classes, scale=scale)

@@ -25,12 +25,24 @@ def test_every_mode_belongs_to_shapes_or_points():
     assert not set(SHAPE_MODES) & set(POINT_MODES)
 
 
+def test_the_cli_offers_every_mode():
+    from napari_segkit.cli import build_parser
+
+    convert = build_parser()._subparsers._group_actions[0].choices["convert"]
+    mode = next(a for a in convert._actions if a.dest == "mode")
+    assert set(mode.choices) == set(MODES)
+
+
 def test_modes_call_the_converters_with_the_class_column():
     image = read_image(sample_path("fluo_256.tif"))
     coords, features = read_points_csv(sample_path("fluo_256_points.csv"))
     classes = features["class"].astype(str).to_numpy()
     clicks = convert_points(coords, features, image.shape, "click", image=image)
     np.testing.assert_array_equal(clicks, clicks_to_labels(image, coords, classes=classes))
+    every = convert_points(coords, features, image.shape, "click-all", image=image)
+    np.testing.assert_array_equal(
+        every, clicks_to_labels(image, coords, classes=classes, all_clicked=True))
+    assert (every != clicks).any()  # the sample has nuclei with two centres
     sparse = convert_points(coords, features, image.shape, "sparse", image=image)
     assert (sparse == SPARSE_OBJECT).any()
     shapes = read_shapes_csv(sample_path("fluo_512_shapes.csv"))

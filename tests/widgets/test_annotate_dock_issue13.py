@@ -114,6 +114,29 @@ def test_background_clicks_stay_background_in_the_masks(viewer, dock, qtbot):
     assert out.data[2, 2] == 0 and out.data[253, 253] == 0
 
 
+def test_every_nucleus_clicked_mode_previews_and_converts_whole_masks(viewer, dock, qtbot):
+    """'One click on every object': the preview and the conversion grow each click with
+    no unclicked object competing (clicks_to_labels(all_clicked=True))."""
+    from napari_segkit.annotations import clicks_to_labels
+
+    press(qtbot, dock.new_clicks)
+    clicks = dock.annotation_layer.value
+    clicks.add(sample_nuclei(viewer))
+    dock.mode.value = "click-all"
+    preview_name = f"{clicks.name} preview"
+    qtbot.waitUntil(lambda: preview_name in viewer.layers, timeout=20_000)
+    dock.preview.wait(20_000)
+    image = viewer.layers["fluo_256"].data
+    every = clicks_to_labels(image, clicks.data, all_clicked=True)
+    some = clicks_to_labels(image, clicks.data)
+    assert (every != some).any()  # the sample has nuclei with two centres
+    qtbot.waitUntil(lambda: np.array_equal(viewer.layers[preview_name].data, every),
+                    timeout=20_000)
+    press(qtbot, dock.convert_button)
+    out = viewer.layers[dock.last_output_name]
+    np.testing.assert_array_equal(out.data, every)
+
+
 # ---- item 8: a second conversion does not replace the first ----------------------------
 def test_each_annotation_layer_gets_its_own_output(viewer, dock, qtbot):
     press(qtbot, dock.new_polygons)
