@@ -150,9 +150,8 @@ def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
         guide, fg = guess.instances, guess.probabilities
     return targets_from_clicks(image, coords, cls, boundary_width=cfg.boundary_width,
                                guide=guide, guide_probabilities=fg, region=region,
-                               distill=bool(getattr(cfg, "click_distill", False)),
-                               click_centres=bool(getattr(cfg, "click_centres", True)),
-                               grow_all_clicked=bool(getattr(cfg, "grow_all_clicked", True)))
+                               distill=cfg.click_distill, click_centres=cfg.click_centres,
+                               grow_all_clicked=cfg.grow_all_clicked)
 
 
 def _evidence(labels, points, region, shape, cfg) -> dict | None:

@@ -21,14 +21,8 @@ from napari.utils.notifications import show_info, show_warning
 
 from .._common import BACKGROUND_CLASS, background_mask, classes_of
 from .._sample_data import POINT_COLORS, points_layer_kwargs
-from ..annotations import (
-    CLICK_MODES,
-    MODES,
-    POINT_MODES,
-    SHAPE_MODES,
-    convert_points,
-    convert_shapes,
-)
+from ..annotations import MODES, POINT_MODES, SHAPE_MODES, convert_points, convert_shapes
+from ..annotations.modes import CLICK_MODES
 from .click_preview import ClickPreview
 from .layers import (
     LABELS_KIND_KEY,

@@ -351,7 +351,7 @@ def clicks_to_labels(
     objects keep their own pixels; each object keeps the component holding its click,
     with holes filled.
     """
-    if is_stack(image):  # (z, y, x) stack: 3-D masks, scale required
+    if is_stack(image):  # (z, y, x) stack: 3-D masks, scale required (no competition in 3-D)
         return clicks_to_labels_3d(image, points, scale=scale, classes=classes,
                                    max_radius=max_radius)
     gray, obj, bg, spacing, max_radius = _split_clicks(image, points, classes, scale, max_radius)
