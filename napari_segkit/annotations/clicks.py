@@ -201,10 +201,10 @@ def _click_segmentation(
     bg: np.ndarray,
     spacing: np.ndarray,
     max_radius: float | None,
-    all_clicked: np.ndarray | None = None,
+    all_clicked: bool | np.ndarray = False,
 ) -> dict:
     """Seeded watershed from clicks, in competition with unclicked objects (except where
-    ``all_clicked``, a bool mask, says that every object was clicked).
+    ``all_clicked``, True or a bool mask, says that every object was clicked).
 
     Returns a dict with ``labels``, ``smooth`` (oriented, smoothed image), ``dist`` (physical
     distance to the nearest object click), ``pixel_threshold`` (threshold of the nearest
@@ -241,11 +241,11 @@ def _click_segmentation(
     peaks, claimed_by, centre_radius = _unclicked_seeds(
         foreground, smooth, obj, float(np.median(window_px)) / 2.0
     )
-    if all_clicked is not None and len(claimed_by):
+    if len(claimed_by) and np.any(all_clicked):
         # every object there has a click: a centre no click took over is a second centre
         # of a clicked object (an elongated or textured nucleus), not an object of its own
-        index = np.arange(1, len(claimed_by) + 1)
-        inside = np.asarray(ndi.maximum(all_clicked, peaks, index), bool)
+        inside = True if np.ndim(all_clicked) == 0 else np.asarray(
+            ndi.maximum(all_clicked, peaks, np.arange(1, len(claimed_by) + 1)), bool)
         claimed_by = np.where((claimed_by == -1) & inside, -2, claimed_by)
     markers = seeds.copy()
     pmin = float(spacing.min())
@@ -355,14 +355,10 @@ def clicks_to_labels(
         return clicks_to_labels_3d(image, points, scale=scale, classes=classes,
                                    max_radius=max_radius)
     gray, obj, bg, spacing, max_radius = _split_clicks(image, points, classes, scale, max_radius)
-    everywhere = np.ndim(all_clicked) == 0
-    if not everywhere and np.shape(all_clicked) != gray.shape:
+    if np.ndim(all_clicked) and np.shape(all_clicked) != gray.shape:
         raise ValueError(f"all_clicked has shape {np.shape(all_clicked)}; give True, False or "
                          f"a mask of the image's shape {gray.shape}")
-    mask = (np.full(gray.shape, bool(all_clicked)) if everywhere
-            else np.asarray(all_clicked, bool))
-    result = _click_segmentation(gray, obj, bg, spacing, max_radius,
-                                 mask if mask.any() else None)
+    result = _click_segmentation(gray, obj, bg, spacing, max_radius, all_clicked)
     return as_label_dtype(result["labels"])
 
 
