@@ -142,12 +142,33 @@ def _click_scales(smooth: np.ndarray, clicks: np.ndarray) -> np.ndarray:
 #: intensity (scaled to [0, 1]).
 _CENTRE_H_DISTANCE = 0.25
 _CENTRE_H_INTENSITY = 0.02
-#: Centres closer than this x the nucleus scale count as one.
+#: Maxima whose centres are closer than twice this x the nucleus scale count as one centre.
 _CENTRE_MERGE = 0.4
 #: Growth bound: this x the radius of the claimed object (its distance-map peak), or, for a
 #: click that claimed no centre, this x the radius of the blob under it (LoG scale); + 2 px.
 _BOUND_CLAIMED = 3.0
 _BOUND_UNCLAIMED = 4.0
+
+
+def _merge_close_maxima(found: np.ndarray, radius: int) -> np.ndarray:
+    """Label the maxima regions of ``found``, one label for regions whose centres lie
+    within ``2 radius`` of each other (transitively).
+
+    Measured between centres, not between the regions' nearest pixels: the plateau of a
+    flat (saturated) nucleus reaches close to its edge, so two touching flat nuclei have
+    plateaus a few pixels apart, and merging them made one centre of both."""
+    from skimage.morphology import disk
+
+    regions, k = ndi.label(found)
+    if k == 0:
+        return regions
+    centres = np.round(ndi.center_of_mass(found, regions, np.arange(1, k + 1))).astype(int)
+    centres = np.clip(centres.reshape(-1, 2), 0, np.array(found.shape) - 1)
+    points = np.zeros(found.shape, bool)
+    points[centres[:, 0], centres[:, 1]] = True
+    groups = ndi.label(ndi.binary_dilation(points, disk(radius)))[0]
+    group_of = np.concatenate([[0], groups[centres[:, 0], centres[:, 1]]])
+    return group_of[regions]
 
 
 def _unclicked_seeds(
@@ -158,14 +179,14 @@ def _unclicked_seeds(
     Centres are the h-maxima of the foreground's smoothed distance map (separate blobs,
     and touching round nuclei with a neck between them) and of the smoothed intensity
     (touching nuclei without a neck, each brightest inside); centres closer than
-    ``0.4 scale_px`` count as one. A click claims the nearest centre
+    ``0.8 scale_px`` count as one. A click claims the nearest centre
     whose inscribed disk (radius: the distance map there, + 1 px) holds it; a centre that
     several clicks claim drops out (those clicks split the object between themselves).
 
     Returns (centre labels 1..m, ``claimed_by`` (m,) click index, -1 (unclicked) or -2
     (several clicks), radius (m,): the distance map at the centre, pixels).
     """
-    from skimage.morphology import disk, h_maxima
+    from skimage.morphology import h_maxima
 
     edt = ndi.gaussian_filter(ndi.distance_transform_edt(foreground), 1.0)
     blur = ndi.gaussian_filter(smooth, 1.0)
@@ -173,8 +194,7 @@ def _unclicked_seeds(
     found = h_maxima(np.round(edt * (4 / _CENTRE_H_DISTANCE)).astype(np.uint32), 4)
     found |= h_maxima(np.round(blur * (4 / _CENTRE_H_INTENSITY)).astype(np.uint32), 4)
     found &= foreground
-    near = ndi.binary_dilation(found, disk(max(1, round(_CENTRE_MERGE * scale_px))))
-    peaks = ndi.label(near)[0] * found
+    peaks = _merge_close_maxima(found, max(1, round(_CENTRE_MERGE * scale_px)))
     ids = np.unique(peaks[peaks > 0])
     m = len(ids)
     if m == 0:

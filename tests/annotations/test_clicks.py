@@ -153,6 +153,25 @@ def test_all_clicked_grows_a_two_centred_nucleus_whole():
         clicks_to_labels(image, click, all_clicked=np.ones((4, 4), bool))
 
 
+@pytest.mark.parametrize("gap", [0, 2])
+def test_touching_saturated_nuclei_each_get_their_disk(gap):
+    """Two flat (saturated, 8-bit) nuclei that touch: their intensity plateaus reach close
+    to the edge, a few pixels apart where the discs meet. Merging centres by the plateaus'
+    nearest pixels made one centre of both, between the clicks, and it took both discs
+    (1-pixel masks); centres are now merged by their distance."""
+    from skimage import draw
+
+    image = np.zeros((100, 140), np.uint8)
+    centres = [(50, 55), (50, 55 + 30 + gap)]
+    for c in centres:
+        rr, cc = draw.disk(c, 15, shape=image.shape)
+        image[rr, cc] = 200
+    labels = clicks_to_labels(image, np.array(centres, float))
+    area = len(draw.disk((0, 0), 15)[0])
+    for i in (1, 2):
+        assert (labels == i).sum() >= 0.95 * area
+
+
 def test_estimate_object_radius():
     clicks = np.array([[10, 10], [10, 30], [30, 10], [30, 30]], float)
     assert estimate_object_radius(clicks, (200, 200)) == pytest.approx(14.0)
