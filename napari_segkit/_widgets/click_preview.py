@@ -8,6 +8,7 @@ computation runs are gathered into one rerun with the latest clicks.
 
 from __future__ import annotations
 
+import atexit
 import time
 import warnings
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import napari
 import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import QApplication
 
 from .._common import background_mask, classes_of
@@ -25,6 +27,10 @@ from .layers import geometry_of, layer_pixels, log, spatial_shape, to_image_pixe
 
 #: Opacity of the preview masks (the clicks stay visible above them).
 PREVIEW_OPACITY = 0.45
+
+
+#: Seconds Python waits at exit for preview computations still running.
+EXIT_WAIT_S = 5.0
 
 
 def preview_name(points: Points) -> str:
@@ -57,12 +63,25 @@ def _click_masks(
                     f" ({n_background} background clicks){note}.")
 
 
+@atexit.register
+def _await_running_previews() -> None:
+    """At exit, let preview computations end: a worker thread still running while Python
+    tears down its Qt objects aborts the interpreter (a script that closes the viewer
+    right after a click; closing the viewer also re-selects the next clicks layer, which
+    starts a preview). ``napari.run()`` waits for its workers itself when the app quits."""
+    if ClickPreview.running:
+        QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))
+
+
 class ClickPreview:
     """Keeps a Labels layer ``"<clicks> preview"`` equal to the masks of a clicks layer.
 
     ``follow(points, image)`` starts, ``follow(None, None)`` stops (and removes the
     preview layer). ``on_message`` receives a one-line status after each update.
     """
+
+    #: previews being computed, in any viewer (waited for at exit)
+    running: set = set()
 
     def __init__(self, viewer: napari.Viewer, on_message: Callable[[str], None] | None = None):
         self.viewer = viewer
@@ -137,10 +156,12 @@ class ClickPreview:
         worker.errored.connect(lambda err: log.warning("click preview failed: %s", err))
         worker.finished.connect(self._finished)
         self._worker = worker
+        ClickPreview.running.add(self)
         worker.start()
 
     def _finished(self) -> None:
         self._worker = None
+        ClickPreview.running.discard(self)
         if self._pending:
             self._pending = False
             self.update()

@@ -281,3 +281,38 @@ def test_train_dock_says_auto_learning_rate(viewer):
     assert widget.lr.native.text() == "automatic"
     widget.lr.value = 3e-3
     assert widget.lr.native.text() != "automatic"
+
+
+CLOSE_RIGHT_AFTER_A_CLICK = """
+import numpy as np
+import napari
+from napari_segkit._sample_data import fluo_256
+from napari_segkit._widgets.annotate import AnnotateWidget
+viewer = napari.Viewer(show=False)
+data, kwargs, _ = fluo_256()[0]
+viewer.add_image(data, **kwargs)
+dock = AnnotateWidget(viewer)
+viewer.window.add_dock_widget(dock)
+clicks = viewer.add_points(np.array([[40.0, 40.0], [100.0, 120.0]]), name="clicks")
+viewer.add_points(np.array([[60.0, 60.0]]), name="more clicks")
+dock.annotation_layer.value = clicks
+clicks.add([[80.0, 80.0]])  # a preview starts computing
+viewer.close()  # closing also re-selects 'more clicks', which starts another
+print("CLOSED", flush=True)
+"""
+
+
+def test_a_script_that_closes_the_viewer_right_after_a_click_exits_cleanly(tmp_path):
+    """A preview worker still running when Python exits aborted the interpreter (exit code
+    134, 'wrapped C/C++ object ... has been deleted'); previews are now waited for at exit."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", CLOSE_RIGHT_AFTER_A_CLICK], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert "CLOSED" in out.stdout, out.stderr[-2000:]
+    assert out.returncode == 0, out.stderr[-2000:]
