@@ -6,8 +6,12 @@ nuclei (at least one; each click at the nucleus centroid moved by up to +-2 px, 
 inside the nucleus), converts the clicks with :func:`clicks_to_labels`, and scores each
 clicked nucleus: IoU of its mask against its ground-truth nucleus, and whether the mask
 is more than 1.5x the nucleus' area (it spilled into neighbours or background). The same
-with every nucleus clicked. Figures pool the clicked nuclei of all images per seed and
-give mean +- sd over 3 seeds.
+with every nucleus clicked, where F1@0.5 and AP (DSB) of all masks against the ground
+truth are printed too, converted as *one click per object* and as *one click on every
+object* (``all_clicked=True``). Figures pool the clicked nuclei of all images per seed
+and give mean +- sd over 3 seeds. ``--clip-percentile Q`` first clips each image at the
+Q-th percentile of its nuclei's intensities: over-exposed (saturated) nuclei, flat at the
+top.
 
 The click settings were chosen on ``sample_512`` and ``val`` (the default folders); for
 figures on images they were not chosen on, score ``--splits train --grayscale-only``
@@ -15,6 +19,7 @@ figures on images they were not chosen on, score ``--splits train --grayscale-on
 
 Run:  PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_click_masks.py
       [--data /work/shared/data/nuclei] [--seeds 0 1 2] [--splits train] [--grayscale-only]
+      [--clip-percentile 50]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import tifffile
 from scipy import ndimage as ndi
 
 from napari_segkit.annotations import clicks_to_labels
+from napari_segkit.metrics import evaluate_instances, summarise
 
 DATA = Path("/work/shared/data/nuclei")
 
@@ -60,11 +66,20 @@ def click_points(labels: np.ndarray, ids: np.ndarray, rng: np.random.Generator) 
     return clicks.astype(float)
 
 
-def score_clicks(image: np.ndarray, labels: np.ndarray, ids: np.ndarray, clicks: np.ndarray):
-    """Per clicked nucleus: (IoU of its mask with it, mask area / nucleus area)."""
+def clip_nuclei(image: np.ndarray, labels: np.ndarray, percentile: float) -> np.ndarray:
+    """``image`` clipped at the ``percentile`` of its nuclei's (grey) intensities."""
+    gray = image.astype(np.float32)
+    gray = gray if gray.ndim == 2 else gray[..., :3].mean(-1)
+    return np.minimum(gray, np.percentile(gray[labels > 0], percentile))
+
+
+def score_clicks(image: np.ndarray, labels: np.ndarray, ids: np.ndarray, clicks: np.ndarray,
+                 all_clicked: bool = False):
+    """Per clicked nucleus: (IoU of its mask with it, mask area / nucleus area), and the
+    masks."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        masks = clicks_to_labels(image, clicks)
+        masks = clicks_to_labels(image, clicks, all_clicked=all_clicked)
     gt_area = np.bincount(labels.ravel(), minlength=labels.max() + 1)
     mask_area = np.bincount(masks.ravel(), minlength=len(ids) + 1)
     ious, ratios = [], []
@@ -73,13 +88,15 @@ def score_clicks(image: np.ndarray, labels: np.ndarray, ids: np.ndarray, clicks:
         union = int(mask_area[k] + gt_area[label] - inter)
         ious.append(inter / union if union else 0.0)
         ratios.append(mask_area[k] / gt_area[label])
-    return np.array(ious), np.array(ratios)
+    return np.array(ious), np.array(ratios), masks
 
 
-def run(pairs, seed: int, fraction: tuple[float, float] | None) -> tuple[float, float, int]:
-    """Median IoU, fraction of masks > 1.5x their nucleus, and number of clicked nuclei."""
+def run(pairs, seed: int, fraction: tuple[float, float] | None,
+        all_clicked: bool = False) -> tuple[float, ...]:
+    """Median IoU, fraction of masks > 1.5x their nucleus, number of clicked nuclei, and
+    F1@0.5 / AP (DSB) of the masks of all images against their ground truth."""
     rng = np.random.default_rng(seed)
-    ious, ratios = [], []
+    ious, ratios, scores = [], [], []
     for _, image, labels in pairs:
         all_ids = np.unique(labels[labels > 0])
         if fraction is None:
@@ -87,11 +104,14 @@ def run(pairs, seed: int, fraction: tuple[float, float] | None) -> tuple[float, 
         else:
             k = max(1, int(round(rng.uniform(*fraction) * len(all_ids))))
             ids = np.sort(rng.choice(all_ids, size=k, replace=False))
-        i, r = score_clicks(image, labels, ids, click_points(labels, ids, rng))
+        i, r, masks = score_clicks(image, labels, ids, click_points(labels, ids, rng),
+                                   all_clicked)
         ious.append(i)
         ratios.append(r)
-    ious, ratios = np.concatenate(ious), np.concatenate(ratios)
-    return float(np.median(ious)), float(np.mean(ratios > 1.5)), len(ious)
+        scores.append(evaluate_instances(labels, masks))
+    ious, ratios, s = np.concatenate(ious), np.concatenate(ratios), summarise(scores)
+    return (float(np.median(ious)), float(np.mean(ratios > 1.5)), len(ious), s["f1"],
+            s["ap_dsb"])
 
 
 def main() -> None:
@@ -103,19 +123,30 @@ def main() -> None:
                              "chosen on sample_512 and val; train/ is held out)")
     parser.add_argument("--grayscale-only", action="store_true",
                         help="score only 2-D (fluorescence) images, not RGB ones")
+    parser.add_argument("--clip-percentile", type=float, default=None,
+                        help="clip each image at this percentile of its nuclei's intensities "
+                             "(saturated nuclei)")
     args = parser.parse_args()
     pairs = load_pairs(args.data, tuple(args.splits), args.grayscale_only)
+    if args.clip_percentile is not None:
+        pairs = [(n, clip_nuclei(im, lab, args.clip_percentile), lab) for n, im, lab in pairs]
     n_nuclei = sum(len(np.unique(lab[lab > 0])) for _, _, lab in pairs)
     kind = " (grayscale only)" if args.grayscale_only else ""
+    if args.clip_percentile is not None:
+        kind += f", clipped at the nuclei's percentile {args.clip_percentile:g}"
     print(f"{len(pairs)} images of {' + '.join(args.splits)}{kind}, {n_nuclei} nuclei; "
           f"seeds {args.seeds}")
-    for title, fraction in (("10-15 % of nuclei clicked", (0.10, 0.15)), ("all clicked", None)):
-        rows = np.array([run(pairs, s, fraction) for s in args.seeds])
+    for title, fraction, every in (("10-15 % of nuclei clicked", (0.10, 0.15), False),
+                                   ("all clicked", None, False),
+                                   ("all clicked, all_clicked", None, True)):
+        rows = np.array([run(pairs, s, fraction, every) for s in args.seeds])
         mean, sd, n = rows.mean(axis=0), rows.std(axis=0), rows[:, 2].mean()
+        whole = f"; F1 {mean[3]:.3f} +- {sd[3]:.3f}, AP {mean[4]:.3f} +- {sd[4]:.3f}" \
+            if fraction is None else ""
         print(
             f"{title:26s}: median IoU {mean[0]:.3f} +- {sd[0]:.3f}; "
             f"masks > 1.5x their nucleus {100 * mean[1]:.1f} +- {100 * sd[1]:.1f} %  "
-            f"({n:.0f} clicked nuclei per seed)"
+            f"({n:.0f} clicked nuclei per seed){whole}"
         )
 
 
