@@ -90,8 +90,9 @@ class TrainWidget(Container):
         self.region = ComboBox(
             label="Fully annotated", choices=self._regions,
             tooltip="Where every nucleus is annotated: the whole image, or the rectangles / "
-                    "polygons of a Shapes layer (with clicks, unclicked objects there are "
-                    "background; outside it nothing is assumed)",
+                    "polygons of a Shapes layer. With clicks, unclicked objects there are "
+                    "background, and a new model's click masks grow there as with 'one "
+                    "click on every object'; outside it nothing is assumed",
         )
         self.add_pair = PushButton(text="Add pair")
         self.clear_pairs = PushButton(text="Clear pairs")
