@@ -30,7 +30,7 @@ from .layers import geometry_of, layer_pixels, log, spatial_shape, to_image_pixe
 PREVIEW_OPACITY = 0.45
 
 
-#: Seconds Python waits at exit for preview computations still running.
+#: Seconds Python waits at exit for worker threads (previews) still running.
 EXIT_WAIT_S = 5.0
 
 
@@ -65,13 +65,13 @@ def _click_masks(
 
 
 @atexit.register
-def _await_running_previews() -> None:
-    """At exit, let preview computations end: a worker thread still running while Python
-    tears down its Qt objects aborts the interpreter (a script that closes the viewer
-    right after a click; closing the viewer also re-selects the next clicks layer, which
-    starts a preview). ``napari.run()`` waits for its workers itself when the app quits."""
-    if ClickPreview.running:
-        QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))
+def _await_running_workers() -> None:
+    """At exit, let worker threads (a preview computing) end: one still running while
+    Python tears down its Qt objects aborts the interpreter (a script that closes the
+    viewer right after a click; closing the viewer also re-selects the next clicks layer,
+    which starts a preview). ``napari.run()`` waits for its workers itself when the app
+    quits; this does the same for scripts that never run it."""
+    QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))
 
 
 class ClickPreview:
@@ -80,9 +80,6 @@ class ClickPreview:
     ``follow(points, image)`` starts, ``follow(None, None)`` stops (and removes the
     preview layer). ``on_message`` receives a one-line status after each update.
     """
-
-    #: previews being computed, in any viewer (waited for at exit)
-    running: set = set()
 
     def __init__(self, viewer: napari.Viewer, on_message: Callable[[str], None] | None = None):
         self.viewer = viewer
@@ -157,12 +154,10 @@ class ClickPreview:
         worker.errored.connect(lambda err: log.warning("click preview failed: %s", err))
         worker.finished.connect(self._finished)
         self._worker = worker
-        ClickPreview.running.add(self)
         worker.start()
 
     def _finished(self) -> None:
         self._worker = None
-        ClickPreview.running.discard(self)
         if self._pending:
             self._pending = False
             self.update()
