@@ -154,7 +154,8 @@ def targets_from_clicks(
     inside = region_mask(region, shape)
     # a flat image has nothing to grow clicks on: with a guide, the model's objects do it
     grow = len(points) and (guide is None or np.ptp(np.asarray(image)) > 0)
-    every = inside if (grow_all_clicked and guide is None) else False
+    # the whole image (no region) as True: no image-sized mask to look up per centre
+    every = (region is None or inside) if (grow_all_clicked and guide is None) else False
     labels = np.asarray(clicks_to_labels(image, points, classes=classes, all_clicked=every)) \
         if grow else \
         np.zeros(shape, np.int32)
