@@ -89,6 +89,8 @@ class TrainingProgress:
         if event.kind == "start" and event.message and self.bar is None:
             # where and how it trains: device, precision, images, validation
             print(event.message, file=self.stream, flush=True)
+            for text in event.warnings:
+                print(f"warning: {text}", file=self.stream, flush=True)
         if self.bar is None:
             self.bar = self._make_bar(event.total_steps)
         bar = self.bar

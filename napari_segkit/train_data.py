@@ -32,7 +32,8 @@ from .stack_training import check_stack_inputs, stack_planes, stack_scales, vali
 from .targets import Targets, instance_targets, label_targets
 
 __all__ = ["TrainingData", "as_image_list", "check_has_objects", "compact_ids",
-           "labels_source_of", "points_of", "prepare_training_data"]
+           "labels_source_of", "partial_mask_warnings", "points_of", "prepare_training_data",
+           "unmasked_objects"]
 
 
 @dataclass
@@ -152,6 +153,73 @@ def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
                                guide=guide, guide_probabilities=fg, region=region,
                                distill=cfg.click_distill, click_centres=cfg.click_centres,
                                grow_all_clicked=cfg.grow_all_clicked)
+
+
+#: partial masks: at most this many images are checked (one prediction each)
+PARTIAL_CHECK_IMAGES = 8
+#: ... and an image is reported when the model finds at least this many objects that no
+#: mask touches, and they are at least this fraction of masks + such objects
+PARTIAL_MIN_OBJECTS = 3
+PARTIAL_MIN_FRACTION = 0.2
+
+
+def unmasked_objects(instances: np.ndarray, foreground: np.ndarray, labels: np.ndarray,
+                     region=None, confidence: float = 0.7) -> int:
+    """How many predicted objects (``instances``) no labelled pixel touches: objects the
+    model is sure of (mean ``foreground`` probability >= ``confidence``), at least a quarter
+    of the median mask's area, with most of their pixels inside ``region`` (None: the
+    whole image). Nuclei nobody painted, or the model's false objects."""
+    from scipy import ndimage as ndi
+
+    instances = np.asarray(instances)
+    n = int(instances.max())
+    if n == 0:
+        return 0
+    ids = np.arange(1, n + 1)
+    touched = np.zeros(n + 1, bool)
+    touched[np.unique(instances[np.asarray(labels) > 0])] = True
+    areas = np.bincount(instances.ravel(), minlength=n + 1)[1:]
+    sizes = np.bincount(np.asarray(labels).ravel())[1:]
+    sizes = sizes[sizes > 0]
+    big = areas >= 0.25 * (float(np.median(sizes)) if sizes.size else 0.0)
+    sure = np.asarray(ndi.mean(foreground, instances, ids)) >= confidence
+    inside = np.asarray(ndi.mean(region_mask(region, instances.shape), instances, ids)) > 0.5
+    return int(np.sum(~touched[1:] & big & sure & inside))
+
+
+def partial_mask_warnings(model, images: Sequence, labels: Sequence,
+                          regions: Sequence | None = None) -> list[str]:
+    """Warnings for 2-D images whose instance masks look partial: inside the fully annotated
+    region every pixel without a mask is taught as background, so nuclei left unpainted
+    there teach the model to miss them. ``model`` (the one being fine-tuned) predicts the
+    first :data:`PARTIAL_CHECK_IMAGES` images with masks; an image is reported when it
+    finds :data:`PARTIAL_MIN_OBJECTS` or more objects that no mask touches
+    (:func:`unmasked_objects`) and they are :data:`PARTIAL_MIN_FRACTION` or more of masks +
+    such objects. A warning, not an error: they may be the model's own false objects."""
+    from .prediction import predict
+
+    out: list[str] = []
+    checked = 0
+    for i, (image, lab) in enumerate(zip(images, labels, strict=True)):
+        if lab is None or np.ndim(lab) != 2 or checked >= PARTIAL_CHECK_IMAGES:
+            continue
+        checked += 1
+        region = regions[i] if regions is not None else None
+        guess = predict(model, image)
+        free = unmasked_objects(guess.instances, 1.0 - guess.probabilities[0], lab, region)
+        n_masks = int(np.count_nonzero(np.bincount(np.asarray(lab).ravel())[1:]))
+        if free < PARTIAL_MIN_OBJECTS or free < PARTIAL_MIN_FRACTION * (free + n_masks):
+            continue
+        name = f"Image {i + 1}: t" if len(images) > 1 else "T"
+        where = "the whole image" if region is None else "the fully annotated region"
+        out.append(
+            f"{name}he starting model finds {free} objects that none of your {n_masks} "
+            f"masks touches. In {where} every pixel without a mask is taught as "
+            "background, so if those are nuclei you did not paint, the model learns to "
+            "miss them: paint them too, or mark where you painted every nucleus (Train "
+            "dock: a Shapes rectangle under 'Fully annotated'; Python: regions=). If they "
+            "are not nuclei, carry on.")
+    return out
 
 
 def _evidence(labels, points, region, shape, cfg) -> dict | None:

@@ -57,7 +57,7 @@ from .train_config import (
     fine_tune_settings,
     lr_factor,
 )
-from .train_data import as_image_list, prepare_training_data
+from .train_data import as_image_list, partial_mask_warnings, prepare_training_data
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
            "Trainer", "TrainingInterrupted", "check_patch_size", "train"]
@@ -116,6 +116,7 @@ class Trainer:
         self.best_score, self.best_state, self.best_metrics = (-2.0, -2.0), None, {}
         self.start_state, self.start_score, self.start_metrics = None, None, {}
         self.best_hs: HoldOutScore | None = None  # a new model's best held-out score
+        self.warnings: list[str] = []  # about the annotations, said when training starts
         self.tuner: FineTuner | None = None
         self.frozen: list[torch.nn.Module] = []
         if config.frozen_levels and not self.fine_tuning:
@@ -142,6 +143,9 @@ class Trainer:
             regions=regions, targets=targets, val_images=val_images, val_labels=val_labels,
             scale=scale)
         self.data, self.labels_source = data, data.labels_source
+        # masks that look partial would teach unpainted nuclei as background: say so
+        self.warnings = partial_mask_warnings(self.model, images, labels, regions) \
+            if (self.fine_tuning and targets is None and cfg.labels_kind == "instances") else []
         self.model.object_diameter = self.model.object_diameter or data.object_diameter
         self.n_train = len(data.x)
         tr_x, variants = split_variants(data.x, mcfg.in_channels)
@@ -380,7 +384,8 @@ class Trainer:
         precision = "" if self.precision is None else \
             f" ({str(self.precision).removeprefix('torch.')} mixed precision)"
         yield self.event("start", message=f"training on {self.device}{precision}, "
-                                          f"{self.n_train} images, {self.data.n_validation}")
+                                          f"{self.n_train} images, {self.data.n_validation}",
+                         warnings=tuple(self.warnings))
         if self.fine_tuning and has_val:
             # the starting model is the reference: fine-tuning hands it back when it
             # validates clearly better than the fine-tuned weights
@@ -476,6 +481,7 @@ class Trainer:
                 "init": "new" if init is None else str(init if isinstance(init, (str, Path))
                                                          else "model"),
                 "best": self.best_metrics, "config": self.cfg.to_dict(),
+                "warnings": list(self.warnings),
                 # the fine-tuning helpers used (the recipe filled in), None for a new model
                 "fine_tuning": None if self.tuner is None
                 else dataclasses.asdict(self.tuner.settings),

@@ -377,3 +377,34 @@ def test_a_blend_with_the_start_stands_in_when_its_held_out_outlines_fit_better(
     assert best.get("blend") == events[-1].blend == (0.75 if kept else None)
     start = load_default_model().net.state_dict()
     assert any(not torch.equal(v, start[k]) for k, v in model.net.state_dict().items())
+
+
+def test_masks_painted_on_a_few_nuclei_are_flagged_before_fine_tuning(fluo_256):
+    """Inside the fully annotated region unpainted pixels are background, so partial masks
+    would teach the model to miss the unpainted nuclei: the start event says so (and the
+    model file records it); full masks, or partial ones inside a region drawn around them,
+    say nothing."""
+    from napari_segkit.train_data import partial_mask_warnings
+
+    image, labels, _, _ = fluo_256
+    ids = np.unique(labels)[1:]
+    few = np.where(np.isin(labels, ids[::4]), labels, 0)  # a quarter of the nuclei painted
+    cfg = TrainConfig(steps=1, patch_size=64, batch_size=2, num_threads=1, seed=0, val_fraction=0)
+    events, model = _events(train([image], [few], config=cfg, init="default"))
+    (warning,) = events[0].warnings
+    assert events[0].kind == "start" and f"none of your {len(ids[::4])} masks" in warning
+    assert "paint them too" in warning and "Fully annotated" in warning
+    assert model.provenance["training"]["warnings"] == [warning]
+    default = load_default_model()
+    assert partial_mask_warnings(default, [image], [labels]) == []
+    # the region around the painted nuclei: the rest of the image is not claimed
+    rows, cols = np.nonzero(few)
+    box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    around = np.zeros(labels.shape, bool)
+    for i in ids[::4]:
+        around |= labels == i
+    assert partial_mask_warnings(default, [image], [few], [around]) == []
+    # a box around them still holds unpainted nuclei; which image it is, is said
+    (second,) = partial_mask_warnings(default, [image, image], [labels, few], [None, box])
+    assert second.startswith("Image 2: the starting model finds")
+    assert "In the fully annotated region every pixel" in second

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io as text_io
 
 import numpy as np
@@ -82,6 +83,9 @@ def test_run_training_and_its_progress_bar(tiny_config, fluo_256):
     timed = TrainingProgress(60.0, text_io.StringIO())
     timed(events[-1])
     assert timed.bar.total == 60.0 and timed.bar.n == 60.0  # "done" fills a time bar
+    warned = TrainingProgress(None, text_io.StringIO())
+    warned(dataclasses.replace(events[0], warnings=("masks look partial",)))
+    assert warned.stream.getvalue().splitlines()[1] == "warning: masks look partial"
 
 
 def test_demo_passes_training_settings_to_its_fine_tuning(tmp_path):

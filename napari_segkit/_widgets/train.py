@@ -137,6 +137,7 @@ class TrainWidget(Container):
         self.model_path: Path | None = None
         self.last_event = None
         self.last_score = ""  # the last validation, in words
+        self.warnings: tuple[str, ...] = ()  # about the annotations, from the start event
         self.failure: TrainFailure | None = None
         self._budget_s = 0.0
         self._t_press = self._t_event = 0.0
@@ -305,6 +306,7 @@ class TrainWidget(Container):
             self.plot.clear()
             set_progress_quietly(self.progress, 0)
             self.last_event, self.last_score, self.failure = None, "", None
+            self.warnings = ()
             self.worker = training_worker(data, settings, init, str(out), self.stop_event,
                                           keep_known=bool(self.keep_known.value))
             self.worker.yielded.connect(self._on_event)
@@ -365,7 +367,11 @@ class TrainWidget(Container):
     def _running_text(self, event, elapsed: float) -> str:
         loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
         text = f"Training · step {event.step}{loss} · {self._time_text(elapsed)} · {event.device}"
-        return text + (f"\n{self.last_score}" if self.last_score else "")
+        return text + (f"\n{self.last_score}" if self.last_score else "") + self._warning_text()
+
+    def _warning_text(self) -> str:
+        """The start event's warnings, kept under the status until the next training."""
+        return "".join(f"\nWarning: {text}" for text in self.warnings)
 
     def _on_event(self, event) -> None:
         if isinstance(event, TrainFailure):
@@ -393,7 +399,10 @@ class TrainWidget(Container):
             set_progress_quietly(self.progress, max(self.progress.value, int(1000 * event.fraction)))
             scoring = ("; scoring the starting model first" if self.init.value != "none"
                        else "")
-            self.status.value = f"Training started: {event.message}{scoring}..."
+            self.warnings = event.warnings  # e.g. masks that look partial
+            self.status.value = f"Training started: {event.message}{scoring}...{self._warning_text()}"
+            for text in self.warnings:
+                show_warning(text)
         else:
             self._tick(force=True)
 
@@ -423,6 +432,7 @@ class TrainWidget(Container):
         self.plot.mark_kept(event.kept_step)
         self.plot.update()
         self._say_how_it_ended(event)
+        self.status.value += self._warning_text()
         SESSION.publish_model(str(self.model_path))
 
     def _say_how_it_ended(self, event) -> None:

@@ -167,6 +167,22 @@ def test_a_fine_tune_that_keeps_the_starting_model_says_so(dock, qtbot, notes):
     assert any("starting model" in n.message.lower() for n in notes)
 
 
+def test_masks_on_a_few_nuclei_warn_when_fine_tuning_starts(dock, qtbot, notes):
+    """A quarter of the nuclei painted, the whole image as the fully annotated region: the
+    unpainted ones would be taught as background, and the dock says so as training starts."""
+    viewer = dock.viewer
+    truth = viewer.layers["fluo_256 ground truth"].data
+    few = np.where(np.isin(truth, np.unique(truth)[1::4]), truth, 0)
+    dock.annotation_layer.value = viewer.add_labels(few, name="a few nuclei")
+    dock.init.value = "default"
+    dock.minutes.value = 0.05
+    _press(dock.start_button)
+    _wait_ready(dock, qtbot, timeout=120_000)
+    said = [n.message for n in notes]
+    assert any("none of your" in m and "paint them too" in m for m in said), said
+    assert "Saved:" in dock.status.value and "\nWarning: The starting model finds" in dock.status.value
+
+
 # ---- item 6: defaults --------------------------------------------------------------
 def test_annotations_default_to_the_users_layer_never_a_hidden_one(make_napari_viewer):
     viewer = _sample_viewer(make_napari_viewer)  # image, hidden ground truth, clicks
