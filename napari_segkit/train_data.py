@@ -210,15 +210,14 @@ def partial_mask_warnings(model, images: Sequence, labels: Sequence,
         n_masks = int(np.count_nonzero(np.bincount(np.asarray(lab).ravel())[1:]))
         if free < PARTIAL_MIN_OBJECTS or free < PARTIAL_MIN_FRACTION * (free + n_masks):
             continue
-        name = f"Image {i + 1}: t" if len(images) > 1 else "T"
         where = "the whole image" if region is None else "the fully annotated region"
-        out.append(
-            f"{name}he starting model finds {free} objects that none of your {n_masks} "
-            f"masks touches. In {where} every pixel without a mask is taught as "
-            "background, so if those are nuclei you did not paint, the model learns to "
-            "miss them: paint them too, or mark where you painted every nucleus (Train "
-            "dock: a Shapes rectangle under 'Fully annotated'; Python: regions=). If they "
-            "are not nuclei, carry on.")
+        text = (f"the starting model finds {free} objects that none of your {n_masks} "
+                f"masks touches. In {where} every pixel without a mask is taught as "
+                "background, so if those are nuclei you did not paint, the model learns to "
+                "miss them: paint them too, or mark where you painted every nucleus (Train "
+                "dock: a Shapes rectangle under 'Fully annotated'; Python: regions=). If "
+                "they are not nuclei, carry on.")
+        out.append(f"Image {i + 1}: {text}" if len(images) > 1 else text[0].upper() + text[1:])
     return out
 
 

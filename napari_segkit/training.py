@@ -143,9 +143,9 @@ class Trainer:
             regions=regions, targets=targets, val_images=val_images, val_labels=val_labels,
             scale=scale)
         self.data, self.labels_source = data, data.labels_source
-        # masks that look partial would teach unpainted nuclei as background: say so
-        self.warnings = partial_mask_warnings(self.model, images, labels, regions) \
-            if (self.fine_tuning and targets is None and cfg.labels_kind == "instances") else []
+        if self.fine_tuning and targets is None and cfg.labels_kind == "instances":
+            # masks that look partial would teach unpainted nuclei as background: say so
+            self.warnings = partial_mask_warnings(self.model, images, labels, regions)
         self.model.object_diameter = self.model.object_diameter or data.object_diameter
         self.n_train = len(data.x)
         tr_x, variants = split_variants(data.x, mcfg.in_channels)
