@@ -163,7 +163,7 @@ class TrainEvent:
     blend: float | None = None
     diverged: bool = False  # the run ended early: its loss or outputs became NaN / infinite
     #: the start event: what the user should know about the annotations before training
-    #: goes on (e.g. masks that look partial, :func:`napari_segkit.train_data.partial_mask_warnings`)
+    #: goes on (e.g. annotations that look partial, :func:`napari_segkit.train_data.partial_annotation_warnings`)
     warnings: tuple[str, ...] = ()
     model: SegModel | None = field(default=None, repr=False)
 

@@ -32,8 +32,8 @@ from .stack_training import check_stack_inputs, stack_planes, stack_scales, vali
 from .targets import Targets, instance_targets, label_targets
 
 __all__ = ["TrainingData", "as_image_list", "check_has_objects", "compact_ids",
-           "labels_source_of", "partial_mask_warnings", "points_of", "prepare_training_data",
-           "unmasked_objects"]
+           "labels_source_of", "looks_partial", "partial_annotation_warnings", "points_of",
+           "prepare_training_data", "unannotated_count", "unannotated_objects"]
 
 
 @dataclass
@@ -155,20 +155,21 @@ def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
                                grow_all_clicked=cfg.grow_all_clicked)
 
 
-#: partial masks: at most this many images are checked (one prediction each)
+#: partial annotations: at most this many images are checked (one prediction each)
 PARTIAL_CHECK_IMAGES = 8
 #: ... and an image is reported when the model finds at least this many objects that no
-#: mask touches, and they are at least this fraction of masks + such objects
+#: annotation touches, and they are at least this fraction of annotations + such objects
 PARTIAL_MIN_OBJECTS = 3
 PARTIAL_MIN_FRACTION = 0.2
 
 
-def unmasked_objects(instances: np.ndarray, foreground: np.ndarray, labels: np.ndarray,
-                     region=None, confidence: float = 0.7) -> int:
-    """How many predicted objects (``instances``) no labelled pixel touches: objects the
-    model is sure of (mean ``foreground`` probability >= ``confidence``), at least a quarter
-    of the median mask's area, with most of their pixels inside ``region`` (None: the
-    whole image). Nuclei nobody painted, or the model's false objects."""
+def unannotated_objects(instances: np.ndarray, foreground: np.ndarray, annotated: np.ndarray,
+                        region=None, *, min_area: float = 0.0, confidence: float = 0.7) -> int:
+    """How many predicted objects (``instances``) no ``annotated`` pixel (a mask's, or a
+    click's) touches: objects the model is sure of (mean ``foreground`` probability >=
+    ``confidence``), of ``min_area`` pixels or more, with most of their pixels inside
+    ``region`` (None: the whole image). Nuclei nobody annotated, or the model's false
+    objects."""
     from scipy import ndimage as ndi
 
     instances = np.asarray(instances)
@@ -177,48 +178,86 @@ def unmasked_objects(instances: np.ndarray, foreground: np.ndarray, labels: np.n
         return 0
     ids = np.arange(1, n + 1)
     touched = np.zeros(n + 1, bool)
-    touched[np.unique(instances[np.asarray(labels) > 0])] = True
-    areas = np.bincount(instances.ravel(), minlength=n + 1)[1:]
-    sizes = np.bincount(np.asarray(labels).ravel())[1:]
-    sizes = sizes[sizes > 0]
-    big = areas >= 0.25 * (float(np.median(sizes)) if sizes.size else 0.0)
+    touched[np.unique(instances[np.asarray(annotated, bool)])] = True
+    big = np.bincount(instances.ravel(), minlength=n + 1)[1:] >= min_area
     sure = np.asarray(ndi.mean(foreground, instances, ids)) >= confidence
     inside = np.asarray(ndi.mean(region_mask(region, instances.shape), instances, ids)) > 0.5
     return int(np.sum(~touched[1:] & big & sure & inside))
 
 
-def partial_mask_warnings(model, images: Sequence, labels: Sequence,
-                          regions: Sequence | None = None) -> list[str]:
-    """Warnings for 2-D images whose instance masks look partial: inside the fully annotated
-    region every pixel without a mask is taught as background, so nuclei left unpainted
-    there teach the model to miss them. ``model`` (the one being fine-tuned) predicts the
-    first :data:`PARTIAL_CHECK_IMAGES` images with masks; an image is reported when it
-    finds :data:`PARTIAL_MIN_OBJECTS` or more objects that no mask touches
-    (:func:`unmasked_objects`) and they are :data:`PARTIAL_MIN_FRACTION` or more of masks +
-    such objects. A warning, not an error: they may be the model's own false objects."""
+def _median_area(labels: np.ndarray) -> float:
+    sizes = np.bincount(np.asarray(labels).ravel())[1:]
+    sizes = sizes[sizes > 0]
+    return float(np.median(sizes)) if sizes.size else 0.0
+
+
+def unannotated_count(prediction, labels=None, points=None, region=None) -> tuple[int, int]:
+    """(objects of ``prediction`` that no annotation touches, annotations) of one 2-D image
+    annotated with instance ``labels`` (masks) or ``points`` (clicks, in any form
+    :func:`points_of` takes; a background click on an object counts as touching it):
+    :func:`unannotated_objects` of at least a quarter of the median mask's, or predicted
+    object's, area; annotations are masks, or nucleus clicks."""
+    instances = prediction.instances
+    if labels is not None:
+        annotated, area = np.asarray(labels) > 0, _median_area(labels)
+        n_ann = int(np.count_nonzero(np.bincount(np.asarray(labels).ravel())[1:]))
+    else:
+        coords, cls = points_of(points)
+        annotated = np.zeros(instances.shape, bool)
+        px = np.round(coords).astype(int)
+        ok = np.all((px >= 0) & (px < annotated.shape), axis=1)
+        annotated[px[ok, 0], px[ok, 1]] = True
+        area, n_ann = _median_area(instances), int(np.sum(~background_mask(cls, len(coords))))
+    free = unannotated_objects(instances, 1.0 - prediction.probabilities[0], annotated, region,
+                               min_area=0.25 * area)
+    return free, n_ann
+
+
+def partial_annotation_warnings(model, images: Sequence, labels: Sequence,
+                                points: Sequence | None = None,
+                                regions: Sequence | None = None) -> list[str]:
+    """Warnings for 2-D images whose instance masks or clicks look partial: inside the
+    fully annotated region every pixel without a mask, and every object without a click,
+    is taught as background, so nuclei left out there teach the model to miss them.
+    ``model`` (the one being fine-tuned) predicts the first :data:`PARTIAL_CHECK_IMAGES`
+    annotated images; an image is reported when it finds :data:`PARTIAL_MIN_OBJECTS` or
+    more objects that no annotation touches (:func:`unannotated_count`) and they are
+    :data:`PARTIAL_MIN_FRACTION` or more of annotations + such objects. A warning, not an
+    error: they may be the model's own false objects."""
     from .prediction import predict
 
+    if check_stack_inputs(images):
+        return []
+    n = len(images)
+    points = [None] * n if points is None else list(points)
+    regions = [None] * n if regions is None else list(regions)
     out: list[str] = []
     checked = 0
-    for i, (image, lab) in enumerate(zip(images, labels, strict=True)):
-        if lab is None or np.ndim(lab) != 2 or checked >= PARTIAL_CHECK_IMAGES:
+    for i, (image, lab, pts) in enumerate(zip(images, labels, points, strict=True)):
+        if checked >= PARTIAL_CHECK_IMAGES or (lab is None and points_of(pts)[0] is None):
             continue
         checked += 1
-        region = regions[i] if regions is not None else None
-        guess = predict(model, image)
-        free = unmasked_objects(guess.instances, 1.0 - guess.probabilities[0], lab, region)
-        n_masks = int(np.count_nonzero(np.bincount(np.asarray(lab).ravel())[1:]))
-        if free < PARTIAL_MIN_OBJECTS or free < PARTIAL_MIN_FRACTION * (free + n_masks):
+        free, n_ann = unannotated_count(predict(model, image), lab, pts, regions[i])
+        if not looks_partial(free, n_ann):
             continue
-        where = "the whole image" if region is None else "the fully annotated region"
-        text = (f"the starting model finds {free} objects that none of your {n_masks} "
-                f"masks touches. In {where} every pixel without a mask is taught as "
-                "background, so if those are nuclei you did not paint, the model learns to "
-                "miss them: paint them too, or mark where you painted every nucleus (Train "
-                "dock: a Shapes rectangle under 'Fully annotated'; Python: regions=). If "
-                "they are not nuclei, carry on.")
-        out.append(f"Image {i + 1}: {text}" if len(images) > 1 else text[0].upper() + text[1:])
+        where = "the whole image" if regions[i] is None else "the fully annotated region"
+        if lab is not None:
+            what, left, fix = "masks", "every pixel without a mask", "paint them too"
+        else:
+            what, left, fix = "clicks", "every object without a click", "click them too"
+        text = (f"the starting model finds {free} objects that none of your {n_ann} {what} "
+                f"touches. In {where} {left} is taught as background, so if those are "
+                f"nuclei you left out, the model learns to miss them: {fix}, or mark where "
+                "you annotated every nucleus (Train dock: a Shapes rectangle under 'Fully "
+                "annotated'; Python: regions=). If they are not nuclei, carry on.")
+        out.append(f"Image {i + 1}: {text}" if n > 1 else text[0].upper() + text[1:])
     return out
+
+
+def looks_partial(free: int, n_annotated: int) -> bool:
+    """Whether ``free`` unannotated objects next to ``n_annotated`` annotations make an
+    image look partly annotated (:data:`PARTIAL_MIN_OBJECTS`, :data:`PARTIAL_MIN_FRACTION`)."""
+    return free >= PARTIAL_MIN_OBJECTS and free >= PARTIAL_MIN_FRACTION * (free + n_annotated)
 
 
 def _evidence(labels, points, region, shape, cfg) -> dict | None:

@@ -57,7 +57,7 @@ from .train_config import (
     fine_tune_settings,
     lr_factor,
 )
-from .train_data import as_image_list, partial_mask_warnings, prepare_training_data
+from .train_data import as_image_list, partial_annotation_warnings, prepare_training_data
 
 __all__ = ["FINE_TUNE_LR", "FINE_TUNE_RECIPE", "NEW_MODEL_LR", "TrainConfig", "TrainEvent",
            "Trainer", "TrainingInterrupted", "check_patch_size", "train"]
@@ -144,8 +144,10 @@ class Trainer:
             scale=scale)
         self.data, self.labels_source = data, data.labels_source
         if self.fine_tuning and targets is None and cfg.labels_kind == "instances":
-            # masks that look partial would teach unpainted nuclei as background: say so
-            self.warnings = partial_mask_warnings(self.model, images, labels, regions)
+            # masks or clicks that look partial would teach the nuclei left out as
+            # background: say so
+            self.warnings = partial_annotation_warnings(self.model, images, labels, points,
+                                                        regions)
         self.model.object_diameter = self.model.object_diameter or data.object_diameter
         self.n_train = len(data.x)
         tr_x, variants = split_variants(data.x, mcfg.in_channels)

@@ -384,7 +384,7 @@ def test_masks_painted_on_a_few_nuclei_are_flagged_before_fine_tuning(fluo_256):
     would teach the model to miss the unpainted nuclei: the start event says so (and the
     model file records it); full masks, or partial ones inside a region drawn around them,
     say nothing."""
-    from napari_segkit.train_data import partial_mask_warnings
+    from napari_segkit.train_data import partial_annotation_warnings
 
     image, labels, _, _ = fluo_256
     ids = np.unique(labels)[1:]
@@ -396,15 +396,38 @@ def test_masks_painted_on_a_few_nuclei_are_flagged_before_fine_tuning(fluo_256):
     assert "paint them too" in warning and "Fully annotated" in warning
     assert model.provenance["training"]["warnings"] == [warning]
     default = load_default_model()
-    assert partial_mask_warnings(default, [image], [labels]) == []
+    assert partial_annotation_warnings(default, [image], [labels]) == []
     # the region around the painted nuclei: the rest of the image is not claimed
     rows, cols = np.nonzero(few)
     box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
     around = np.zeros(labels.shape, bool)
     for i in ids[::4]:
         around |= labels == i
-    assert partial_mask_warnings(default, [image], [few], [around]) == []
+    assert partial_annotation_warnings(default, [image], [few], regions=[around]) == []
     # a box around them still holds unpainted nuclei; which image it is, is said
-    (second,) = partial_mask_warnings(default, [image, image], [labels, few], [None, box])
+    (second,) = partial_annotation_warnings(default, [image, image], [labels, few],
+                                            regions=[None, box])
     assert second.startswith("Image 2: the starting model finds")
     assert "In the fully annotated region every pixel" in second
+
+
+def test_clicks_on_a_few_nuclei_are_flagged_before_fine_tuning(fluo_256):
+    """The same for clicks: inside the fully annotated region an object without a click is
+    taught as background."""
+    from napari_segkit.train_data import partial_annotation_warnings
+
+    image, labels, coords, features = fluo_256
+    default = load_default_model()
+    assert partial_annotation_warnings(default, [image], [None], [(coords, features)]) == []
+    few = coords[::4]
+    cfg = TrainConfig(steps=1, patch_size=64, batch_size=2, num_threads=1, seed=0, val_fraction=0)
+    events, _ = _events(train([image], points=[few], config=cfg, init="default"))
+    (warning,) = events[0].warnings
+    assert f"none of your {len(few)} clicks" in warning and "click them too" in warning
+    assert "every object without a click is taught as background" in warning
+    # clicked where the user marked every nucleus clicked: nothing to say
+    rows, cols = np.round(few).astype(int).T
+    around = np.zeros(labels.shape, bool)
+    for i in np.unique(labels[rows, cols]):
+        around |= labels == i
+    assert partial_annotation_warnings(default, [image], [None], [few], [around]) == []
