@@ -94,7 +94,8 @@ def score_clicks(image: np.ndarray, labels: np.ndarray, ids: np.ndarray, clicks:
 def run(pairs, seed: int, fraction: tuple[float, float] | None,
         all_clicked: bool = False) -> tuple[float, ...]:
     """Median IoU, fraction of masks > 1.5x their nucleus, number of clicked nuclei, and
-    F1@0.5 / AP (DSB) of the masks of all images against their ground truth."""
+    F1@0.5 / AP (DSB) of the masks of all images against their ground truth (NaN when
+    only a fraction of the nuclei is clicked)."""
     rng = np.random.default_rng(seed)
     ious, ratios, scores = [], [], []
     for _, image, labels in pairs:
@@ -108,8 +109,10 @@ def run(pairs, seed: int, fraction: tuple[float, float] | None,
                                    all_clicked)
         ious.append(i)
         ratios.append(r)
-        scores.append(evaluate_instances(labels, masks))
-    ious, ratios, s = np.concatenate(ious), np.concatenate(ratios), summarise(scores)
+        if fraction is None:  # F1 / AP only mean something with every nucleus clicked
+            scores.append(evaluate_instances(labels, masks))
+    ious, ratios = np.concatenate(ious), np.concatenate(ratios)
+    s = summarise(scores) if scores else {"f1": np.nan, "ap_dsb": np.nan}
     return (float(np.median(ious)), float(np.mean(ratios > 1.5)), len(ious), s["f1"],
             s["ap_dsb"])
 

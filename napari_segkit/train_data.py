@@ -185,10 +185,10 @@ def unannotated_objects(instances: np.ndarray, foreground: np.ndarray, annotated
     return int(np.sum(~touched[1:] & big & sure & inside))
 
 
-def _median_area(labels: np.ndarray) -> float:
+def _object_sizes(labels: np.ndarray) -> np.ndarray:
+    """Pixel counts of the objects of ``labels`` (ids without pixels left out)."""
     sizes = np.bincount(np.asarray(labels).ravel())[1:]
-    sizes = sizes[sizes > 0]
-    return float(np.median(sizes)) if sizes.size else 0.0
+    return sizes[sizes > 0]
 
 
 def unannotated_count(prediction, labels=None, points=None, region=None) -> tuple[int, int]:
@@ -199,15 +199,16 @@ def unannotated_count(prediction, labels=None, points=None, region=None) -> tupl
     object's, area; annotations are masks, or nucleus clicks."""
     instances = prediction.instances
     if labels is not None:
-        annotated, area = np.asarray(labels) > 0, _median_area(labels)
-        n_ann = int(np.count_nonzero(np.bincount(np.asarray(labels).ravel())[1:]))
+        annotated, sizes = np.asarray(labels) > 0, _object_sizes(labels)
+        n_ann = len(sizes)
     else:
         coords, cls = points_of(points)
         annotated = np.zeros(instances.shape, bool)
         px = np.round(coords).astype(int)
         ok = np.all((px >= 0) & (px < annotated.shape), axis=1)
         annotated[px[ok, 0], px[ok, 1]] = True
-        area, n_ann = _median_area(instances), int(np.sum(~background_mask(cls, len(coords))))
+        sizes, n_ann = _object_sizes(instances), int(np.sum(~background_mask(cls, len(coords))))
+    area = float(np.median(sizes)) if sizes.size else 0.0
     free = unannotated_objects(instances, 1.0 - prediction.probabilities[0], annotated, region,
                                min_area=0.25 * area)
     return free, n_ann
