@@ -439,7 +439,7 @@ class Trainer:
 
     def divergence_message(self) -> str:
         kept = self.best_metrics.get("step")  # None: no weights validated before it
-        what = ("the weights of step 0 (the start)" if kept == 0 else
+        what = ("the starting model (the weights of step 0)" if kept == 0 else
                 f"the weights of step {kept}" if kept is not None else "nothing")
         return (f"training diverged at step {self.diverged_at} (the network's loss or outputs "
                 f"became NaN or infinite), so it ended there and kept {what}; train again "

@@ -450,8 +450,9 @@ class TrainWidget(Container):
         if event.diverged:
             self.status.value = f"{event.message[:1].upper()}{event.message[1:]}.{score}\n" \
                                 f"Saved: {self.model_path}"
-            show_warning(f"Training diverged at step {event.step}: train again with a lower "
-                         "learning rate.")
+            kept = "the starting model was kept; " if event.kept_step == 0 else ""
+            show_warning(f"Training diverged at step {event.step}: {kept}train again with a "
+                         "lower learning rate.")
             return
         if event.start_kept:
             self.status.value = (

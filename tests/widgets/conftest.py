@@ -10,7 +10,19 @@ from napari_segkit._sample_data import fluo_256  # noqa: E402
 from napari_segkit._widgets import corrections as corrections_module  # noqa: E402
 from napari_segkit._widgets import layers as layers_module  # noqa: E402
 from napari_segkit._widgets import predict as predict_module  # noqa: E402
+from napari_segkit._widgets import train as train_module  # noqa: E402
 from napari_segkit._widgets.predict import MODEL_FILE, PredictWidget  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def models_in_tmp_path(monkeypatch, tmp_path):
+    """The docks' default model files (``~/napari-segkit/models/...`` for a user) go to
+    ``tmp_path``: no dock test writes into the home folder, whichever image it picks."""
+    def default_model_path(name: str):
+        return tmp_path / "models" / f"{name}.safetensors"
+
+    monkeypatch.setattr(train_module, "default_model_path", default_model_path)
+    monkeypatch.setattr(corrections_module, "default_model_path", default_model_path)
 
 
 @pytest.fixture

@@ -177,8 +177,9 @@ def test_a_diverged_fine_tuning_says_so_and_saves_the_start(widget, qtbot, monke
     widget.start()
     qtbot.waitUntil(lambda: widget.start_button.enabled, timeout=60_000)
     assert widget.last_event.diverged and widget.last_event.step < 10
-    assert "diverged" in widget.status.value and "step 0 (the start)" in widget.status.value
+    assert "diverged" in widget.status.value and "kept the starting model" in widget.status.value
     assert warnings and "lower learning rate" in warnings[-1]
+    assert "starting model was kept" in warnings[-1]
     start = load_default_model().net.state_dict()
     saved = load_model(widget.out.value).net.state_dict()
     assert all(torch.equal(v, start[k]) for k, v in saved.items())
