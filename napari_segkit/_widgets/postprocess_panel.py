@@ -27,6 +27,7 @@ from ..postprocess import DEFAULT_SIZES
 from ..prediction_results import SPLIT_LEVELS, PostprocessSettings
 from ..workflows import PredictOutcome, fit_to_ground_truth, refine
 from .outcome_display import OutcomeDisplay, Superseded, with_display
+from .progress import stop_timer
 
 #: Quiet time after the last control change before post-processing runs again (ms).
 DEBOUNCE_MS = 200
@@ -142,7 +143,7 @@ class PostprocessPanel(Container):
     # ---- live re-run ---------------------------------------------------------------
     def stop(self) -> None:
         """Forget a pending change (the dock is closing: its controls are going away)."""
-        self._timer.stop()
+        stop_timer(self._timer)
         self._again = False
 
     def _on_quiet(self) -> None:

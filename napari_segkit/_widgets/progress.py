@@ -9,6 +9,8 @@ dock, its folder panel and its correction loop.
   QProgressBar makes (it is drawn with the other changes of the event-loop turn).
 * :func:`watch_close`: calls back when a dock is closed (napari un-parents its widget) or
   the viewer closes (the widget is destroyed), so jobs stop with their dock.
+* :func:`stop_timer`: stops a timer from such a call-back, also when the process is exiting
+  and Qt has already deleted the timer.
 """
 
 from __future__ import annotations
@@ -62,8 +64,19 @@ class Throttle:
 
     def cancel(self) -> None:
         """Forget the arguments kept (the job ended or its dock closed)."""
-        self._timer.stop()
+        stop_timer(self._timer)
         self._pending = None
+
+
+def stop_timer(timer: QTimer) -> None:
+    """``timer.stop()``, or nothing when Qt has already deleted the timer: a Python
+    process that ends with the viewer still open (a script that raised, a notebook kernel
+    shut down) tears the widgets down in its own order, and an exception in a close
+    call-back then aborts the process."""
+    try:
+        timer.stop()
+    except RuntimeError:  # "wrapped C/C++ object of type QTimer has been deleted"
+        pass
 
 
 def set_progress_quietly(progress: Any, value: int) -> None:

@@ -34,7 +34,7 @@ from qtpy.QtCore import QTimer
 
 from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, user_errors, wrap_status
 from .plots import TrainingPlot
-from .progress import REPAINT_EVERY_MS, set_progress_quietly, watch_close
+from .progress import REPAINT_EVERY_MS, set_progress_quietly, stop_timer, watch_close
 from .session import SESSION
 from .train_worker import (
     TrainFailure,
@@ -331,7 +331,7 @@ class TrainWidget(Container):
             return
         self._closed = True
         self.stop_event.set()
-        self._clock.stop()
+        stop_timer(self._clock)
 
     # ---- progress ----------------------------------------------------------------------
     def _elapsed_s(self) -> float:

@@ -49,3 +49,28 @@ def test_the_launched_viewer_keeps_startup_objects_out_of_full_collections(tmp_p
     frozen, collect_ms = int(line[0].split()[1]), float(line[0].split()[2])
     assert frozen > 100_000  # napari, Qt and torch objects
     assert collect_ms < 300  # a full collection no longer scans them
+
+
+RAISES = """
+from napari_segkit._widgets.launch import open_viewer
+viewer, docks = open_viewer("he_rgb", show=True)
+raise RuntimeError("a script that fails with the viewer open")
+"""
+
+
+def test_a_script_that_fails_with_the_viewer_open_exits_without_aborting(tmp_path):
+    """Python tearing the docks down at exit in its own order deleted their timers before
+    the docks' close call-backs stopped them; the exception there aborted the process
+    (exit 134, "Aborted") instead of reporting the script's own error."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", RAISES], env=env, capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
+    assert "a script that fails" in out.stderr
+    assert "has been deleted" not in out.stderr, out.stderr[-2000:]
