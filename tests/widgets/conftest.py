@@ -34,14 +34,13 @@ def predict_errors(monkeypatch):
 
 
 @pytest.fixture
-def correction_dock(make_napari_viewer, tiny_model_path, monkeypatch, tmp_path):
+def correction_dock(make_napari_viewer, tiny_model_path, monkeypatch):
     """A Predict dock in a viewer with the fluo_256 sample and the tiny model chosen, its
-    retrained models written to ``tmp_path``: (viewer, widget, napari dock, errors)."""
+    retrained models written to ``tmp_path`` (``models_in_tmp_path``): (viewer, widget,
+    napari dock, errors)."""
     errors: list[str] = []
     for module in (predict_module, corrections_module, layers_module):
         monkeypatch.setattr(module, "show_error", errors.append)
-    monkeypatch.setattr(corrections_module, "default_model_path",
-                        lambda name: tmp_path / f"{name}.safetensors")
     viewer = make_napari_viewer()
     for data, kwargs, kind in fluo_256():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
