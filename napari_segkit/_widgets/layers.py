@@ -142,8 +142,19 @@ def to_image_pixels(layer: Layer, image: Layer, coords: np.ndarray) -> np.ndarra
     coords = np.asarray(coords, dtype=float)
     if coords.size == 0:
         return coords.reshape(0, image.ndim)
-    world = layer._data_to_world(coords)
-    return np.asarray(image._data_to_world.inverse(world))
+    to_world, b = _affine_of(layer.data_to_world, layer.ndim)
+    world = coords[:, -layer.ndim:] @ to_world.T + b
+    to_data, b = _affine_of(image.world_to_data, layer.ndim)
+    return world @ to_data.T + b
+
+
+def _affine_of(position_map, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix and offset of a layer's affine ``data_to_world`` / ``world_to_data`` (napari's
+    public methods take one position at a time; the matrix maps all of them at once)."""
+    offset = np.asarray(position_map(np.zeros(ndim)), dtype=float)
+    matrix = np.stack([np.asarray(position_map(unit), dtype=float) - offset
+                       for unit in np.eye(ndim)], axis=1)
+    return matrix, offset
 
 
 def unit_of(image: Image) -> str | None:

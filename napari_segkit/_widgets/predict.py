@@ -47,6 +47,7 @@ from .layers import (
     layers_of,
     scroll_page,
     spatial_shape,
+    to_image_pixels,
     unit_of,
     warm_up_labels,
 )
@@ -478,15 +479,9 @@ def _ask_path(parent, title: str, default: str) -> str:
 
 def points_in_image(points: Points, image: Image) -> np.ndarray:
     """(N, D) coordinates of ``points`` in the image's data pixels (through world space)."""
-    ndim = image.ndim
-    coords = np.asarray(points.data, dtype=float)
-    if coords.size == 0:
-        return coords.reshape(0, ndim)
-    # layer.world_to_data takes one position; the transforms take arrays of them
-    world = np.asarray(points._data_to_world(coords), dtype=float)
-    if world.shape[1] < ndim:
+    if points.ndim < image.ndim:
         raise ValueError(
-            f"the points are {world.shape[1]}-D but the image is {ndim}-D; "
+            f"the points are {points.ndim}-D but the image is {image.ndim}-D; "
             "choose points drawn on this image"
         )
-    return np.asarray(image._data_to_world.inverse(world[:, -ndim:]), dtype=float)
+    return to_image_pixels(points, image, points.data)
