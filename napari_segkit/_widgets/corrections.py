@@ -90,6 +90,11 @@ class CorrectionPanel(Container):
         data = np.asarray(layer_pixels(image))
         return data if (data.ndim == 2 or is_rgb(data.shape)) else data.squeeze()
 
+    def suggestions_layer(self, image: Image) -> Points | None:
+        name = f"{image.name} suggestions"
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer if isinstance(layer, Points) else None
+
     def corrections_layer(self, image: Image) -> Points | None:
         name = f"{image.name} corrections"
         return self.viewer.layers[name] if name in self.viewer.layers else None
@@ -126,22 +131,24 @@ class CorrectionPanel(Container):
         return corrections_from_layers(coords, classes, edited, self.dock.outcome.instances)
 
     # ---- suggestions -----------------------------------------------------------------
-    def suggest(self):
-        """Rank where a click would teach the current model most (worker thread)."""
+    def suggest(self, before: str = ""):
+        """Rank where a click would teach the current model most (worker thread);
+        ``before``: a line kept above the result in the status."""
         with user_errors("Suggestions"):
             image = self._predicted_image()
             model = self.dock.chosen_model()
             data = self._image_data(image)
             done = self.current_corrections(image)
             worker = thread_worker(_suggest)(model, data, done.coords, list(done.classes))
-            worker.returned.connect(lambda result: self._show_suggestions(image, *result))
+            worker.returned.connect(lambda result: self._show_suggestions(image, *result,
+                                                                          before=before))
             worker.errored.connect(lambda err: show_error(f"Suggestions failed: {err}"))
-            self.status.value = "Looking for the most useful clicks..."
+            self.status.value = before + "Looking for the most useful clicks..."
             worker.start()
             return worker
         return None
 
-    def _show_suggestions(self, image: Image, coords, scores, reasons) -> None:
+    def _show_suggestions(self, image: Image, coords, scores, reasons, before: str = "") -> None:
         name = f"{image.name} suggestions"
         features = pd.DataFrame({"rank": np.arange(1, len(coords) + 1), "score": scores,
                                  "reason": reasons})
@@ -161,9 +168,10 @@ class CorrectionPanel(Container):
                 text={"string": "{rank}", "color": SUGGESTION_COLOR, "anchor": "upper_left"},
             )  # fmt: skip
         self.viewer.layers.selection.active = layer
-        self.status.value = (f"{len(coords)} suggestions (1 = most useful): click there in "
-                             f"the corrections layer where the model is wrong."
-                             if len(coords) else "No place looks uncertain to the model.")
+        self.status.value = before + (
+            f"{len(coords)} suggestions (1 = most useful): click there in the corrections "
+            "layer where the model is wrong." if len(coords) else
+            "No place looks uncertain to the model.")
 
     # ---- retraining ------------------------------------------------------------------
     def retrain(self):
@@ -241,14 +249,23 @@ class CorrectionPanel(Container):
             self.status.value = "Retraining did not finish; the model is unchanged."
             return
         set_progress_quietly(self.progress, 1000)
-        self.status.value = (f"Retrained ({event.step} steps), saved as "
-                             f"{Path(event.model_path).name}; the prediction above is redone "
-                             f"with it.")
+        done = (f"Retrained ({event.step} steps), saved as {Path(event.model_path).name}; the "
+                "prediction above is redone with it.")
+        self.status.value = done
         self.status.tooltip = str(event.model_path)
         SESSION.publish_model(str(event.model_path))  # the Predict dock selects it
         if event.kind == "stopped":
             show_warning("Retraining stopped early; the weights reached so far are used.")
-        self.dock.run()
+        predicting = self.dock.run()
+        image = self.dock.predicted_image
+        if predicting is not None and image is not None \
+                and self.suggestions_layer(image) is not None:
+            # the suggestions shown are the old model's: rank again once it has predicted
+            predicting.finished.connect(lambda: self._suggest_again(done))
+
+    def _suggest_again(self, done: str) -> None:
+        if not self._closed:
+            self.suggest(before=done + "\n")
 
 
 def _suggest(model, image, coords, classes):

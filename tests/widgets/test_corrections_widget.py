@@ -57,16 +57,23 @@ def test_one_correction_round(dock, qtbot, tiny_model_path):
 
     widget.output["instances"].paint((100, 100), 0)  # the eraser, on the instances layer
     panel.seconds.value = 5
-    trained = []
+    trained, reranked = [], []
     SESSION.model_trained.connect(trained.append)
+    suggestions.events.features.connect(reranked.append)
     try:
         assert panel.retrain() is not None
         assert not panel.retrain_button.enabled and panel.stop_button.enabled
         qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
         qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)  # predicts again
+        # then ranks the suggestions again, for the retrained model
+        qtbot.waitUntil(lambda: bool(reranked), timeout=30_000)
     finally:
         SESSION.model_trained.disconnect(trained.append)
     assert errors == []
+    assert viewer.layers["fluo_256 suggestions"] is suggestions
+    assert "Retrained" in panel.status.value and (
+        "suggestions (1 = most useful)" in panel.status.value
+        or "No place looks uncertain" in panel.status.value), panel.status.value
     assert len(trained) == 1 and trained[0].endswith("fluo_256-corrected.safetensors")
     model = load_model(trained[0])
     assert model.provenance["training"]["labels"] == "targets"
