@@ -22,6 +22,14 @@ from scipy import ndimage as ndi
 from ._common import background_mask
 
 _FLIPS = ((), (1,), (0,), (0, 1))
+#: reasons of the places the user's own clicks contradict: the model still disagrees there
+CONTRADICTED = ("nucleus clicks in one object", "background click on an object",
+                "nucleus click on no object")
+
+
+def contradicts_clicks(reason: str) -> bool:
+    """Whether a suggestion (its ``reason``) is a place the user's clicks contradict."""
+    return reason.endswith(CONTRADICTED)
 
 
 def _flip(a: np.ndarray, axes) -> np.ndarray:
@@ -91,7 +99,8 @@ def suggest_clicks(
     Returns
     -------
     coords : (M, 2) float (row, col), M <= n
-    scores : (M,) in [0, 1+], descending (above 1: contradicted by the user's clicks)
+    scores : (M,) descending; places the user's clicks contradict score 1.3-1.5, the
+        others up to 1.3 (:func:`contradicts_clicks` tells them apart by their reason)
     reasons : one short text per point
     """
     from .postprocess import instances_from_probabilities
@@ -122,10 +131,10 @@ def suggest_clicks(
         near = ndi.binary_dilation(obj, iterations=2)
         off = (box[0].start, box[1].start)
         if nuc[i] >= 2:
-            cands.append((1.5, _inner_point(obj, off), f"{nuc[i]} nucleus clicks in one object"))
+            cands.append((1.5, _inner_point(obj, off), f"{nuc[i]} {CONTRADICTED[0]}"))
             continue
         if bg[i]:
-            cands.append((1.4, _inner_point(obj, off), "background click on an object"))
+            cands.append((1.4, _inner_point(obj, off), CONTRADICTED[1]))
             continue
         if nuc[i] == 1:
             continue  # confirmed by the user
@@ -153,7 +162,7 @@ def suggest_clicks(
         cands.append((score, _inner_point(mask, (sl[0].start, sl[1].start)),
                       "faint blob without an object (missed nucleus?)"))
     for kk in missed:
-        cands.append((1.3, tuple(float(v) for v in coords[kk]), "nucleus click on no object"))
+        cands.append((1.3, tuple(float(v) for v in coords[kk]), CONTRADICTED[2]))
     cands = [c for c in cands if c[0] >= min_score]
     cands.sort(key=lambda c: -c[0])
     cands = cands[:n]

@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_segkit.model_io import load_default_model
 from napari_segkit.prediction import predict
-from napari_segkit.suggestions import mirror_probabilities, suggest_clicks
+from napari_segkit.suggestions import contradicts_clicks, mirror_probabilities, suggest_clicks
 
 
 def test_mirror_probabilities_map_back_to_the_image(fluo_256):
@@ -37,6 +37,8 @@ def test_suggestions_rank_uncertain_places_and_contradicted_clicks_first(fluo_25
     clicks = two if first in (0, big) else np.vstack([two, [[r1[0], c1[0]]]])
     coords2, scores2, reasons2 = suggest_clicks(model, image, clicks, n=8)
     assert "nucleus clicks in one object" in reasons2[0] and scores2[0] > 1
+    assert contradicts_clicks(reasons2[0])  # what the Predict dock's status counts
+    assert not any(contradicts_clicks(r) for r in reasons)  # no clicks, no contradiction
     assert inst[int(coords2[0][0]), int(coords2[0][1])] == big
     if first not in (0, big):
         hits = [inst[int(r), int(c)] for r, c in coords2]

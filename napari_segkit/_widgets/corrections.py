@@ -33,6 +33,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from .._common import classes_of, is_rgb
 from .._sample_data import points_layer_kwargs
 from ..corrections import Corrections, correction_training, corrections_from_layers
+from ..suggestions import contradicts_clicks
 from ..training import TrainConfig
 from ..workflows import open_model
 from .layers import layer_pixels, spatial_shape, to_image_pixels, user_errors, wrap_status
@@ -168,9 +169,13 @@ class CorrectionPanel(Container):
                 text={"string": "{rank}", "color": SUGGESTION_COLOR, "anchor": "upper_left"},
             )  # fmt: skip
         self.viewer.layers.selection.active = layer
+        contradicted = sum(contradicts_clicks(r) for r in reasons)
+        still = (f" {contradicted} of them are places you clicked that the model still "
+                 "gets wrong: retrain longer, or paint them on the instances layer."
+                 if contradicted else "")
         self.status.value = before + (
             f"{len(coords)} suggestions (1 = most useful): click there in the corrections "
-            "layer where the model is wrong." if len(coords) else
+            f"layer where the model is wrong.{still}" if len(coords) else
             "No place looks uncertain to the model.")
 
     # ---- retraining ------------------------------------------------------------------

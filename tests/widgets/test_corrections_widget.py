@@ -107,3 +107,19 @@ def test_brush_edits_on_the_instances_count_as_corrections(dock, qtbot):
     # the stroke and the object it was drawn on (one 256 x 256 object here), told apart
     assert drawn is not None and drawn[10, 10] > 0 and drawn[10, 10] != drawn[200, 200] > 0
     assert not errors
+
+
+def test_suggestions_say_how_many_are_places_the_user_already_corrected(dock):
+    """After a round, the model may still get some corrected places wrong; they come first
+    among the suggestions, and the status says that another click there will not help."""
+    viewer, widget, errors = dock
+    panel, image = widget.corrections, viewer.layers["fluo_256"]
+    coords = np.array([[10.0, 10.0], [50.0, 60.0], [90.0, 30.0]])
+    reasons = ["2 nucleus clicks in one object", "background click on an object",
+               "mirror predictions disagree"]
+    panel._show_suggestions(image, coords, np.array([1.5, 1.4, 0.6]), reasons)
+    assert len(viewer.layers["fluo_256 suggestions"].data) == 3
+    assert "3 suggestions" in panel.status.value
+    assert "2 of them are places you clicked that the model still gets wrong" in panel.status.value
+    panel._show_suggestions(image, coords[2:], np.array([0.6]), reasons[2:])
+    assert "still gets wrong" not in panel.status.value and errors == []
