@@ -155,8 +155,10 @@ def targets_for(image, labels, points, cfg, n_classes: int, guide_model=None,
                                grow_all_clicked=cfg.grow_all_clicked)
 
 
-#: partial annotations: at most this many images are checked (one prediction each)
+#: partial annotations: at most this many images are checked (one prediction each), and
+#: no more pixels / voxels than this in all (a stack's prediction holds 16 bytes a voxel)
 PARTIAL_CHECK_IMAGES = 8
+PARTIAL_CHECK_PIXELS = 2**25
 #: ... and an image is reported when the model finds at least this many objects that no
 #: annotation touches, and they are at least this fraction of annotations + such objects
 PARTIAL_MIN_OBJECTS = 3
@@ -181,7 +183,8 @@ def unannotated_objects(instances: np.ndarray, foreground: np.ndarray, annotated
     touched[np.unique(instances[np.asarray(annotated, bool)])] = True
     big = np.bincount(instances.ravel(), minlength=n + 1)[1:] >= min_area
     sure = np.asarray(ndi.mean(foreground, instances, ids)) >= confidence
-    inside = np.asarray(ndi.mean(region_mask(region, instances.shape), instances, ids)) > 0.5
+    inside = True if region is None else \
+        np.asarray(ndi.mean(region_mask(region, instances.shape), instances, ids)) > 0.5
     return int(np.sum(~touched[1:] & big & sure & inside))
 
 
@@ -193,7 +196,8 @@ def _object_sizes(labels: np.ndarray) -> np.ndarray:
 
 def unannotated_count(prediction, labels=None, points=None, region=None) -> tuple[int, int]:
     """(objects of ``prediction`` that no annotation touches, annotations) of one 2-D image
-    annotated with instance ``labels`` (masks) or ``points`` (clicks, in any form
+    or (Z, Y, X) stack annotated with instance ``labels`` (masks), or of one 2-D image
+    annotated with ``points`` (clicks, in any form
     :func:`points_of` takes; a background click on an object counts as touching it):
     :func:`unannotated_objects` of at least a quarter of the median mask's, or predicted
     object's, area; annotations are masks, or nucleus clicks."""
@@ -216,43 +220,61 @@ def unannotated_count(prediction, labels=None, points=None, region=None) -> tupl
 
 def partial_annotation_warnings(model, images: Sequence, labels: Sequence,
                                 points: Sequence | None = None,
-                                regions: Sequence | None = None) -> list[str]:
-    """Warnings for 2-D images whose instance masks or clicks look partial: inside the
-    fully annotated region every pixel without a mask, and every object without a click,
-    is taught as background, so nuclei left out there teach the model to miss them.
+                                regions: Sequence | None = None, scale=None) -> list[str]:
+    """Warnings for images whose instance masks or clicks look partial: inside the fully
+    annotated region every pixel without a mask, and every object without a click, is
+    taught as background, so nuclei left out there teach the model to miss them.
     ``model`` (the one being fine-tuned) predicts the first :data:`PARTIAL_CHECK_IMAGES`
-    annotated images; an image is reported when it finds :data:`PARTIAL_MIN_OBJECTS` or
+    annotated images (:data:`PARTIAL_CHECK_PIXELS` pixels or voxels in all; larger ones
+    are left unchecked); an image is reported when it finds :data:`PARTIAL_MIN_OBJECTS` or
     more objects that no annotation touches (:func:`unannotated_count`) and they are
     :data:`PARTIAL_MIN_FRACTION` or more of annotations + such objects. A warning, not an
-    error: they may be the model's own false objects."""
+    error: they may be the model's own false objects.
+
+    (Z, Y, X) stacks (voxel size ``scale``, as for training) are checked when they have
+    masks; clicks in a stack are not (far from every click, unclicked nuclei that are not
+    clearly dark are left out of the training there, not taught as background)."""
     from .prediction import predict
 
-    if check_stack_inputs(images):
-        return []
+    stacks = check_stack_inputs(images)
     n = len(images)
     points = [None] * n if points is None else list(points)
     regions = [None] * n if regions is None else list(regions)
+    scales = stack_scales(scale, n) if stacks else [None] * n
     out: list[str] = []
-    checked = 0
+    checked = pixels = 0
     for i, (image, lab, pts) in enumerate(zip(images, labels, points, strict=True)):
-        if checked >= PARTIAL_CHECK_IMAGES or (lab is None and points_of(pts)[0] is None):
+        size = int(np.prod(np.shape(image)[:3 if stacks else 2]))
+        if (checked >= PARTIAL_CHECK_IMAGES or pixels + size > PARTIAL_CHECK_PIXELS
+                or (lab is None and (stacks or points_of(pts)[0] is None))):
             continue
-        checked += 1
-        free, n_ann = unannotated_count(predict(model, image), lab, pts, regions[i])
+        checked, pixels = checked + 1, pixels + size
+        prediction = predict(model, image, scale=scales[i])
+        free, n_ann = unannotated_count(prediction, lab, pts, regions[i])
         if not looks_partial(free, n_ann):
             continue
-        where = "the whole image" if regions[i] is None else "the fully annotated region"
-        if lab is not None:
-            what, left, fix = "masks", "every pixel without a mask", "paint them too"
-        else:
-            what, left, fix = "clicks", "every object without a click", "click them too"
-        text = (f"the starting model finds {free} objects that none of your {n_ann} {what} "
-                f"touches. In {where} {left} is taught as background, so if those are "
-                f"nuclei you left out, the model learns to miss them: {fix}, or mark where "
-                "you annotated every nucleus (Train dock: a Shapes rectangle under 'Fully "
-                "annotated'; Python: regions=). If they are not nuclei, carry on.")
-        out.append(f"Image {i + 1}: {text}" if n > 1 else text[0].upper() + text[1:])
+        out.append(_partial_text(free, n_ann, lab is not None, regions[i], stacks,
+                                 f"Image {i + 1}" if n > 1 else ""))
     return out
+
+
+def _partial_text(free: int, n_ann: int, masks: bool, region, stack: bool, image: str) -> str:
+    """What :func:`partial_annotation_warnings` says about one image (``image``: its name
+    when there are several)."""
+    where = "the whole stack" if stack else \
+        "the whole image" if region is None else "the fully annotated region"
+    if masks:
+        what, left = "masks", f"every {'voxel' if stack else 'pixel'} without a mask"
+        fix = "paint them too"
+    else:
+        what, left, fix = "clicks", "every object without a click", "click them too"
+    mark = ("" if stack else ", or mark where you annotated every nucleus (Train dock: a "
+            "Shapes rectangle under 'Fully annotated'; Python: regions=)")
+    text = (f"the starting model finds {free} objects that none of your {n_ann} {what} "
+            f"touches. In {where} {left} is taught as background, so if those are nuclei "
+            f"you left out, the model learns to miss them: {fix}{mark}. If they are not "
+            "nuclei, carry on.")
+    return f"{image}: {text}" if image else text[0].upper() + text[1:]
 
 
 def looks_partial(free: int, n_annotated: int) -> bool:

@@ -147,7 +147,7 @@ class Trainer:
             # masks or clicks that look partial would teach the nuclei left out as
             # background: say so
             self.warnings = partial_annotation_warnings(self.model, images, labels, points,
-                                                        regions)
+                                                        regions, scale)
         self.model.object_diameter = self.model.object_diameter or data.object_diameter
         self.n_train = len(data.x)
         tr_x, variants = split_variants(data.x, mcfg.in_channels)

@@ -411,6 +411,30 @@ def test_masks_painted_on_a_few_nuclei_are_flagged_before_fine_tuning(fluo_256):
     assert "In the fully annotated region every pixel" in second
 
 
+def test_masks_on_a_few_nuclei_of_a_stack_are_flagged_before_fine_tuning():
+    """In a (z, y, x) stack every voxel without a mask is background too: masks of a
+    quarter of its nuclei warn as training starts (no region to mark in a stack); full
+    masks do not, and clicks in a stack are not checked (far from every click the
+    unclicked nuclei are left out of the training, not taught as background)."""
+    from napari_segkit._sample_data import nuclei3d_synth
+    from napari_segkit.train_data import partial_annotation_warnings
+
+    (stack, kwargs, _), (labels, _, _), (clicks, _, _) = nuclei3d_synth()
+    scale = kwargs["scale"]
+    ids = np.unique(labels)[1:]
+    few = np.where(np.isin(labels, ids[::4]), labels, 0)
+    default = load_default_model()
+    assert partial_annotation_warnings(default, [stack], [labels], scale=scale) == []
+    assert partial_annotation_warnings(default, [stack], [None], [clicks[::4]],
+                                       scale=scale) == []
+    cfg = TrainConfig(steps=1, patch_size=64, batch_size=2, num_threads=1, seed=0, val_fraction=0)
+    events, model = _events(train([stack], [few], config=cfg, init="default", scale=scale))
+    (warning,) = events[0].warnings
+    assert f"none of your {len(ids[::4])} masks" in warning
+    assert "In the whole stack every voxel without a mask is taught as background" in warning
+    assert "Fully annotated" not in warning
+
+
 def test_clicks_on_a_few_nuclei_are_flagged_before_fine_tuning(fluo_256):
     """The same for clicks: inside the fully annotated region an object without a click is
     taught as background."""
