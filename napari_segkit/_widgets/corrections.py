@@ -173,9 +173,11 @@ class CorrectionPanel(Container):
         still = (f" {contradicted} of them are places you clicked that the model still "
                  "gets wrong: retrain longer, or paint them on the instances layer."
                  if contradicted else "")
+        where = "the corrections layer" if self.corrections_layer(image) is not None else \
+            "a corrections layer (Add corrections layer)"
         self.status.value = before + (
-            f"{len(coords)} suggestions (1 = most useful): click there in the corrections "
-            f"layer where the model is wrong.{still}" if len(coords) else
+            f"{len(coords)} suggestions (1 = most useful): click there in {where} where the "
+            f"model is wrong.{still}" if len(coords) else
             "No place looks uncertain to the model.")
 
     # ---- retraining ------------------------------------------------------------------

@@ -120,6 +120,9 @@ def test_suggestions_say_how_many_are_places_the_user_already_corrected(dock):
     panel._show_suggestions(image, coords, np.array([1.5, 1.4, 0.6]), reasons)
     assert len(viewer.layers["fluo_256 suggestions"].data) == 3
     assert "3 suggestions" in panel.status.value
+    assert "in a corrections layer (Add corrections layer)" in panel.status.value  # none yet
     assert "2 of them are places you clicked that the model still gets wrong" in panel.status.value
+    viewer.add_points(np.empty((0, 2)), name="fluo_256 corrections")
     panel._show_suggestions(image, coords[2:], np.array([0.6]), reasons[2:])
     assert "still gets wrong" not in panel.status.value and errors == []
+    assert "click there in the corrections layer" in panel.status.value
