@@ -63,9 +63,20 @@ def _read_image(path: Path, args: argparse.Namespace) -> np.ndarray:
 
 
 def _pairs(images_dir: Path, ann_dir: Path, suffix: str) -> list[tuple[Path, Path]]:
-    """(image, annotation) files that share a stem; warns about images without one."""
+    """(image, annotation) files that share a stem, from two folders (warns about images
+    without one); or one image file and its annotation file (or the folder holding
+    ``<stem><suffix>``)."""
     from .io import image_files
 
+    if images_dir.is_file():
+        ann = ann_dir / f"{images_dir.stem}{suffix}" if ann_dir.is_dir() else ann_dir
+        if not ann.is_file():
+            raise UsageError(f"{ann} does not exist: with one image file, give its annotation "
+                             f"file ({suffix}), or a folder holding {images_dir.stem}{suffix}")
+        return [(images_dir, ann)]
+    if ann_dir.is_file():
+        raise UsageError(f"{ann_dir} is one file but {images_dir} is not an image file: give "
+                         f"one image file with it, or a folder of <stem>{suffix} annotations")
     pairs, missing = [], []
     for image in image_files(images_dir):
         ann = ann_dir / f"{image.stem}{suffix}"
@@ -528,10 +539,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train or fine-tune a UNet on images + labels or clicks")
-    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    p.add_argument("--images", required=True, type=Path,
+                   help="folder of <stem>.tif images, or one .tif image")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--labels", type=Path, help="folder of <stem>.tif instance label images")
-    src.add_argument("--points", type=Path, help="folder of <stem>.csv napari points files (clicks)")
+    src.add_argument("--labels", type=Path,
+                     help="folder of <stem>.tif instance label images (or one, with one image)")
+    src.add_argument("--points", type=Path,
+                     help="folder of <stem>.csv napari points files (clicks; or one, with one "
+                          "image)")
     p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
     p.add_argument("--init", default="default",
                    help="'default' (fine-tune the shipped nuclei model), 'none' (from scratch) or a model file")
@@ -605,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "images with full masks (kept in the model file)")
     _model_and_images(p)
     p.add_argument("--labels", required=True, type=Path,
-                   help="folder of <stem>.tif instance label images (every nucleus annotated)")
+                   help="folder of <stem>.tif instance label images (every nucleus annotated; "
+                        "or one, with one image)")
     p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     _layout_options(p)
@@ -661,7 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_and_images(p: argparse.ArgumentParser, model_help: str = "model file or 'default'"
                       ) -> None:
     p.add_argument("--model", required=True, help=model_help)
-    p.add_argument("--images", required=True, type=Path, help="folder of <stem>.tif images")
+    p.add_argument("--images", required=True, type=Path,
+                   help="folder of <stem>.tif images, or one .tif image")
 
 
 def _layout_options(p: argparse.ArgumentParser) -> None:

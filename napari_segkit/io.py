@@ -133,10 +133,14 @@ def check_image_fits_memory(path: PathLike, bytes_per_pixel: int = READ_BYTES_PE
 
 
 def image_files(folder: PathLike) -> list[Path]:
-    """The ``.tif`` images of a folder, sorted; ValueError when there is none."""
+    """The ``.tif`` images of a folder, sorted (or ``[folder]`` when it is one .tif file);
+    ValueError when there is none."""
     folder = Path(folder)
+    if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
+        return [folder]
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder of .tif images")
+        raise ValueError(f"{folder} is not a folder of .tif images or a .tif image"
+                         + ("" if folder.exists() else " (it does not exist)"))
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no .tif images in {folder}")
@@ -152,7 +156,8 @@ def prediction_inputs(path: PathLike) -> list[Path]:
             raise ValueError(f"{path} does not exist")
         return [path]
     if not path.is_dir():
-        raise ValueError(f"{path} is not a folder of images, a .tif file or a .zarr image")
+        raise ValueError(f"{path} is not a folder of images, a .tif file or a .zarr image"
+                         + ("" if path.exists() else " (it does not exist)"))
     found = sorted(p for p in path.iterdir()
                    if p.suffix.lower() in IMAGE_SUFFIXES
                    or (p.suffix.lower() == ".zarr" and p.is_dir()))

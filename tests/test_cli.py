@@ -292,3 +292,35 @@ def test_train_with_arch_loss_colour_and_predict_with_diameter(tmp_path, capsys)
     assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(model),
                  "--init", "none", "--loss", "hinge"]) == 2
     assert "unknown loss" in capsys.readouterr().err
+
+
+def test_train_and_fit_take_one_image_file_with_its_annotation_file(tmp_path, capsys):
+    """One image needs no folders: --images a.tif with --labels a_labels.tif (or a folder
+    holding a.tif), or --points a.csv; a label file beside a folder of images is refused."""
+    from napari_segkit.model_io import load_model
+
+    image, labels = sample_path("fluo_256.tif"), sample_path("fluo_256_labels.tif")
+    common = ["--patch-size", "64", "--steps", "2", "--init", "none"]
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--images", str(image), "--labels", str(labels), "--out", str(out),
+                 *common]) == 0
+    assert load_model(out).provenance["training"]["n_images"] == 1
+    assert main(["train", "--images", str(image), "--points",
+                 str(sample_path("fluo_256_points.csv")), "--out", str(out), *common]) == 0
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    shutil.copy(labels, folder / "fluo_256.tif")
+    assert main(["train", "--images", str(image), "--labels", str(folder), "--out", str(out),
+                 *common]) == 0
+    capsys.readouterr()
+    assert main(["train", "--images", str(image), "--labels", str(tmp_path), "--out", str(out),
+                 *common]) == 2
+    assert "fluo_256.tif does not exist" in capsys.readouterr().err
+    assert main(["train", "--images", str(folder), "--labels", str(labels), "--out", str(out),
+                 *common]) == 2
+    assert "is one file" in capsys.readouterr().err
+    assert main(["fit", "--model", "default", "--images", str(image), "--labels", str(labels),
+                 "--out", str(tmp_path / "fitted.safetensors")]) == 0
+    assert main(["predict", "--model", "default", "--images", str(tmp_path / "nope.tif"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "it does not exist" in capsys.readouterr().err
