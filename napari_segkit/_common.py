@@ -32,6 +32,11 @@ StopFlag = Callable[[], bool] | threading.Event | None
 
 
 # --------------------------------------------------------------------------- images
+def counted(n: int, noun: str) -> str:
+    """``"3 clicks"``, ``"1 click"``: ``n`` and a plural ``noun`` ending in s."""
+    return f"{n} {noun if n != 1 else noun.removesuffix('s')}"
+
+
 def image_kind(shape: Sequence[int]) -> str | None:
     """``"gray"`` (H, W), ``"rgb"`` (H, W, 3|4), ``"stack"`` (Z, Y, X) or ``"rgb_stack"``
     (Z, Y, X, 3|4); None for any other shape.

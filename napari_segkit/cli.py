@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .schedulers import SCHEDULER_HELP
 # import torch; ``train``, ``predict`` and ``demo`` do (through workflows).
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class UsageError(ValueError):
@@ -262,6 +264,7 @@ def _until_done_or_stopped(progress, run):
 def cmd_train(args: argparse.Namespace) -> int:
     from . import io
     from ._common import classes_of
+    from .outcome_text import kept_text, score_text
     from .workflows import TrainingProgress, run_training
 
     pairs = _pairs(args.images, args.labels or args.points, ".tif" if args.labels else ".csv")
@@ -298,10 +301,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = progress.last
     if last is not None and last.diverged:
         print(f"warning: {last.message}", file=sys.stderr)
-    best = model.provenance.get("training", {}).get("best", {})
-    shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in best.items() if v is not None}
+    score = score_text(last)
     print(f"done in {time.perf_counter() - t0:.0f} s: {last.step} steps on {last.device}; "
-          f"best validation {json.dumps(shown)}; model: {args.out}")
+          f"{kept_text(last)}{f'; {score}' if score else ''}; model: {args.out}")
     return 0
 
 
@@ -687,6 +689,19 @@ def _layout_options(p: argparse.ArgumentParser) -> None:
                    help="segment channel K (from 0) of multi-channel images")
 
 
+def _user_warnings(show):
+    """A ``warnings.showwarning`` that prints napari-segkit's own warnings to the user
+    (skipped clicks, a stack read as planes) as the command line says things, ``warning:
+    <text>``, and hands the others to ``show`` (Python's form, with file and line)."""
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, UserWarning) and \
+                Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return show_warning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -695,7 +710,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # usage errors (2, message printed) and --help (0)
         return done.code if isinstance(done.code, int) else 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _user_warnings(warnings.showwarning)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

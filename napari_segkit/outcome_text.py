@@ -1,5 +1,7 @@
-"""Readable text of prediction outcomes: size columns and units, summary counts, the
-counts and scores lines the Predict dock shows.
+"""Readable text of outcomes: of a prediction (size columns and units, summary counts, the
+counts and scores lines the Predict dock shows) and of a training (its held-out score in
+terms a user can check, how many of their held-out clicks the model finds, not a bare F1
+or IoU; which weights it kept), for the docks and the command line alike.
 
 Pure pandas / numpy (no Qt, no napari, no torch); :mod:`napari_segkit.workflows` fills
 ``PredictOutcome.summary`` with :func:`summary_counts`.
@@ -14,6 +16,10 @@ import pandas as pd
 
 __all__ = [
     "counts_text",
+    "kept_text",
+    "score_name",
+    "score_text",
+    "score_value",
     "scores_text",
     "size_column",
     "size_unit",
@@ -104,3 +110,58 @@ def scores_text(summary: dict) -> str:
                      "(not scored)")
         return text
     return ""
+
+
+# --------------------------------------------------------------------------- training
+#: fewer held-out clicks / objects than this: the score says it cannot judge much
+FEW_HELD_OUT = 10
+
+
+def _held_out(kind: str | None) -> str:
+    return {"count": "clicks", "mask": "objects", "count+mask": "clicks and objects"}.get(
+        kind or "", "annotations")
+
+
+def score_name(kind: str | None) -> str:
+    """Legend of the score curve."""
+    if kind == "iou":
+        return "held-out labels: overlap"
+    return f"held-out {_held_out(kind)} found (F1)"
+
+
+def score_value(event) -> float | None:
+    """The 0-1 score the plot shows: F1 of the counts, else the foreground IoU."""
+    return event.val_f1 if event.val_f1 is not None else event.val_iou
+
+
+def score_text(event) -> str:
+    """'held-out clicks: 18 of 22 found · 3 objects without a click (F1 0.84)'; '' when
+    the event carries no score."""
+    kind, counts = event.val_kind, event.val_counts
+    if counts is not None:
+        tp, fp, fn = (int(c) for c in counts)
+        what = _held_out(kind)
+        extra = "objects without a click" if kind == "count" else "extra objects"
+        f1 = f" (F1 {event.val_f1:.2f})" if event.val_f1 is not None else ""
+        matched = "found" if kind == "count" else "matched"
+        text = f"held-out {what}: {tp} of {tp + fn} {matched} · {fp} {extra}{f1}"
+        if tp + fn < FEW_HELD_OUT:
+            text += (f" (only {tp + fn}: too few to judge; annotate more nuclei in the bottom "
+                     "fifth of the annotated area, which training holds out)")
+        return text
+    if event.val_iou is not None and np.isfinite(event.val_iou):
+        return f"held-out labels: foreground overlap {event.val_iou:.2f}"
+    return ""
+
+
+def kept_text(event) -> str:
+    """Which weights a finished training (its last event) kept, in words."""
+    if event.start_kept:
+        return ("the starting model kept (the fine-tuned weights did not do better on your "
+                "held-out annotations)")
+    if event.blend:
+        return (f"a blend of the weights of step {event.kept_step} ({event.blend:.0%}) and the "
+                f"starting model's ({1 - event.blend:.0%}) kept (its outlines fit your "
+                "held-out masks better)")
+    return f"the weights of step {event.kept_step} kept" if event.kept_step else \
+        "the last weights kept"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._common import IGNORE_INDEX, background_mask, classes_of, label_dtype
+from ._common import IGNORE_INDEX, background_mask, classes_of, counted, label_dtype
 from .click_targets import region_mask, targets_from_clicks
 from .color_augment import with_color_variants
 from .holdout import HeldOut, split_holdout
@@ -60,8 +60,8 @@ class TrainingData:
     @property
     def n_validation(self) -> str:
         if self.holdout:
-            return f"{len(self.holdout)} held-out strips"
-        return f"{len(self.val_x)} validation images"
+            return counted(len(self.holdout), "held-out strips")
+        return counted(len(self.val_x), "validation images")
 
 
 def as_image_list(x, n=None) -> list:
@@ -211,7 +211,9 @@ def unannotated_count(prediction, labels=None, points=None, region=None) -> tupl
         px = np.round(coords).astype(int)
         ok = np.all((px >= 0) & (px < annotated.shape), axis=1)
         annotated[px[ok, 0], px[ok, 1]] = True
-        sizes, n_ann = _object_sizes(instances), int(np.sum(~background_mask(cls, len(coords))))
+        # nucleus clicks on the image (those outside it are skipped by training too)
+        n_ann = int(np.sum(~background_mask(cls, len(coords))[ok]))
+        sizes = _object_sizes(instances)
     area = float(np.median(sizes)) if sizes.size else 0.0
     free = unannotated_objects(instances, 1.0 - prediction.probabilities[0], annotated, region,
                                min_area=0.25 * area)
@@ -270,7 +272,7 @@ def _partial_text(free: int, n_ann: int, masks: bool, region, stack: bool, image
         what, left, fix = "clicks", "every object without a click", "click them too"
     mark = ("" if stack else ", or mark where you annotated every nucleus (Train dock: a "
             "Shapes rectangle under 'Fully annotated'; Python: regions=)")
-    text = (f"the starting model finds {free} objects that none of your {n_ann} {what} "
+    text = (f"the starting model finds {free} objects that none of your {counted(n_ann, what)} "
             f"touches. In {where} {left} is taught as background, so if those are nuclei "
             f"you left out, the model learns to miss them: {fix}{mark}. If they are not "
             "nuclei, carry on.")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._common import is_stopped
+from ._common import counted, is_stopped
 from .color_augment import split_variants
 from .finetune import FineTuner, blend_states, freeze_levels
 from .holdout import HoldOutScore, prefer_start, score_holdout
@@ -386,7 +386,7 @@ class Trainer:
         precision = "" if self.precision is None else \
             f" ({str(self.precision).removeprefix('torch.')} mixed precision)"
         yield self.event("start", message=f"training on {self.device}{precision}, "
-                                          f"{self.n_train} images, {self.data.n_validation}",
+                                          f"{counted(self.n_train, 'images')}, {self.data.n_validation}",
                          warnings=tuple(self.warnings))
         if self.fine_tuning and has_val:
             # the starting model is the reference: fine-tuning hands it back when it

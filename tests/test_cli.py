@@ -92,7 +92,9 @@ def test_train_then_predict_from_clicks(tmp_path, capsys):
     from napari_segkit.model_io import load_model
 
     assert load_model(model).provenance["training"]["config"]["scale_range"] == [0.8, 1.25]
-    assert "done in" in capsys.readouterr().out
+    done = capsys.readouterr().out
+    # the result in words: which weights were kept, and the held-out clicks found
+    assert "done in" in done and "kept" in done and "held-out clicks: " in done, done
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(model), "--images", str(images), "--out", str(out),
                  "--tta"]) == 0
@@ -324,3 +326,16 @@ def test_train_and_fit_take_one_image_file_with_its_annotation_file(tmp_path, ca
     assert main(["predict", "--model", "default", "--images", str(tmp_path / "nope.tif"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "it does not exist" in capsys.readouterr().err
+
+
+def test_skipped_clicks_are_a_warning_line_not_a_python_traceback(tmp_path, capsys):
+    """A click outside the image is left out, and the command line says so as it says
+    things (``warning: ...``), not as Python shows warnings (file, line, source)."""
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("index,axis-0,axis-1\n0,5000,5000\n1,40,60\n2,120,80\n")
+    assert main(["train", "--images", str(sample_path("fluo_256.tif")), "--points", str(clicks),
+                 "--out", str(tmp_path / "m.safetensors"), "--init", "none", "--steps", "2",
+                 "--patch-size", "64"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 click outside the image was skipped" in err, err
+    assert "UserWarning" not in err and "clicks.py" not in err

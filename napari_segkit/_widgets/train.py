@@ -32,18 +32,12 @@ from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
+from ..outcome_text import score_name, score_text, score_value
 from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, user_errors, wrap_status
 from .plots import TrainingPlot
 from .progress import REPAINT_EVERY_MS, set_progress_quietly, stop_timer, watch_close
 from .session import SESSION
-from .train_worker import (
-    TrainFailure,
-    score_name,
-    score_text,
-    score_value,
-    training_worker,
-    warm_up_imports,
-)
+from .train_worker import TrainFailure, training_worker, warm_up_imports
 from .training_inputs import clicks_inside, region_of
 
 WHOLE_IMAGE = "whole image"

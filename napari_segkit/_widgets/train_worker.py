@@ -5,8 +5,6 @@
   (never as an exception, so napari shows no second, raw notification).
 * :func:`warm_up_imports`: imports the training code in a background thread when the dock
   opens, so the first Train press finds it loaded.
-* :func:`score_text` / :func:`score_name`: a validation score in terms a user can check
-  (how many of their held-out clicks the model finds), not a bare F1 / IoU.
 """
 
 from __future__ import annotations
@@ -16,14 +14,11 @@ import logging
 import threading
 from dataclasses import dataclass
 
-import numpy as np
 from napari.qt.threading import thread_worker
 
 log = logging.getLogger("napari_segkit")
 
 _warm_up_started = threading.Event()
-#: fewer held-out clicks / objects than this: the score says it cannot judge much
-FEW_HELD_OUT = 10
 
 
 def warm_up_imports(freeze_after: bool = False) -> None:
@@ -98,41 +93,3 @@ def training_worker(data: dict, settings: dict, init, out_path: str,
         log.exception("training failed")
         yield TrainFailure(f"Training failed unexpectedly ({type(err).__name__}: {err}). "
                            "Details in the log.")
-
-
-# ---- scores in words ---------------------------------------------------------------
-def _held_out(kind: str | None) -> str:
-    return {"count": "clicks", "mask": "objects", "count+mask": "clicks and objects"}.get(
-        kind or "", "annotations")
-
-
-def score_name(kind: str | None) -> str:
-    """Legend of the score curve."""
-    if kind == "iou":
-        return "held-out labels: overlap"
-    return f"held-out {_held_out(kind)} found (F1)"
-
-
-def score_value(event) -> float | None:
-    """The 0-1 score the plot shows: F1 of the counts, else the foreground IoU."""
-    return event.val_f1 if event.val_f1 is not None else event.val_iou
-
-
-def score_text(event) -> str:
-    """'held-out clicks: 18 of 22 found · 3 objects without a click (F1 0.84)'; '' when
-    the event carries no score."""
-    kind, counts = event.val_kind, event.val_counts
-    if counts is not None:
-        tp, fp, fn = (int(c) for c in counts)
-        what = _held_out(kind)
-        extra = "objects without a click" if kind == "count" else "extra objects"
-        f1 = f" (F1 {event.val_f1:.2f})" if event.val_f1 is not None else ""
-        matched = "found" if kind == "count" else "matched"
-        text = f"held-out {what}: {tp} of {tp + fn} {matched} · {fp} {extra}{f1}"
-        if tp + fn < FEW_HELD_OUT:
-            text += (f" (only {tp + fn}: too few to judge; annotate more nuclei in the bottom "
-                     "fifth of the annotated area, which training holds out)")
-        return text
-    if event.val_iou is not None and np.isfinite(event.val_iou):
-        return f"held-out labels: foreground overlap {event.val_iou:.2f}"
-    return ""

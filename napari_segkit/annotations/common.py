@@ -38,9 +38,13 @@ def points_inside(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def warn_outside(n_out: int, what: str) -> None:
+    """Warn that ``n_out`` annotations (``what``: a plural noun, e.g. "clicks") were left
+    out for lying outside the image."""
     if n_out:
+        said = f"{n_out} {what} outside the image were" if n_out > 1 else \
+            f"1 {what.removesuffix('s')} outside the image was"
         warnings.warn(
-            f"{n_out} {what} outside the image were skipped; check that the annotation layer "
+            f"{said} skipped; check that the annotation layer "
             "belongs to this image (same scale and translate)",
             UserWarning,
             stacklevel=3,

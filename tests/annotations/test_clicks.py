@@ -71,7 +71,7 @@ def test_clicks_errors_and_outside():
     with pytest.raises(ValueError, match="max_radius"):
         clicks_to_labels(image, np.array([[1.0, 2.0]]), max_radius=-1)
     textured = ndi.gaussian_filter(np.random.default_rng(0).random((20, 20)), 1.0)
-    with pytest.warns(UserWarning, match="1 clicks outside"):
+    with pytest.warns(UserWarning, match="1 click outside the image was skipped"):
         labels = clicks_to_labels(textured, np.array([[5.0, 5.0], [50.0, 5.0]]))
     assert labels.shape == (20, 20)
 
