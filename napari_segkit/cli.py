@@ -124,15 +124,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import metrics
 
     pred_dir, gt_dir = Path(args.pred), Path(args.gt)
-    gt_files = {p.stem: p for p in _gt_inputs(gt_dir)}
     rows = []
-    for pred_file in _instance_outputs(pred_dir):
-        stem = pred_file.name[: -len("_instances" + pred_file.suffix)]
-        if stem not in gt_files:
-            print(f"warning: no ground truth {stem}.tif or {stem}.zarr in {gt_dir}; skipped "
-                  f"{pred_file.name}", file=sys.stderr)
-            continue
-        gt, pred = _scored_labels(gt_files[stem]), _scored_labels(pred_file)
+    for stem, gt_file, pred_file in _evaluated_pairs(pred_dir, gt_dir):
+        gt, pred = _scored_labels(gt_file), _scored_labels(pred_file)
         if gt.shape != pred.shape:
             raise UsageError(f"{stem}: prediction {pred.shape} and ground truth {gt.shape} differ in shape")
         rows.append({"image": stem, **metrics.evaluate_instances(gt, pred)})
@@ -150,6 +144,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("summary: " + ", ".join(f"{k}={_score(v)}" if isinstance(v, float) or v is None
                                   else f"{k}={v}" for k, v in summary.items()))
     return 0
+
+
+def _evaluated_pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
+    """(name, ground truth, prediction): one label file each, or the <stem>_instances
+    predictions of a folder with their <stem> ground truth (warns about those without)."""
+    def one(path: Path) -> bool:  # a .tif file or a .zarr label image (itself a folder)
+        return path.is_file() or path.suffix.lower() == ".zarr"
+
+    if one(pred) or one(gt):
+        if not (one(pred) and one(gt)):
+            raise UsageError("give --pred and --gt as two label images (.tif / .zarr), or "
+                             "as two folders")
+        return [(pred.stem.removesuffix("_instances"), gt, pred)]
+    gt_files = {p.stem: p for p in _gt_inputs(gt)}
+    pairs = []
+    for pred_file in _instance_outputs(pred):
+        stem = pred_file.name[: -len("_instances" + pred_file.suffix)]
+        if stem in gt_files:
+            pairs.append((stem, gt_files[stem], pred_file))
+        else:
+            print(f"warning: no ground truth {stem}.tif or {stem}.zarr in {gt}; skipped "
+                  f"{pred_file.name}", file=sys.stderr)
+    return pairs
 
 
 def _gt_inputs(folder: Path) -> list[Path]:
@@ -535,8 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score <stem>_instances.tif / .zarr against <stem>.tif / "
                        ".zarr")
-    p.add_argument("--pred", required=True, type=Path)
-    p.add_argument("--gt", required=True, type=Path)
+    p.add_argument("--pred", required=True, type=Path,
+                   help="folder of <stem>_instances.tif / .zarr, or one label image")
+    p.add_argument("--gt", required=True, type=Path,
+                   help="folder of <stem>.tif / .zarr ground truth, or one label image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 

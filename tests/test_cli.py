@@ -76,6 +76,14 @@ def test_evaluate_pairs_by_stem(tmp_path, capsys):
     assert {r["image"] for r in result["images"]} == {"fluo_256", "fluo_512"}
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 0
     assert "summary:" in capsys.readouterr().out
+    # one pair of label files
+    assert main(["evaluate", "--pred", str(pred / "fluo_256_instances.tif"), "--gt",
+                 str(gt / "fluo_256.tif"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["summary"]["n_gt"] == 53 and result["images"][0]["image"] == "fluo_256"
+    assert main(["evaluate", "--pred", str(pred / "fluo_256_instances.tif"), "--gt",
+                 str(gt)]) == 2
+    assert "two label images" in capsys.readouterr().err
 
 
 def test_train_then_predict_from_clicks(tmp_path, capsys):
