@@ -64,33 +64,33 @@ def _read_image(path: Path, args: argparse.Namespace) -> np.ndarray:
     return image
 
 
-def _pairs(images_dir: Path, ann_dir: Path, suffix: str) -> list[tuple[Path, Path]]:
+def _pairs(images: Path, ann_path: Path, suffix: str) -> list[tuple[Path, Path]]:
     """(image, annotation) files that share a stem, from two folders (warns about images
     without one); or one image file and its annotation file (or the folder holding
     ``<stem><suffix>``)."""
     from .io import image_files
 
-    if images_dir.is_file():
-        ann = ann_dir / f"{images_dir.stem}{suffix}" if ann_dir.is_dir() else ann_dir
+    if images.is_file():
+        ann = ann_path / f"{images.stem}{suffix}" if ann_path.is_dir() else ann_path
         if not ann.is_file():
             raise UsageError(f"{ann} does not exist: with one image file, give its annotation "
-                             f"file ({suffix}), or a folder holding {images_dir.stem}{suffix}")
-        return [(images_dir, ann)]
-    if ann_dir.is_file():
-        raise UsageError(f"{ann_dir} is one file but {images_dir} is not an image file: give "
+                             f"file ({suffix}), or a folder holding {images.stem}{suffix}")
+        return [(images, ann)]
+    if ann_path.is_file():
+        raise UsageError(f"{ann_path} is one file but {images} is not an image file: give "
                          f"one image file with it, or a folder of <stem>{suffix} annotations")
     pairs, missing = [], []
-    for image in image_files(images_dir):
-        ann = ann_dir / f"{image.stem}{suffix}"
+    for image in image_files(images):
+        ann = ann_path / f"{image.stem}{suffix}"
         if ann.is_file():
             pairs.append((image, ann))
         else:
             missing.append(image.name)
     if missing:
-        print(f"warning: {len(missing)} image(s) have no {suffix} annotation in {ann_dir} and are skipped: "
+        print(f"warning: {len(missing)} image(s) have no {suffix} annotation in {ann_path} and are skipped: "
               + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""), file=sys.stderr)
     if not pairs:
-        raise UsageError(f"no image in {images_dir} has a <stem>{suffix} in {ann_dir}")
+        raise UsageError(f"no image in {images} has a <stem>{suffix} in {ann_path}")
     return pairs
 
 

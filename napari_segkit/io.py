@@ -132,10 +132,10 @@ def check_image_fits_memory(path: PathLike, bytes_per_pixel: int = READ_BYTES_PE
         )
 
 
-def image_files(folder: PathLike) -> list[Path]:
-    """The ``.tif`` images of a folder, sorted (or ``[folder]`` when it is one .tif file);
+def image_files(path: PathLike) -> list[Path]:
+    """The ``.tif`` images of a folder, sorted, or ``[path]`` when it is one .tif file;
     ValueError when there is none."""
-    folder = Path(folder)
+    folder = Path(path)
     if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
         return [folder]
     if not folder.is_dir():

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._common import PERCENTILES, is_rgb, luminance
+from .._common import PERCENTILES, counted, is_rgb, luminance
 
 __all__ = ["check_shape", "click_threshold", "grayscale", "is_flat", "keep_clicked_part",
            "points_inside", "warn_outside"]
@@ -41,10 +41,9 @@ def warn_outside(n_out: int, what: str) -> None:
     """Warn that ``n_out`` annotations (``what``: a plural noun, e.g. "clicks") were left
     out for lying outside the image."""
     if n_out:
-        said = f"{n_out} {what} outside the image were" if n_out > 1 else \
-            f"1 {what.removesuffix('s')} outside the image was"
         warnings.warn(
-            f"{said} skipped; check that the annotation layer "
+            f"{counted(n_out, what)} outside the image {'was' if n_out == 1 else 'were'} "
+            "skipped; check that the annotation layer "
             "belongs to this image (same scale and translate)",
             UserWarning,
             stacklevel=3,
