@@ -273,7 +273,7 @@ def test_fine_tuning_validates_the_start_by_counting_held_out_clicks(fluo_256):
     validations = [e for e in events if e.kind == "validation"]
     assert validations[0].step == 0 and validations[0].val_f1 > 0.8  # clicks in the strip
     assert events[1].lr <= FINE_TUNE_LR < NEW_MODEL_LR
-    assert "strips" in events[0].message
+    assert "held-out strip" in events[0].message
     best = model.provenance["training"]["best"]
     assert best["step"] == 4 and "noise" in best  # fine-tuned weights handed back
 
