@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -35,6 +36,13 @@ from .schedulers import SCHEDULER_HELP
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def all_cores() -> int:
+    """CPU threads for training on the command line: every core. (The library's default,
+    ``TrainConfig.num_threads=None``, keeps one core free for napari's window; on 2 cores
+    that halved the steps of the headless demo: 229 against 368 in its minute.)"""
+    return os.cpu_count() or 1
 
 
 class UsageError(ValueError):
@@ -216,7 +224,8 @@ def _train_config(args: argparse.Namespace):
     from .training import TrainConfig
 
     cfg = TrainConfig(seed=args.seed, device=args.device, loss=check_loss(args.loss),
-                      color_variants=int(args.color_variants), stack_planes=args.stack_planes)
+                      color_variants=int(args.color_variants), stack_planes=args.stack_planes,
+                      num_threads=all_cores())
     if args.arch is not None:
         if args.init != "none":
             raise ValueError("--arch chooses the network of a new model: use it with --init none "
@@ -503,7 +512,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
         raise ValueError(f"no corrections in {where} for the images in {args.images}; click "
                          "missed nuclei ('nucleus') and false objects ('background'), or edit "
                          "<stem>_instances.tif (draw, merge, erase objects), first")
-    cfg = TrainConfig(seed=args.seed, device=args.device)
+    cfg = TrainConfig(seed=args.seed, device=args.device, num_threads=all_cores())
     budget, seconds = _set_budget(cfg, args, default_minutes=1.0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n_bg = sum(c == "background" for f in fixes for c in f.classes)
@@ -527,7 +536,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, device=args.device)
+    run_demo(args.out, minutes=args.minutes, device=args.device, num_threads=all_cores())
     return 0
 
 

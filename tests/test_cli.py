@@ -347,3 +347,18 @@ def test_skipped_clicks_are_a_warning_line_not_a_python_traceback(tmp_path, caps
     err = capsys.readouterr().err
     assert "warning: 1 click outside the image was skipped" in err, err
     assert "UserWarning" not in err and "clicks.py" not in err
+
+
+def test_the_command_line_trains_on_every_core(tmp_path):
+    """No napari window to keep a core for: train (and correct, demo) use every core; the
+    library's default (num_threads=None) keeps one free."""
+    import os
+
+    from napari_segkit.model_io import load_model
+
+    images, labels = _one_labelled_pair(tmp_path)
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(out),
+                 "--steps", "1", "--patch-size", "64", "--init", "none"]) == 0
+    config = load_model(out).provenance["training"]["config"]
+    assert config["num_threads"] == (os.cpu_count() or 1)
