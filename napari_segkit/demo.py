@@ -76,11 +76,19 @@ def save_training_curve(path: Path, events: list) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if val:
+        from .outcome_text import score_name
+
         ax2 = ax.twinx()
         s, iou, f1 = zip(*val)
-        ax2.plot(s, [np.nan if v is None else v for v in iou], "o-", color="tab:green", ms=3, label="val IoU")
-        ax2.plot(s, [np.nan if v is None else v for v in f1], "s-", color="tab:red", ms=3, label="val F1")
+        kind = next((e.val_kind for e in events if e.val_kind), None)
+        # only the curves that have values: from clicks there is no overlap to plot
+        for values, style, color, label in ((iou, "o-", "tab:green", score_name("iou")),
+                                            (f1, "s-", "tab:red", score_name(kind))):
+            if any(v is not None for v in values):
+                ax2.plot(s, [np.nan if v is None else v for v in values], style, color=color,
+                         ms=3, label=label)
         ax2.set_ylim(0, 1)
+        ax2.set_ylabel("held-out score")
         ax2.legend(loc="lower right", fontsize=7)
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
