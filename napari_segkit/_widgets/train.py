@@ -32,7 +32,7 @@ from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from ..outcome_text import score_name, score_text, score_value
+from ..outcome_text import kept_text, score_name, score_text, score_value
 from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, user_errors, wrap_status
 from .plots import TrainingPlot
 from .progress import REPAINT_EVERY_MS, set_progress_quietly, stop_timer, watch_close
@@ -456,14 +456,9 @@ class TrainWidget(Container):
             show_info("Training kept the starting model: fine-tuning did not improve it on "
                       f"your held-out annotations. Saved: {self.model_path}")
             return
-        kept = f"weights of step {event.kept_step} kept" if event.kept_step else "last weights kept"
-        if event.blend:
-            kept = (f"kept a blend of the weights of step {event.kept_step} ({event.blend:.0%}) "
-                    f"and the starting model's ({1 - event.blend:.0%}): its outlines fit your "
-                    "held-out masks better")
         if event.kind == "stopped":
-            head = f"Training stopped at {self._time_text(event.elapsed_s)}; best {kept}"
+            head = f"Training stopped at {self._time_text(event.elapsed_s)}; {kept_text(event)}"
         else:
-            head = f"Training finished ({event.step} steps); {kept}"
+            head = f"Training finished ({event.step} steps); {kept_text(event)}"
         self.status.value = f"{head}.{score}\nSaved: {self.model_path}"
         show_info(f"Model saved: {self.model_path}")
