@@ -369,10 +369,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .workflows import open_model
 
     model = open_model(args.model)
-    pairs = _pairs(args.images, args.labels, ".tif")
-    if not pairs:
-        raise ValueError(f"no image in {args.images} has a label image of the same name in "
-                         f"{args.labels}")
+    pairs = _pairs(args.images, args.labels, ".tif")  # never empty: _pairs says why
     print(f"fitting the post-processing of {args.model} to {len(pairs)} annotated image(s)",
           file=sys.stderr)
     fitted, fit = fit_model_postprocess(
