@@ -109,8 +109,16 @@ class BatchPanel(Container):
         self.stop_event.set()
         self.status.value = "Cancelling..."
 
+    def on_dock_closed(self) -> None:
+        """The Predict dock or the viewer closed: stop after the current tile batch (the
+        finished images are kept) and show nothing more."""
+        self.stop_event.set()
+        self._show_progress.cancel()
+
     def _on_progress(self, done: int, total: int) -> None:
         self._done, self._total = done, total
+        if self.dock.closed:
+            return
         self._show_progress(done, total)  # drawn at most about once a second
 
     def _draw_progress(self, done: int, total: int) -> None:
@@ -120,6 +128,8 @@ class BatchPanel(Container):
 
     def _on_returned(self, objects: pd.DataFrame) -> None:
         self._show_progress.cancel()
+        if self.dock.closed:
+            return
         self.objects = readable_table(objects) if "label" in objects else objects
         self.table.set_frame(self.objects)
         self.table.show()
@@ -138,7 +148,8 @@ class BatchPanel(Container):
                   f"objects.csv in {self._out}")
 
     def _on_errored(self, err: Exception) -> None:
-        self.status.value = "Failed."
+        if not self.dock.closed:
+            self.status.value = "Failed."
         if isinstance(err, (ValueError, FileNotFoundError)):
             show_error(f"Predict folder: {err}")
         else:
@@ -146,7 +157,5 @@ class BatchPanel(Container):
 
     def _on_finished(self) -> None:
         self.worker = None
-        try:
+        if not self.dock.closed:
             self.run_button.enabled, self.cancel_button.enabled = True, False
-        except RuntimeError:  # the dock was closed meanwhile
-            pass

@@ -37,7 +37,7 @@ from ..suggestions import contradicts_clicks
 from ..training import TrainConfig
 from ..workflows import open_model
 from .layers import layer_pixels, spatial_shape, to_image_pixels, user_errors, wrap_status
-from .progress import Throttle, set_progress_quietly, watch_close
+from .progress import Throttle, set_progress_quietly
 from .session import SESSION
 from .train import default_model_path
 
@@ -69,7 +69,6 @@ class CorrectionPanel(Container):
         self.last_event = None
         self._show_event = Throttle(self._draw_event)  # about once a second
         self._closed = False  # the Predict dock (or the viewer) was closed
-        self._close_watch = watch_close(dock.native, self._on_close)
         self.suggest_button.changed.connect(self.suggest)
         self.corrections_button.changed.connect(self.add_corrections_layer)
         self.retrain_button.changed.connect(self.retrain)
@@ -150,6 +149,8 @@ class CorrectionPanel(Container):
         return None
 
     def _show_suggestions(self, image: Image, coords, scores, reasons, before: str = "") -> None:
+        if self._closed:  # the viewer may be gone: it takes no new layer
+            return
         name = f"{image.name} suggestions"
         features = pd.DataFrame({"rank": np.arange(1, len(coords) + 1), "score": scores,
                                  "reason": reasons})
@@ -233,7 +234,7 @@ class CorrectionPanel(Container):
             self.status.value = (f"Retraining: step {event.step}, {event.elapsed_s:.0f}/"
                                  f"{event.budget_s or 0:.0f} s on {event.device}")
 
-    def _on_close(self, *_) -> None:
+    def on_dock_closed(self) -> None:
         """The Predict dock or the viewer closed: stop retraining (the weights reached so
         far are saved, as Stop does); nothing is predicted afterwards."""
         if self._closed:

@@ -178,7 +178,7 @@ class PostprocessPanel(Container):
         outcome, display = result
         dock = self.dock
         image = dock.predicted_image
-        if image is None or image not in dock.viewer.layers:
+        if dock.closed or image is None or image not in dock.viewer.layers:
             return
         current = dock.outcome
         if current is None or current.probabilities is not outcome.probabilities:
@@ -207,7 +207,7 @@ class PostprocessPanel(Container):
 
     def _finish(self) -> None:
         self.worker = None
-        if self._again:
+        if self._again and not self.dock.closed:
             self._again = False
             self.refine()
 
@@ -273,24 +273,22 @@ class PostprocessPanel(Container):
         return worker
 
     def _on_fitted(self, fit) -> None:
-        s = fit.settings
-        try:
-            shown = self._shown()
-            self.threshold.value, self.split.value = s.fg_threshold, s.split  # re-runs live
-        except RuntimeError:  # the dock was closed while fitting
+        if self.dock.closed:
             return
+        s = fit.settings
+        shown = self._shown()
+        self.threshold.value, self.split.value = s.fg_threshold, s.split  # re-runs live
         if shown == (round(float(s.fg_threshold), 4), int(s.split)):
             self.dock.stage.value = "Fitted: the settings shown are already the best"
         show_info(f"Fitted to this image: {fit.summary()}. A fit to one image may not suit "
                   "others: check it on another annotated image before relying on it.")
 
     def _on_fit_error(self, err: Exception) -> None:
-        self.dock.stage.value = "Fit failed"
+        if not self.dock.closed:
+            self.dock.stage.value = "Fit failed"
         show_error(f"Fit: {err}")
 
     def _on_fit_finished(self) -> None:
         self.fit_worker = None
-        try:
+        if not self.dock.closed:
             self.fit_button.enabled = True
-        except RuntimeError:  # the dock was closed meanwhile
-            pass

@@ -60,7 +60,7 @@ from .outcome_display import (
 )
 from .outcome_layers import STATUS_COLORS, outcome_layer_steps
 from .postprocess_panel import PostprocessPanel
-from .progress import Relay, Throttle, set_progress_quietly
+from .progress import Relay, Throttle, set_progress_quietly, watch_close
 from .session import SESSION
 from .table import ObjectTable
 
@@ -155,13 +155,29 @@ class PredictWidget(Container):
         self._on_image(self.image.value)
         SESSION.model_trained.connect(self._on_model_trained)
         self.native.destroyed.connect(self._on_destroyed)
+        #: the dock (or the viewer) was closed: a worker that ends later only updates state
+        self.closed = False
+        self._close_watch = watch_close(self.native, self._on_close)
         if SESSION.last_model_path:
             self._on_model_trained(SESSION.last_model_path, select=False)
 
     def _on_destroyed(self, *_) -> None:
-        self.postprocess.stop()
+        self._on_close()
         SESSION.model_trained.disconnect(self._on_model_trained, missing_ok=True)
+
+    def _on_close(self, *_) -> None:
+        """The dock or the viewer closed: stop what runs (a prediction, a folder run, a
+        retraining, which saves the weights reached so far) and draw nothing more; napari
+        would otherwise be handed layers after its window is gone."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stop_event.set()
+        self._show_progress.cancel()
+        self.postprocess.stop()
         self._chain.abandon()
+        self.batch.on_dock_closed()
+        self.corrections.on_dock_closed()
 
     # ---- choices -------------------------------------------------------------------
     def _images(self, _=None) -> list:
@@ -294,11 +310,13 @@ class PredictWidget(Container):
         self.stage.value = "Cancelling..."
 
     def _on_progress(self, done: int, total: int) -> None:
-        if total > 0 and self.worker is not None:
+        if total > 0 and self.worker is not None and not self.closed:
             set_progress_quietly(self.progress, int(1000 * min(done / total, 1.0)))
             self.stage.value = f"Predicting: {done}/{total} tiles"
 
     def _on_stage(self, text: str) -> None:
+        if self.closed:
+            return
         self._show_progress.cancel()  # a new stage: older tile counts are stale
         self.stage.value = text
 
@@ -311,6 +329,8 @@ class PredictWidget(Container):
 
     def _release(self) -> None:
         self.worker = None
+        if self.closed:
+            return
         self.run_button.enabled = True
         self.cancel_button.enabled = False
 
@@ -321,6 +341,8 @@ class PredictWidget(Container):
     def _on_returned(self, result: tuple[PredictOutcome, OutcomeDisplay | None]) -> None:
         outcome, display = result
         self._show_progress.cancel()
+        if self.closed:
+            return
         if outcome.cancelled:
             self.stage.value = "Cancelled."
             show_info("Prediction cancelled.")

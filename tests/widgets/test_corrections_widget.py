@@ -88,6 +88,7 @@ def test_one_correction_round(dock, qtbot, tiny_model_path):
     assert panel.retrain() is not None
     qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    qtbot.waitUntil(lambda: len(reranked) >= 2, timeout=30_000)  # its suggestions too
     _, fixes = panel.history["fluo_256"]
     assert errors == [] and len(fixes) == 7 and fixes.erased[100, 100]
 

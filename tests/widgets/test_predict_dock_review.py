@@ -218,3 +218,44 @@ def test_instances_layer_gets_an_editable_uint16_copy():
     assert kept.dtype == np.int32 and kept is not many and np.array_equal(kept, many)
     lazy = da.zeros((8, 8), dtype=np.int32, chunks=4)
     assert editable_labels(lazy) is lazy  # never computed
+
+
+def _start_job(kind: str, viewer, widget, qtbot, tmp_path):
+    """Start one of the Predict dock's background jobs; its worker."""
+    if kind == "predict":
+        return widget.run()
+    _predict(qtbot, widget)
+    qtbot.waitUntil(lambda: not widget.drawing(), timeout=30_000)
+    if kind == "suggestions":
+        return widget.corrections.suggest()
+    if kind == "post-processing":
+        widget.postprocess.threshold.value = 0.3
+        return widget.postprocess.refine()
+    if kind == "fit":
+        widget.ground_truth.value = viewer.layers["fluo_256 ground truth"]
+        return widget.postprocess.fit()
+    import tifffile
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"crop{i}.tif", viewer.layers["fluo_256"].data)
+    widget.batch.folder.value, widget.batch.out_folder.value = folder, tmp_path / "out"
+    return widget.batch.run()
+
+
+@pytest.mark.parametrize("kind", ["predict", "suggestions", "post-processing", "fit", "folder"])
+def test_work_that_ends_after_the_viewer_closed_draws_nothing(dock, qtbot, tmp_path, kind):
+    """A job that ends after its viewer closed used to hand napari a layer for a window
+    that was gone (KeyError in napari's layer controls) or set widgets Qt had deleted
+    ('wrapped C/C++ object ... has been deleted'); pytest-qt fails the test on either."""
+    viewer, widget, _, errors = dock
+    worker = _start_job(kind, viewer, widget, qtbot, tmp_path)
+    assert worker is not None
+    viewer.close()
+    assert widget.closed
+    names = [layer.name for layer in viewer.layers]  # closing removed them
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
+    qtbot.wait(300)  # its returned / finished call-backs, and any drawing they would start
+    assert [layer.name for layer in viewer.layers] == names
+    assert errors == []
