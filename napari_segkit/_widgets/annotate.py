@@ -37,6 +37,8 @@ from .layers import (
 
 #: Classes a click can have (the class selector's choices); see ``_common.is_background``.
 CLICK_CLASSES = ("nucleus", BACKGROUND_CLASS)
+#: the colour cycle of the outline keypoints, one colour per object in turn
+OUTLINE_COLORS = ["#ffd400", "#00e5ff", "#ff4fd8", "#7dff5c", "#ff8a00", "#a98bff"]
 
 
 def output_name(annotation_name: str, mode: str) -> str:
@@ -218,15 +220,22 @@ class AnnotateWidget(Container):
         )
 
     def add_outline_layer(self) -> Points | None:
-        return self._add_points_layer(
-            "outline", "Click around object 1 in order; press 'Next outline object' for the next.",
-            name="outline keypoints",
-            features=pd.DataFrame({"object_id": pd.Series([], dtype=int)}),
-            feature_defaults={"object_id": 1},
-            face_color="object_id",
-            face_color_cycle=["#ffd400", "#00e5ff", "#ff4fd8", "#7dff5c", "#ff8a00", "#a98bff"],
-            size=5,
-        )
+        with warnings.catch_warnings():
+            # napari guesses from the integer ids whether they are categories (a colour cycle,
+            # as asked here) or numbers (a colormap), and warns that it guessed; the layer
+            # keeps the cycle however many objects are outlined
+            warnings.filterwarnings("ignore", "Feature 'object_id' looks like categorical",
+                                    RuntimeWarning)
+            return self._add_points_layer(
+                "outline", "Click around object 1 in order; press 'Next outline object' for "
+                "the next.",
+                name="outline keypoints",
+                features=pd.DataFrame({"object_id": pd.Series([], dtype=int)}),
+                feature_defaults={"object_id": 1},
+                face_color="object_id",
+                face_color_cycle=OUTLINE_COLORS,
+                size=5,
+            )
 
     def _add_points_layer(self, mode: str, hint: str, name: str, **kwargs) -> Points | None:
         """An empty Points layer ``"<image> <name>"`` on the image, in add mode, chosen for

@@ -92,6 +92,26 @@ def test_outline_keypoints(viewer_with_sample):
     assert 500 < (out.data == 1).sum() < 900  # ~ pi * 15^2 = 707
 
 
+def test_outline_objects_keep_their_colour_cycle_without_a_warning(viewer_with_sample):
+    """napari warned at each new outline layer that it guessed the ids were categories; it
+    must also keep cycling colours past 16 objects (a guess would switch to a colormap)."""
+    import warnings
+
+    from napari_segkit._widgets.annotate import OUTLINE_COLORS
+
+    widget = AnnotateWidget(viewer_with_sample)
+    widget.image.value = viewer_with_sample.layers["fluo_256"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer = widget.add_outline_layer()
+    for k in range(20):
+        layer.add(np.array([[10.0 + 10 * k, 20.0], [10.0 + 10 * k, 30.0], [15.0 + 10 * k, 25.0]]))
+        widget.start_next_object()
+    assert layer.features["object_id"].nunique() == 20 and layer.face_color_mode == "cycle"
+    colours = np.unique(np.round(layer.face_color, 3), axis=0)
+    assert len(colours) == len(OUTLINE_COLORS)
+
+
 def test_bad_input_is_a_notification(viewer_with_sample, errors):
     viewer = viewer_with_sample
     widget = AnnotateWidget(viewer)
