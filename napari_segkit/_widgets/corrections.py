@@ -68,7 +68,6 @@ class CorrectionPanel(Container):
         self.stop_event = threading.Event()
         self.last_event = None
         self._show_event = Throttle(self._draw_event)  # about once a second
-        self._closed = False  # the Predict dock (or the viewer) was closed
         self.suggest_button.changed.connect(self.suggest)
         self.corrections_button.changed.connect(self.add_corrections_layer)
         self.retrain_button.changed.connect(self.retrain)
@@ -149,7 +148,7 @@ class CorrectionPanel(Container):
         return None
 
     def _show_suggestions(self, image: Image, coords, scores, reasons, before: str = "") -> None:
-        if self._closed:  # the viewer may be gone: it takes no new layer
+        if self.dock.closed:  # the viewer may be gone: it takes no new layer
             return
         name = f"{image.name} suggestions"
         features = pd.DataFrame({"rank": np.arange(1, len(coords) + 1), "score": scores,
@@ -225,7 +224,7 @@ class CorrectionPanel(Container):
 
     def _on_event(self, event) -> None:
         self.last_event = event
-        if not self._closed:
+        if not self.dock.closed:
             self._show_event(event)
 
     def _draw_event(self, event) -> None:
@@ -237,21 +236,15 @@ class CorrectionPanel(Container):
     def on_dock_closed(self) -> None:
         """The Predict dock or the viewer closed: stop retraining (the weights reached so
         far are saved, as Stop does); nothing is predicted afterwards."""
-        if self._closed:
-            return
-        self._closed = True
         self.stop_event.set()
         self._show_event.cancel()
 
     def _on_finished(self) -> None:
         self.worker = None
         self._show_event.cancel()
-        if self._closed:
+        if self.dock.closed:
             return
-        try:
-            self.retrain_button.enabled, self.stop_button.enabled = True, False
-        except RuntimeError:  # the dock was closed meanwhile
-            return
+        self.retrain_button.enabled, self.stop_button.enabled = True, False
         event = self.last_event
         if event is None or event.kind not in ("done", "stopped") or not event.model_path:
             self.status.value = "Retraining did not finish; the model is unchanged."
@@ -272,7 +265,7 @@ class CorrectionPanel(Container):
             predicting.finished.connect(lambda: self._suggest_again(done))
 
     def _suggest_again(self, done: str) -> None:
-        if not self._closed:
+        if not self.dock.closed:
             self.suggest(before=done + "\n")
 
 
