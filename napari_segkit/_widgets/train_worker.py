@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import threading
@@ -19,6 +20,9 @@ from napari.qt.threading import thread_worker
 log = logging.getLogger("napari_segkit")
 
 _warm_up_started = threading.Event()
+#: the longest wait at exit for a warm-up still importing torch (it takes a few seconds)
+WARM_UP_EXIT_WAIT_S = 30.0
+_warm_up: list[threading.Thread] = []
 
 
 def warm_up_imports(freeze_after: bool = False) -> None:
@@ -51,7 +55,18 @@ def warm_up_imports(freeze_after: bool = False) -> None:
         if freeze_after:
             gc.freeze()
 
-    threading.Thread(target=work, name="segkit-warm-up", daemon=True).start()
+    thread = threading.Thread(target=work, name="segkit-warm-up", daemon=True)
+    _warm_up.append(thread)
+    thread.start()
+
+
+@atexit.register
+def _await_warm_up() -> None:
+    """At exit, let a warm-up still importing torch finish: a daemon thread importing
+    extension modules while the interpreter tears itself down can crash it (a script that
+    opens the docks and fails at once)."""
+    for thread in _warm_up:
+        thread.join(WARM_UP_EXIT_WAIT_S)
 
 
 @dataclass
