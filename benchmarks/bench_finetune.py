@@ -26,6 +26,10 @@ Rows (``--rows``; default all):
   corrected every error of an image (no more than 10 left): the objects it left alone are
   then taught as right (``Corrections.reviewed``). With ``--confirm N`` it also clicks the
   N largest nuclei per image and round that the model got right (a confirmation).
+  Each round prints how many of each image's largest errors the user had clicked in an
+  earlier round and the model still gets wrong (``repeats``; the user clicks them again,
+  which adds nothing); with ``--skip-clicked`` it leaves those alone and takes the next
+  largest errors instead, as a person who sees their earlier click there would.
 - ``suggestions``: the simulated user answers the 10 top suggestions of
   :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
@@ -218,11 +222,13 @@ class UserRound:
     clicks: list = field(default_factory=list)  # (point, "nucleus" / "background")
     painted: list = field(default_factory=list)  # ground-truth ids painted as one nucleus
     reviewed: bool = False  # every error of the image corrected, and said so
+    repeats: int = 0  # of the largest errors, those the user had already clicked
 
 
 def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bool = False,
                           review: bool = False, confirm: int = 0,
-                          confirmed: list | None = None) -> list[UserRound]:
+                          confirmed: list | None = None, clicked: list | None = None,
+                          skip_clicked: bool = False) -> list[UserRound]:
     """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
     "nucleus" at their innermost pixel, false objects -> "background" at theirs).
 
@@ -233,7 +239,11 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
     them all and says so (``Corrections.reviewed``).
     ``confirm``: the user also clicks the ``confirm`` largest nuclei the model got right
     (IoU >= 0.5) and that it has not confirmed before (``confirmed``: a set of ground-truth
-    ids per image, updated), which teaches them as predicted."""
+    ids per image, updated), which teaches them as predicted.
+    ``clicked``: the corrections made so far per image; an error already holds the user's
+    click when a missed nucleus holds a ``nucleus`` click or a false object a
+    ``background`` one. Those among the ``n_errors`` largest are counted
+    (``UserRound.repeats``), and with ``skip_clicked`` passed over for the next largest."""
     from napari_segkit.instance_errors import split_objects
     from napari_segkit.prediction import predict
 
@@ -245,18 +255,24 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
         pr_areas = np.bincount(pred.ravel())
         missed, false = _unmatched(gt, pred)
         split = set(split_objects(gt, pred).tolist()) if paint_splits else set()
+        held = _clicked_objects(clicked[i] if clicked else None, gt, pred)
         for g in missed:
             if g in split:
-                errors.append((gt_areas[g], g, "paint"))
+                errors.append((gt_areas[g], g, "paint", ("nucleus", g) in held))
             else:
-                errors.append((gt_areas[g], _inner_point(gt == g), "nucleus"))
+                errors.append((gt_areas[g], _inner_point(gt == g), "nucleus",
+                               ("nucleus", g) in held))
         for p in false:
             # a predicted object that covers no nucleus centre: false; one over nuclei the
             # user sees as (merged / misshapen) nuclei is corrected by clicking them
             if (gt[pred == p] > 0).mean() < 0.5:
-                errors.append((pr_areas[p], _inner_point(pred == p), "background"))
+                errors.append((pr_areas[p], _inner_point(pred == p), "background",
+                               ("background", p) in held))
         errors.sort(key=lambda e: -e[0])
-        fixes = errors[:n_errors]
+        repeats = sum(e[3] for e in errors[:n_errors])
+        if skip_clicked:
+            errors = [e for e in errors if not e[3]]
+        fixes = [e[:3] for e in errors[:n_errors]]
         if confirm:
             right = sorted(set(np.unique(gt[gt > 0]).tolist()) - set(missed) - confirmed[i],
                            key=lambda g: -gt_areas[g])[:confirm]
@@ -264,8 +280,19 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
             fixes += [(gt_areas[g], _inner_point(gt == g), "nucleus") for g in right]
         out.append(UserRound(clicks=[(pt, cls) for _, pt, cls in fixes if cls != "paint"],
                              painted=[g for _, g, cls in fixes if cls == "paint"],
-                             reviewed=review and len(errors) <= n_errors))
+                             reviewed=review and len(errors) <= n_errors, repeats=repeats))
     return out
+
+
+def _clicked_objects(corrections, gt, pred) -> set:
+    """``("nucleus", ground-truth id)`` for each nucleus click on a nucleus and
+    ``("background", predicted id)`` for each background click on a predicted object."""
+    if corrections is None or not len(corrections.points):
+        return set()
+    rc = np.round(np.asarray(corrections.points, float)).astype(int)
+    rc = np.clip(rc, 0, np.asarray(gt.shape) - 1)
+    return {(cls, int(gt[r, c] if cls == "nucleus" else pred[r, c]))
+            for (r, c), cls in zip(rc, corrections.classes)}
 
 
 def _unmatched(gt, pred, iou: float = 0.5):
@@ -295,9 +322,11 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     corrections = [Corrections() for _ in ax]
     painted = reviewed = 0
     confirmed = [set() for _ in ax]
+    repeats = []
     for r in range(rounds):
         new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review,
-                                    args.confirm, confirmed)
+                                    args.confirm, confirmed, corrections, args.skip_clicked)
+        repeats.append(sum(user.repeats for user in new))
         for c, gt, user in zip(corrections, ay, new):
             for pt, cls in user.clicks:
                 c.add(pt, cls)
@@ -310,8 +339,9 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
             reviewed += user.reviewed
         model = retrain_with_corrections(model, ax, corrections, config=_config(args, seed + r, 1 / 3))
         history.append(score(model, sx, sy))
-        print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f}", flush=True)
-    return {**history[-1], "rounds_f1": [h["f1"] for h in history],
+        print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f} ({repeats[-1]} of the largest "
+              f"errors clicked before)", flush=True)
+    return {**history[-1], "rounds_f1": [h["f1"] for h in history], "repeats": repeats,
             "clicks": sum(len(c) for c in corrections), "painted": painted,
             "reviewed": reviewed, "confirmed": sum(len(c) for c in confirmed)}
 
@@ -449,6 +479,9 @@ def main() -> None:
     ap.add_argument("--confirm", type=int, default=0, metavar="N",
                     help="correction rows: the simulated user also confirms, with a click, the "
                          "N largest nuclei per image and round that the model got right")
+    ap.add_argument("--skip-clicked", action="store_true",
+                    help="correction rows: the simulated user passes over an error it clicked "
+                         "in an earlier round (the model still gets it wrong) for the next one")
     ap.add_argument("--blend-scan", type=float, nargs="+", default=[], metavar="F",
                     help="rgb_/fluo_ rows: keep the fine-tuned weights as they are (never the "
                          "start, never a blend), then also score their blends with the start, "
@@ -469,7 +502,8 @@ def main() -> None:
           f"settings {args.overrides or 'recipe defaults'}"
           f"{'; the simulated user paints split nuclei' if args.paint_splits else ''}"
           f"{'; says when it corrected every error of an image' if args.review else ''}"
-          f"{f'; confirms {args.confirm} right nuclei per image and round' if args.confirm else ''}",
+          f"{f'; confirms {args.confirm} right nuclei per image and round' if args.confirm else ''}"
+          f"{'; skips errors it clicked before' if args.skip_clicked else ''}",
           flush=True)
     starts = {d: score(start, v[2], v[3]) for d, v in data.items()}
     for d, s in starts.items():
@@ -536,6 +570,11 @@ def print_table(results: dict) -> None:
         if row in ("correction", "fluo_correction"):
             per_round = np.asarray([r["rounds_f1"] for r in runs])
             print(f"{'':<16} F1 after rounds 0..3: {', '.join(_ms(c) for c in per_round.T)}")
+            if all("repeats" in r for r in runs):
+                again = np.asarray([r["repeats"] for r in runs])
+                print(f"{'':<16} largest errors clicked before, rounds 1..3: "
+                      f"{', '.join(_ms(c) for c in again.T)}; clicks in all "
+                      f"{_ms(r['clicks'] for r in runs)}")
         if row == "suggestions":
             print(f"{'':<16} random clicks F1 {_ms(r['random_f1'] for r in runs)}; gain per click "
                   f"suggested {_ms(r['gain_per_click_suggested'] for r in runs)} vs random "
