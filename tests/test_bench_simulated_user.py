@@ -1,0 +1,50 @@
+"""The simulated user of bench_finetune's correction rows: which errors it clicks, and how
+it counts the ones it had already clicked (the README's correction-loop figures use both)."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_finetune
+
+    return bench_finetune
+
+
+def _scene():
+    """Three nuclei (areas 400 > 225 > 100); the model finds only a false object."""
+    gt = np.zeros((64, 64), np.int32)
+    gt[2:22, 2:22], gt[30:45, 30:45], gt[50:60, 5:15] = 1, 2, 3
+    pred = np.zeros_like(gt)
+    pred[50:62, 40:62] = 1  # 264 px on no nucleus: a false object
+    return gt, pred
+
+
+def test_the_user_counts_and_can_skip_errors_it_clicked_before(bench, monkeypatch):
+    from napari_segkit import prediction
+    from napari_segkit.corrections import Corrections
+
+    gt, pred = _scene()
+    monkeypatch.setattr(prediction, "predict", lambda model, image: SimpleNamespace(instances=pred))
+    image = np.zeros(gt.shape, np.float32)
+    before = Corrections([(10.0, 10.0), (55.0, 50.0), (37.0, 37.0)],
+                         ["nucleus", "background", "background"])
+    # the largest 3 errors: nucleus 1 (400 px, clicked), the false object (264, clicked),
+    # nucleus 2 (225; its click is a background one: not a nucleus click, so not clicked)
+    again = bench.simulated_corrections(None, [image], [gt], 3, clicked=[before])[0]
+    assert again.repeats == 2
+    assert [cls for _, cls in again.clicks] == ["nucleus", "background", "nucleus"]
+    skipped = bench.simulated_corrections(None, [image], [gt], 3, clicked=[before],
+                                          skip_clicked=True)[0]
+    assert skipped.repeats == 2  # counted among the largest before they are passed over
+    on = [(int(gt[int(round(r)), int(round(c))]), cls) for (r, c), cls in skipped.clicks]
+    assert on == [(2, "nucleus"), (3, "nucleus")]  # the next largest errors instead
+    fresh = bench.simulated_corrections(None, [image], [gt], 3)[0]
+    assert fresh.repeats == 0 and len(fresh.clicks) == 3
