@@ -269,7 +269,7 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
                 errors.append((pr_areas[p], _inner_point(pred == p), "background",
                                ("background", p) in held))
         errors.sort(key=lambda e: -e[0])
-        repeats = sum(e[3] for e in errors[:n_errors])
+        repeats, n_left = sum(e[3] for e in errors[:n_errors]), len(errors)
         if skip_clicked:
             errors = [e for e in errors if not e[3]]
         fixes = [e[:3] for e in errors[:n_errors]]
@@ -280,7 +280,7 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
             fixes += [(gt_areas[g], _inner_point(gt == g), "nucleus") for g in right]
         out.append(UserRound(clicks=[(pt, cls) for _, pt, cls in fixes if cls != "paint"],
                              painted=[g for _, g, cls in fixes if cls == "paint"],
-                             reviewed=review and len(errors) <= n_errors, repeats=repeats))
+                             reviewed=review and n_left <= n_errors, repeats=repeats))
     return out
 
 
