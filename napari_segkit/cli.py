@@ -157,11 +157,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluated_pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """(name, ground truth, prediction): one label file each, or the <stem>_instances
     predictions of a folder with their <stem> ground truth (warns about those without)."""
-    def one(path: Path) -> bool:  # a .tif file or a .zarr label image (itself a folder)
-        return path.is_file() or path.suffix.lower() == ".zarr"
+    from .io import is_one_image
 
-    if one(pred) or one(gt):
-        if not (one(pred) and one(gt)):
+    if is_one_image(pred) or is_one_image(gt):
+        if not (is_one_image(pred) and is_one_image(gt)):
             raise UsageError("give --pred and --gt as two label images (.tif / .zarr), or "
                              "as two folders")
         return [(pred.stem.removesuffix("_instances"), gt, pred)]

@@ -29,6 +29,7 @@ __all__ = [
     "check_image_fits_memory",
     "image_files",
     "image_stem",
+    "is_one_image",
     "prediction_inputs",
     "read_image",
     "squeeze_image",
@@ -147,11 +148,18 @@ def image_files(path: PathLike) -> list[Path]:
     return files
 
 
+def is_one_image(path: PathLike) -> bool:
+    """Whether ``path`` names one image (a file, or a ``.zarr`` image, itself a folder)
+    rather than a folder of them."""
+    path = Path(path)
+    return path.suffix.lower() == ".zarr" or path.is_file()
+
+
 def prediction_inputs(path: PathLike) -> list[Path]:
     """What ``napari-segkit predict --images`` names: one image (a ``.tif`` file or a
     ``.zarr`` folder), or a folder's ``.tif`` files and ``.zarr`` folders, sorted."""
     path = Path(path)
-    if path.suffix.lower() == ".zarr" or path.is_file():
+    if is_one_image(path):
         if not path.exists():
             raise ValueError(f"{path} does not exist")
         return [path]
