@@ -89,14 +89,17 @@ class CorrectionPanel(Container):
         data = np.asarray(layer_pixels(image))
         return data if (data.ndim == 2 or is_rgb(data.shape)) else data.squeeze()
 
+    def _layer_of(self, image: Image, what: str):
+        """The layer ``"<image> <what>"``, or None."""
+        name = f"{image.name} {what}"
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
     def suggestions_layer(self, image: Image) -> Points | None:
-        name = f"{image.name} suggestions"
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = self._layer_of(image, "suggestions")
         return layer if isinstance(layer, Points) else None
 
     def corrections_layer(self, image: Image) -> Points | None:
-        name = f"{image.name} corrections"
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self._layer_of(image, "corrections")
 
     def add_corrections_layer(self) -> Points | None:
         """An empty Points layer ``"<image> corrections"`` in add mode (class nucleus)."""
@@ -154,7 +157,7 @@ class CorrectionPanel(Container):
         features = pd.DataFrame({"rank": np.arange(1, len(coords) + 1), "score": scores,
                                  "reason": reasons})
         coords = np.asarray(coords, float).reshape(-1, 2)
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = self._layer_of(image, "suggestions")
         if isinstance(layer, Points):  # a new round updates the layer in place
             layer.data = coords
             layer.features = features
