@@ -29,7 +29,9 @@ Rows (``--rows``; default all):
   Each round prints how many of each image's largest errors the user had clicked in an
   earlier round and the model still gets wrong (``repeats``; the user clicks them again,
   which adds nothing); with ``--skip-clicked`` it leaves those alone and takes the next
-  largest errors instead, as a person who sees their earlier click there would.
+  largest errors instead, as a person who sees their earlier click there would. With
+  ``--whole-merges``, a missed nucleus inside a predicted object that holds several
+  nuclei brings a click on each of them, as the Predict dock asks.
 - ``suggestions``: the simulated user answers the 10 top suggestions of
   :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
@@ -228,7 +230,8 @@ class UserRound:
 def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bool = False,
                           review: bool = False, confirm: int = 0,
                           confirmed: list | None = None, clicked: list | None = None,
-                          skip_clicked: bool = False) -> list[UserRound]:
+                          skip_clicked: bool = False,
+                          whole_merges: bool = False) -> list[UserRound]:
     """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
     "nucleus" at their innermost pixel, false objects -> "background" at theirs).
 
@@ -243,7 +246,10 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
     ``clicked``: the corrections made so far per image; an error already holds the user's
     click when a missed nucleus holds a ``nucleus`` click or a false object a
     ``background`` one. Those among the ``n_errors`` largest are counted
-    (``UserRound.repeats``), and with ``skip_clicked`` passed over for the next largest."""
+    (``UserRound.repeats``), and with ``skip_clicked`` passed over for the next largest.
+    ``whole_merges``: a missed nucleus inside a predicted object that holds several nuclei
+    (most of their pixels) brings a click on each of them, as the Predict dock asks ("click
+    each nucleus of an object that merged several"); they count towards ``n_errors``."""
     from napari_segkit.instance_errors import split_objects
     from napari_segkit.prediction import predict
 
@@ -272,7 +278,8 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
         repeats, n_left = sum(e[3] for e in errors[:n_errors]), len(errors)
         if skip_clicked:
             errors = [e for e in errors if not e[3]]
-        fixes = [e[:3] for e in errors[:n_errors]]
+        fixes = [e[:3] for e in errors[:n_errors]] if not whole_merges else \
+            _with_merged_neighbours(errors, n_errors, gt, pred)
         if confirm:
             right = sorted(set(np.unique(gt[gt > 0]).tolist()) - set(missed) - confirmed[i],
                            key=lambda g: -gt_areas[g])[:confirm]
@@ -282,6 +289,33 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
                              painted=[g for _, g, cls in fixes if cls == "paint"],
                              reviewed=review and n_left <= n_errors, repeats=repeats))
     return out
+
+
+def _with_merged_neighbours(errors, n_errors: int, gt, pred) -> list:
+    """The largest ``errors`` (area, point, class, clicked) as fixes, each missed nucleus in
+    a predicted object that holds several nuclei followed by the others it holds, until
+    ``n_errors`` fixes."""
+    gt_areas = np.bincount(gt.ravel())
+    fixes, taken = [], set()
+    for area, pt, cls, _ in errors:
+        if len(fixes) >= n_errors:
+            break
+        if cls != "nucleus":
+            fixes.append((area, pt, cls))
+            continue
+        g = int(gt[int(pt[0]), int(pt[1])])
+        p = int(pred[int(pt[0]), int(pt[1])])
+        group = [g]
+        if p:
+            inside = np.bincount(gt[pred == p].ravel(), minlength=len(gt_areas))
+            held = [int(h) for h in np.flatnonzero(inside >= 0.5 * np.maximum(gt_areas, 1)) if h]
+            if len(held) > 1:
+                group = sorted(held, key=lambda h: (h != g, -gt_areas[h]))
+        for h in group:
+            if h not in taken:
+                taken.add(h)
+                fixes.append((gt_areas[h], _inner_point(gt == h), "nucleus"))
+    return fixes
 
 
 def _clicked_objects(corrections, gt, pred) -> set:
@@ -325,7 +359,8 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     repeats = []
     for r in range(rounds):
         new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review,
-                                    args.confirm, confirmed, corrections, args.skip_clicked)
+                                    args.confirm, confirmed, corrections, args.skip_clicked,
+                                    args.whole_merges)
         repeats.append(sum(user.repeats for user in new))
         for c, gt, user in zip(corrections, ay, new):
             for pt, cls in user.clicks:
@@ -482,6 +517,10 @@ def main() -> None:
     ap.add_argument("--skip-clicked", action="store_true",
                     help="correction rows: the simulated user passes over an error it clicked "
                          "in an earlier round (the model still gets it wrong) for the next one")
+    ap.add_argument("--whole-merges", action="store_true",
+                    help="correction rows: a missed nucleus inside a predicted object that "
+                         "holds several brings a click on each of them (as the Predict dock "
+                         "asks); they count towards the 10 errors per image and round")
     ap.add_argument("--blend-scan", type=float, nargs="+", default=[], metavar="F",
                     help="rgb_/fluo_ rows: keep the fine-tuned weights as they are (never the "
                          "start, never a blend), then also score their blends with the start, "
@@ -503,7 +542,8 @@ def main() -> None:
           f"{'; the simulated user paints split nuclei' if args.paint_splits else ''}"
           f"{'; says when it corrected every error of an image' if args.review else ''}"
           f"{f'; confirms {args.confirm} right nuclei per image and round' if args.confirm else ''}"
-          f"{'; skips errors it clicked before' if args.skip_clicked else ''}",
+          f"{'; skips errors it clicked before' if args.skip_clicked else ''}"
+          f"{'; clicks every nucleus of a merged object' if args.whole_merges else ''}",
           flush=True)
     starts = {d: score(start, v[2], v[3]) for d, v in data.items()}
     for d, s in starts.items():

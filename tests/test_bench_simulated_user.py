@@ -48,3 +48,21 @@ def test_the_user_counts_and_can_skip_errors_it_clicked_before(bench, monkeypatc
     assert on == [(2, "nucleus"), (3, "nucleus")]  # the next largest errors instead
     fresh = bench.simulated_corrections(None, [image], [gt], 3)[0]
     assert fresh.repeats == 0 and len(fresh.clicks) == 3
+
+
+def test_the_user_can_click_every_nucleus_of_a_merged_object(bench, monkeypatch):
+    from napari_segkit import prediction
+
+    gt = np.zeros((64, 64), np.int32)
+    gt[2:22, 2:22], gt[2:22, 22:40], gt[40:60, 40:59] = 1, 2, 3  # 400, 360, 380 px
+    pred = np.zeros_like(gt)
+    pred[1:23, 1:43] = 1  # nuclei 1 and 2 merged into one object (IoU 0.43 and 0.39)
+    monkeypatch.setattr(prediction, "predict", lambda model, image: SimpleNamespace(instances=pred))
+    image = np.zeros(gt.shape, np.float32)
+
+    def clicked(**kw):
+        user = bench.simulated_corrections(None, [image], [gt], 2, **kw)[0]
+        return [int(gt[int(round(r)), int(round(c))]) for (r, c), _ in user.clicks]
+
+    assert clicked() == [1, 3]  # the two largest errors
+    assert clicked(whole_merges=True) == [1, 2]  # the largest, and its merged neighbour
