@@ -177,6 +177,28 @@ def correction_targets(model, image: np.ndarray, corrections: Corrections, *,
                                distill=distill, known=known)
 
 
+def lone_clicks_in_large_objects(corrections: Corrections, instances: np.ndarray,
+                                 factor: float = 2.0) -> int:
+    """How many ``nucleus`` clicks of ``corrections`` are the only one in a predicted object
+    of ``instances`` whose area is more than ``factor`` times the median object's.
+
+    Such an object is taught as one nucleus (a click says a nucleus is here, not where it
+    ends). When the model merged several nuclei into it, a click on one of them teaches
+    the merge, and the error stays round after round: the user should click each nucleus
+    in it, or paint them (README, the correction loop's repeated errors)."""
+    instances = np.asarray(instances)
+    areas = np.bincount(instances.ravel())
+    if len(areas) < 2 or not (areas[1:] > 0).any():
+        return 0
+    large = areas > factor * np.median(areas[1:][areas[1:] > 0])
+    large[0] = False
+    nuclei = corrections.coords[[c == "nucleus" for c in corrections.classes]]
+    idx = np.clip(np.round(nuclei).astype(int), 0, np.array(instances.shape[-2:]) - 1)
+    hit = instances[idx[:, 0], idx[:, 1]] if len(idx) else np.zeros(0, int)
+    clicks_per_object = np.bincount(hit, minlength=len(areas))
+    return int(np.sum(large & (clicks_per_object == 1)))
+
+
 def paste_edits(predicted: np.ndarray, painted, erased):
     """The predicted instances with the user's drawn objects on top and erased pixels
     cleared, and the mask of those pixels (None without edits). A predicted object that a

@@ -226,6 +226,21 @@ def test_drawn_edits_are_taught_as_drawn_on_each_new_prediction():
                            prediction=_prediction(pred))
 
 
+def test_a_lone_click_in_an_unusually_large_object_is_counted():
+    from napari_segkit.corrections import lone_clicks_in_large_objects
+
+    pred = np.zeros((60, 80), np.int32)
+    for k, c in enumerate((2, 14, 26, 38)):
+        pred[2:12, c:c + 10] = k + 1  # four nuclei of 100 px
+    pred[20:50, 20:60] = 5  # 1200 px: the model merged several nuclei
+    assert lone_clicks_in_large_objects(Corrections([(30, 30)], ["nucleus"]), pred) == 1
+    assert lone_clicks_in_large_objects(Corrections([(30, 30), (30, 50)], ["nucleus"] * 2), pred) == 0  # split
+    assert lone_clicks_in_large_objects(Corrections([(30, 30)], ["background"]), pred) == 0
+    assert lone_clicks_in_large_objects(Corrections([(5, 5), (55, 5)], ["nucleus"] * 2), pred) == 0
+    assert lone_clicks_in_large_objects(Corrections([(30, 30)], ["nucleus"]), pred, factor=20) == 0
+    assert lone_clicks_in_large_objects(Corrections([(3, 3)], ["nucleus"]), np.zeros((9, 9), int)) == 0
+
+
 def test_a_partly_covered_object_keeps_the_rest_of_its_pixels():
     from napari_segkit.corrections import paste_edits
 

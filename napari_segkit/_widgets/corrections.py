@@ -9,7 +9,9 @@
    erased pixels are kept for the next rounds, on top of each new prediction.
 3. *Retrain with corrections* fine-tunes the current model on the corrected prediction of
    this image and of every image corrected before in this session (in a worker thread,
-   with a Stop button; closing the Predict dock or the viewer stops it too), publishes the
+   with a Stop button; closing the Predict dock or the viewer stops it too; the status
+   says when a nucleus click is alone in an unusually large object, which is then taught
+   as one nucleus: :func:`lone_click_hint`), publishes the
    new model as "Just trained" and predicts again. Its progress is redrawn about once a
    second, as the Train dock's.
 
@@ -30,9 +32,14 @@ from napari.layers import Image, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._common import classes_of, is_rgb
+from .._common import classes_of, counted, is_rgb
 from .._sample_data import points_layer_kwargs
-from ..corrections import Corrections, correction_training, corrections_from_layers
+from ..corrections import (
+    Corrections,
+    correction_training,
+    corrections_from_layers,
+    lone_clicks_in_large_objects,
+)
 from ..suggestions import contradicts_clicks
 from ..training import TrainConfig
 from ..workflows import open_model
@@ -67,6 +74,7 @@ class CorrectionPanel(Container):
         self.worker = None
         self.stop_event = threading.Event()
         self.last_event = None
+        self.hint = ""  # kept under the retraining's status lines (lone_click_hint)
         self._show_event = Throttle(self._draw_event)  # about once a second
         self.suggest_button.changed.connect(self.suggest)
         self.corrections_button.changed.connect(self.add_corrections_layer)
@@ -113,10 +121,10 @@ class CorrectionPanel(Container):
                                                translate=image.translate[-2:], **kwargs)
             layer.mode = "add"
             self.viewer.layers.selection.active = layer
-            self.status.value = ("Click missed nuclei (class nucleus) and false objects "
-                                 "(class background), or paint on the instances layer "
-                                 "(one label over the pieces of a nucleus merges them), "
-                                 "then Retrain.")
+            self.status.value = ("Click missed nuclei (class nucleus), each nucleus of an "
+                                 "object that merged several, and false objects (class "
+                                 "background), or paint on the instances layer (one label "
+                                 "over the pieces of a nucleus merges them), then Retrain.")
             return layer
         return None
 
@@ -219,8 +227,10 @@ class CorrectionPanel(Container):
             n = sum(len(c) for c in fixes)
             drawn = sum(c.painted is not None or c.erased is not None for c in fixes)
             edits = f", edits on {drawn} image(s)" if drawn else ""
+            self.hint = lone_click_hint(lone_clicks_in_large_objects(
+                corrections, self.dock.outcome.instances))
             self.status.value = (f"Retraining on {len(images)} image(s), {n} correction "
-                                 f"clicks{edits}...")
+                                 f"clicks{edits}...{self.hint}")
             worker.start()
             return worker
         return None
@@ -234,7 +244,7 @@ class CorrectionPanel(Container):
         set_progress_quietly(self.progress, int(1000 * event.fraction))
         if event.kind == "step":
             self.status.value = (f"Retraining: step {event.step}, {event.elapsed_s:.0f}/"
-                                 f"{event.budget_s or 0:.0f} s on {event.device}")
+                                 f"{event.budget_s or 0:.0f} s on {event.device}{self.hint}")
 
     def on_dock_closed(self) -> None:
         """The Predict dock or the viewer closed: stop retraining (the weights reached so
@@ -254,7 +264,7 @@ class CorrectionPanel(Container):
             return
         set_progress_quietly(self.progress, 1000)
         done = (f"Retrained ({event.step} steps), saved as {Path(event.model_path).name}; the "
-                "prediction above is redone with it.")
+                f"prediction above is redone with it.{self.hint}")
         self.status.value = done
         self.status.tooltip = str(event.model_path)
         SESSION.publish_model(str(event.model_path))  # the Predict dock selects it
@@ -270,6 +280,19 @@ class CorrectionPanel(Container):
     def _suggest_again(self, done: str) -> None:
         if not self.dock.closed:
             self.suggest(before=done + "\n")
+
+
+def lone_click_hint(lone: int) -> str:
+    """The status line for ``lone`` nucleus clicks alone in unusually large objects
+    (:func:`napari_segkit.corrections.lone_clicks_in_large_objects`); "" for none."""
+    if not lone:
+        return ""
+    one = lone == 1
+    return (f"\n{counted(lone, 'clicks')} {'is' if one else 'are'} alone in "
+            f"{'an object' if one else 'objects'} over twice the usual nucleus size: "
+            f"{'that object is' if one else 'each is'} taught as one nucleus. If "
+            f"{'it' if one else 'one'} holds several nuclei, click each of them (or paint "
+            "them on the instances layer) and retrain.")
 
 
 def _suggest(model, image, coords, classes):
