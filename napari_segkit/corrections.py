@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._common import is_background
+from ._common import counted, is_background
 
 CLASSES = ("nucleus", "background")
 
@@ -199,6 +199,19 @@ def lone_clicks_in_large_objects(corrections: Corrections, instances: np.ndarray
     return int(np.sum(large & (clicks_per_object == 1)))
 
 
+def lone_click_warning(lone: int) -> str:
+    """What to tell the user about ``lone`` clicks counted by
+    :func:`lone_clicks_in_large_objects` ("" for none)."""
+    if not lone:
+        return ""
+    one = lone == 1
+    return (f"{counted(lone, 'nucleus clicks')} {'is' if one else 'are'} alone in "
+            f"{'an object' if one else 'objects'} over twice the usual nucleus size: "
+            f"{'that object is' if one else 'each is'} taught as one nucleus. If "
+            f"{'it' if one else 'one'} holds several nuclei, click each of them (or paint "
+            "each as its own label in the instances) and retrain.")
+
+
 def paste_edits(predicted: np.ndarray, painted, erased):
     """The predicted instances with the user's drawn objects on top and erased pixels
     cleared, and the mask of those pixels (None without edits). A predicted object that a
@@ -234,6 +247,7 @@ def correction_training(
     prediction corrected by the user; a :func:`napari_segkit.training.train` generator
     (yields progress events, returns the retrained model; ``model`` is not modified)."""
     from .model_io import as_model
+    from .prediction import predict
     from .training import TrainConfig, train
 
     if len(images) != len(corrections):
@@ -246,12 +260,30 @@ def correction_training(
     model = as_model(model)  # only predicted with here; train() trains a copy
     cfg = replace(config) if config is not None else TrainConfig(time_budget_s=60.0, steps=10**7)
     cfg.val_fraction = 0.0
-    targets = [correction_targets(model, im, c, boundary_width=cfg.boundary_width,
-                                  distill=cfg.click_distill,
-                                  unclicked=cfg.correction_unclicked)
-               for im, c in zip(images, corrections, strict=True)]
-    return (yield from train(list(images), targets=targets, config=cfg, init=model,
-                             out_path=out_path, stop=stop))
+    targets, lone = [], 0
+    for im, c in zip(images, corrections, strict=True):
+        prediction = None if c.labels is not None else predict(model, im, tta=True)
+        targets.append(correction_targets(model, im, c, boundary_width=cfg.boundary_width,
+                                          prediction=prediction, distill=cfg.click_distill,
+                                          unclicked=cfg.correction_unclicked))
+        if prediction is not None:
+            lone += lone_clicks_in_large_objects(c, prediction.instances)
+    run = train(list(images), targets=targets, config=cfg, init=model, out_path=out_path,
+                stop=stop)
+    warning = lone_click_warning(lone)
+    if not warning:
+        return (yield from run)
+    try:  # the start event says it, with the training's own warnings
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as done:
+                return done.value
+            if event.kind == "start":
+                event = replace(event, warnings=(*event.warnings, warning))
+            yield event
+    finally:
+        run.close()
 
 
 def retrain_with_corrections(model, images, corrections, *, config=None, out_path=None,

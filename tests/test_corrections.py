@@ -241,6 +241,34 @@ def test_a_lone_click_in_an_unusually_large_object_is_counted():
     assert lone_clicks_in_large_objects(Corrections([(3, 3)], ["nucleus"]), np.zeros((9, 9), int)) == 0
 
 
+def test_retraining_warns_of_a_click_alone_in_a_large_object(monkeypatch):
+    from napari_segkit import prediction
+    from napari_segkit.corrections import correction_training, lone_click_warning
+
+    pred = np.zeros((64, 64), np.int32)
+    for k in range(6):
+        pred[2:10, 2 + 10 * k:10 + 10 * k] = k + 1  # six nuclei of 64 px
+    pred[20:50, 10:50] = 7  # 1200 px: several merged
+    monkeypatch.setattr(prediction, "predict", lambda model, image, tta=False: _prediction(pred))
+    image = (pred > 0).astype(np.float32) * 200
+
+    def start_warnings(clicks):
+        run = correction_training("default", [image], [Corrections(clicks, ["nucleus"] * len(clicks))],
+                                  config=TrainConfig(steps=1, batch_size=1, patch_size=32))
+        try:
+            event = next(run)
+            assert event.kind == "start"
+            return event.warnings
+        finally:
+            run.close()
+
+    assert start_warnings([(30, 30)]) == (lone_click_warning(1),)
+    assert start_warnings([(30, 20), (30, 40)]) == ()  # each nucleus of it clicked
+    assert lone_click_warning(0) == ""
+    assert lone_click_warning(1).startswith("1 nucleus click is alone in an object over twice")
+    assert lone_click_warning(3).startswith("3 nucleus clicks are alone in objects")
+
+
 def test_a_partly_covered_object_keeps_the_rest_of_its_pixels():
     from napari_segkit.corrections import paste_edits
 

@@ -11,7 +11,8 @@
    this image and of every image corrected before in this session (in a worker thread,
    with a Stop button; closing the Predict dock or the viewer stops it too; the status
    says when a nucleus click is alone in an unusually large object, which is then taught
-   as one nucleus: :func:`lone_click_hint`), publishes the
+   as one nucleus: :func:`napari_segkit.corrections.lone_clicks_in_large_objects`),
+   publishes the
    new model as "Just trained" and predicts again. Its progress is redrawn about once a
    second, as the Train dock's.
 
@@ -32,14 +33,9 @@ from napari.layers import Image, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._common import classes_of, counted, is_rgb
+from .._common import classes_of, is_rgb
 from .._sample_data import points_layer_kwargs
-from ..corrections import (
-    Corrections,
-    correction_training,
-    corrections_from_layers,
-    lone_clicks_in_large_objects,
-)
+from ..corrections import Corrections, correction_training, corrections_from_layers
 from ..suggestions import contradicts_clicks
 from ..training import TrainConfig
 from ..workflows import open_model
@@ -74,7 +70,7 @@ class CorrectionPanel(Container):
         self.worker = None
         self.stop_event = threading.Event()
         self.last_event = None
-        self.hint = ""  # kept under the retraining's status lines (lone_click_hint)
+        self.hint = ""  # the retraining's warnings, kept under its status lines
         self._show_event = Throttle(self._draw_event)  # about once a second
         self.suggest_button.changed.connect(self.suggest)
         self.corrections_button.changed.connect(self.add_corrections_layer)
@@ -227,16 +223,17 @@ class CorrectionPanel(Container):
             n = sum(len(c) for c in fixes)
             drawn = sum(c.painted is not None or c.erased is not None for c in fixes)
             edits = f", edits on {drawn} image(s)" if drawn else ""
-            self.hint = lone_click_hint(lone_clicks_in_large_objects(
-                corrections, self.dock.outcome.instances))
+            self.hint = ""  # the start event's warnings (a click alone in a merged object)
             self.status.value = (f"Retraining on {len(images)} image(s), {n} correction "
-                                 f"clicks{edits}...{self.hint}")
+                                 f"clicks{edits}...")
             worker.start()
             return worker
         return None
 
     def _on_event(self, event) -> None:
         self.last_event = event
+        if event.kind == "start":  # not throttled: kept under every later status line
+            self.hint = "".join(f"\nWarning: {text}" for text in event.warnings)
         if not self.dock.closed:
             self._show_event(event)
 
@@ -280,19 +277,6 @@ class CorrectionPanel(Container):
     def _suggest_again(self, done: str) -> None:
         if not self.dock.closed:
             self.suggest(before=done + "\n")
-
-
-def lone_click_hint(lone: int) -> str:
-    """The status line for ``lone`` nucleus clicks alone in unusually large objects
-    (:func:`napari_segkit.corrections.lone_clicks_in_large_objects`); "" for none."""
-    if not lone:
-        return ""
-    one = lone == 1
-    return (f"\n{counted(lone, 'clicks')} {'is' if one else 'are'} alone in "
-            f"{'an object' if one else 'objects'} over twice the usual nucleus size: "
-            f"{'that object is' if one else 'each is'} taught as one nucleus. If "
-            f"{'it' if one else 'one'} holds several nuclei, click each of them (or paint "
-            "them on the instances layer) and retrain.")
 
 
 def _suggest(model, image, coords, classes):
