@@ -268,22 +268,9 @@ def correction_training(
                                           unclicked=cfg.correction_unclicked))
         if prediction is not None:
             lone += lone_clicks_in_large_objects(c, prediction.instances)
-    run = train(list(images), targets=targets, config=cfg, init=model, out_path=out_path,
-                stop=stop)
     warning = lone_click_warning(lone)
-    if not warning:
-        return (yield from run)
-    try:  # the start event says it, with the training's own warnings
-        while True:
-            try:
-                event = next(run)
-            except StopIteration as done:
-                return done.value
-            if event.kind == "start":
-                event = replace(event, warnings=(*event.warnings, warning))
-            yield event
-    finally:
-        run.close()
+    return (yield from train(list(images), targets=targets, config=cfg, init=model,
+                             out_path=out_path, stop=stop, warnings=[warning] if warning else []))
 
 
 def retrain_with_corrections(model, images, corrections, *, config=None, out_path=None,

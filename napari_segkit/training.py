@@ -542,6 +542,7 @@ def train(
     regions: Sequence | None = None,
     targets: Sequence[Targets] | None = None,
     scale: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    warnings: Sequence[str] = (),
 ) -> Generator[TrainEvent, None, SegModel]:
     """Train a new model or fine-tune one; yields :class:`TrainEvent` and returns the model.
 
@@ -571,6 +572,9 @@ def train(
         :func:`napari_segkit.corrections.correction_targets`), instead of labels / points
     scale : voxel size (z, y, x) of the stacks (one for all or one per stack), physical
         units: needed for clicks; validation joins 3-D objects with it (None: cubes)
+    warnings : what the caller found wrong with the annotations (e.g.
+        :func:`napari_segkit.corrections.lone_click_warning`), said by the start event with
+        the training's own (``TrainEvent.warnings``)
 
     A new model keeps the weights that validate best (F1@0.5 when available, else
     foreground IoU), also after Stop. A fine-tuned model (``init`` given) adapts with the
@@ -600,6 +604,7 @@ def train(
     trainer = Trainer(cfg, init=init, out_path=out_path, stop=stop)
     trainer.prepare_data(images, labels_l, points_l, val_images, val_labels, regions, targets,
                          scale)
+    trainer.warnings = [*trainer.warnings, *warnings]
     threads = None
     if trainer.device.type == "cpu":
         threads = cfg.num_threads or max(1, (os.cpu_count() or 2) - 1)

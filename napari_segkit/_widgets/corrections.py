@@ -40,7 +40,7 @@ from ..suggestions import contradicts_clicks
 from ..training import TrainConfig
 from ..workflows import open_model
 from .layers import layer_pixels, spatial_shape, to_image_pixels, user_errors, wrap_status
-from .progress import Throttle, set_progress_quietly
+from .progress import Throttle, set_progress_quietly, warning_lines
 from .session import SESSION
 from .train import default_model_path
 
@@ -70,7 +70,7 @@ class CorrectionPanel(Container):
         self.worker = None
         self.stop_event = threading.Event()
         self.last_event = None
-        self.hint = ""  # the retraining's warnings, kept under its status lines
+        self.warnings: tuple[str, ...] = ()  # about the corrections, from the start event
         self._show_event = Throttle(self._draw_event)  # about once a second
         self.suggest_button.changed.connect(self.suggest)
         self.corrections_button.changed.connect(self.add_corrections_layer)
@@ -223,7 +223,7 @@ class CorrectionPanel(Container):
             n = sum(len(c) for c in fixes)
             drawn = sum(c.painted is not None or c.erased is not None for c in fixes)
             edits = f", edits on {drawn} image(s)" if drawn else ""
-            self.hint = ""  # the start event's warnings (a click alone in a merged object)
+            self.warnings = ()
             self.status.value = (f"Retraining on {len(images)} image(s), {n} correction "
                                  f"clicks{edits}...")
             worker.start()
@@ -233,7 +233,10 @@ class CorrectionPanel(Container):
     def _on_event(self, event) -> None:
         self.last_event = event
         if event.kind == "start":  # not throttled: kept under every later status line
-            self.hint = "".join(f"\nWarning: {text}" for text in event.warnings)
+            self.warnings = event.warnings  # e.g. a click alone in a merged object
+            if not self.dock.closed:
+                for text in self.warnings:
+                    show_warning(text)
         if not self.dock.closed:
             self._show_event(event)
 
@@ -241,7 +244,8 @@ class CorrectionPanel(Container):
         set_progress_quietly(self.progress, int(1000 * event.fraction))
         if event.kind == "step":
             self.status.value = (f"Retraining: step {event.step}, {event.elapsed_s:.0f}/"
-                                 f"{event.budget_s or 0:.0f} s on {event.device}{self.hint}")
+                                 f"{event.budget_s or 0:.0f} s on {event.device}"
+                                 f"{warning_lines(self.warnings)}")
 
     def on_dock_closed(self) -> None:
         """The Predict dock or the viewer closed: stop retraining (the weights reached so
@@ -261,7 +265,7 @@ class CorrectionPanel(Container):
             return
         set_progress_quietly(self.progress, 1000)
         done = (f"Retrained ({event.step} steps), saved as {Path(event.model_path).name}; the "
-                f"prediction above is redone with it.{self.hint}")
+                f"prediction above is redone with it.{warning_lines(self.warnings)}")
         self.status.value = done
         self.status.tooltip = str(event.model_path)
         SESSION.publish_model(str(event.model_path))  # the Predict dock selects it

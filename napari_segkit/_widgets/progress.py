@@ -68,6 +68,12 @@ class Throttle:
         self._pending = None
 
 
+def warning_lines(warnings) -> str:
+    """A training's start-event warnings as status lines, kept under the status of the
+    dock that runs it until its next training ("" without)."""
+    return "".join(f"\nWarning: {text}" for text in warnings)
+
+
 def stop_timer(timer: QTimer) -> None:
     """``timer.stop()``, or nothing when Qt has already deleted the timer: a Python
     process that ends with the viewer still open (a script that raised, a notebook kernel

@@ -35,7 +35,13 @@ from qtpy.QtCore import QTimer
 from ..outcome_text import kept_text, score_name, score_text, score_value
 from .layers import LABELS_KIND_KEY, layers_of, spatial_shape, user_errors, wrap_status
 from .plots import TrainingPlot
-from .progress import REPAINT_EVERY_MS, set_progress_quietly, stop_timer, watch_close
+from .progress import (
+    REPAINT_EVERY_MS,
+    set_progress_quietly,
+    stop_timer,
+    warning_lines,
+    watch_close,
+)
 from .session import SESSION
 from .train_worker import TrainFailure, training_worker, warm_up_imports
 from .training_inputs import clicks_inside, region_of
@@ -361,11 +367,8 @@ class TrainWidget(Container):
     def _running_text(self, event, elapsed: float) -> str:
         loss = f" · loss {event.loss:.3f}" if event.loss is not None else ""
         text = f"Training · step {event.step}{loss} · {self._time_text(elapsed)} · {event.device}"
-        return text + (f"\n{self.last_score}" if self.last_score else "") + self._warning_text()
-
-    def _warning_text(self) -> str:
-        """The start event's warnings, kept under the status until the next training."""
-        return "".join(f"\nWarning: {text}" for text in self.warnings)
+        score = f"\n{self.last_score}" if self.last_score else ""
+        return text + score + warning_lines(self.warnings)
 
     def _on_event(self, event) -> None:
         if isinstance(event, TrainFailure):
@@ -394,7 +397,8 @@ class TrainWidget(Container):
             scoring = ("; scoring the starting model first" if self.init.value != "none"
                        else "")
             self.warnings = event.warnings  # e.g. masks that look partial
-            self.status.value = f"Training started: {event.message}{scoring}...{self._warning_text()}"
+            self.status.value = (f"Training started: {event.message}{scoring}..."
+                                 f"{warning_lines(self.warnings)}")
             for text in self.warnings:
                 show_warning(text)
         else:
@@ -426,7 +430,7 @@ class TrainWidget(Container):
         self.plot.mark_kept(event.kept_step)
         self.plot.update()
         self._say_how_it_ended(event)
-        self.status.value += self._warning_text()
+        self.status.value += warning_lines(self.warnings)
         SESSION.publish_model(str(self.model_path))
 
     def _say_how_it_ended(self, event) -> None:
