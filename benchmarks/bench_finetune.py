@@ -279,7 +279,7 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
         if skip_clicked:
             errors = [e for e in errors if not e[3]]
         fixes = [e[:3] for e in errors[:n_errors]] if not whole_merges else \
-            _with_merged_neighbours(errors, n_errors, gt, pred)
+            _with_merged_neighbours(errors, n_errors, gt, pred, gt_areas)
         if confirm:
             right = sorted(set(np.unique(gt[gt > 0]).tolist()) - set(missed) - confirmed[i],
                            key=lambda g: -gt_areas[g])[:confirm]
@@ -291,11 +291,16 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
     return out
 
 
-def _with_merged_neighbours(errors, n_errors: int, gt, pred) -> list:
+def _nuclei_held(gt, pred, p: int, gt_areas) -> list[int]:
+    """The ground-truth nuclei that predicted object ``p`` holds most (half or more) of."""
+    inside = np.bincount(gt[pred == p].ravel(), minlength=len(gt_areas))
+    return [int(h) for h in np.flatnonzero(inside >= 0.5 * np.maximum(gt_areas, 1)) if h]
+
+
+def _with_merged_neighbours(errors, n_errors: int, gt, pred, gt_areas) -> list:
     """The largest ``errors`` (area, point, class, clicked) as fixes, each missed nucleus in
     a predicted object that holds several nuclei followed by the others it holds, until
     ``n_errors`` fixes."""
-    gt_areas = np.bincount(gt.ravel())
     fixes, taken = [], set()
     for area, pt, cls, _ in errors:
         if len(fixes) >= n_errors:
@@ -307,8 +312,7 @@ def _with_merged_neighbours(errors, n_errors: int, gt, pred) -> list:
         p = int(pred[int(pt[0]), int(pt[1])])
         group = [g]
         if p:
-            inside = np.bincount(gt[pred == p].ravel(), minlength=len(gt_areas))
-            held = [int(h) for h in np.flatnonzero(inside >= 0.5 * np.maximum(gt_areas, 1)) if h]
+            held = _nuclei_held(gt, pred, p, gt_areas)
             if len(held) > 1:
                 group = sorted(held, key=lambda h: (h != g, -gt_areas[h]))
         for h in group:
@@ -427,13 +431,12 @@ def _answer(coords, gt, pred):
 
     c = Corrections()
     seen = set()
+    gt_areas = np.bincount(gt.ravel())
     for r, col in np.asarray(coords, float).reshape(-1, 2):
         r, col = int(round(r)), int(round(col))
         p = int(pred[r, col])
         if p:
-            inside = gt[pred == p]
-            ids = [g for g in np.unique(inside[inside > 0])
-                   if (inside == g).sum() >= 0.5 * (gt == g).sum()]
+            ids = _nuclei_held(gt, pred, p, gt_areas)
         else:
             ids = [int(gt[r, col])] if gt[r, col] else []
         if not ids:
