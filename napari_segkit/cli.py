@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _cli_args as arg
+from ._common import counted
 from .label_outputs import LABELS_FORMATS
 from .schedulers import SCHEDULER_HELP
 
@@ -72,6 +73,14 @@ def _read_image(path: Path, args: argparse.Namespace) -> np.ndarray:
     return image
 
 
+def _warn_left_out(names: list[str], lacking: str, fate: str) -> None:
+    """``warning: 2 images have <lacking> and are <fate>: a.tif, b.tif`` (the first 5)."""
+    one = len(names) == 1
+    print(f"warning: {counted(len(names), 'images')} {'has' if one else 'have'} {lacking} and "
+          f"{'is' if one else 'are'} {fate}: " + ", ".join(names[:5])
+          + (" ..." if len(names) > 5 else ""), file=sys.stderr)
+
+
 def _pairs(images: Path, ann_path: Path, suffix: str) -> list[tuple[Path, Path]]:
     """(image, annotation) files that share a stem, from two folders (warns about images
     without one); or one image file and its annotation file (or the folder holding
@@ -95,8 +104,7 @@ def _pairs(images: Path, ann_path: Path, suffix: str) -> list[tuple[Path, Path]]
         else:
             missing.append(image.name)
     if missing:
-        print(f"warning: {len(missing)} image(s) have no {suffix} annotation in {ann_path} and are skipped: "
-              + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""), file=sys.stderr)
+        _warn_left_out(missing, f"no {suffix} annotation in {ann_path}", "skipped")
     if not pairs:
         raise UsageError(f"no image in {images} has a <stem>{suffix} in {ann_path}")
     return pairs
@@ -313,7 +321,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     init = None if args.init == "none" else args.init
     args.out.parent.mkdir(parents=True, exist_ok=True)
     what = "labels" if args.labels else "clicks"
-    print(f"training on {len(images)} image(s) from {what}; init={args.init}; "
+    print(f"training on {counted(len(images), 'images')} from {what}; init={args.init}; "
           f"budget={budget}", file=sys.stderr)
     t0 = time.perf_counter()
     # a bar of seconds when the time budget decides, of steps when --epochs or --steps do
@@ -352,7 +360,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 "images, .tif for the others",
     }[args.labels_format]
     if args.labels_into_source:
-        print(f"wrote the labels of {len(files)} image(s) into <image>.zarr/labels/instances "
+        print(f"wrote the labels of {counted(len(files), 'images')} into <image>.zarr/labels/instances "
               f"and .../semantic, and objects.csv ({len(objects)} rows) to {args.out}")
     else:
         print(f"wrote {len(files)} x ({labels}) and objects.csv ({len(objects)} rows) "
@@ -369,7 +377,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     model = open_model(args.model)
     pairs = _pairs(args.images, args.labels, ".tif")  # never empty: _pairs says why
-    print(f"fitting the post-processing of {args.model} to {len(pairs)} annotated image(s)",
+    print(f"fitting the post-processing of {args.model} to {counted(len(pairs), 'annotated images')}",
           file=sys.stderr)
     fitted, fit = fit_model_postprocess(
         model, [_read_image(im, args) for im, _ in pairs],
@@ -431,9 +439,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                             {"rank": np.arange(1, len(coords) + 1), "score": np.round(scores, 3),
                              "reason": reasons})
         total += len(coords)
-        print(f"{path.name}: {len(coords)} suggestion(s)"
+        print(f"{path.name}: {counted(len(coords), 'suggestions')}"
               + (f", first: {reasons[0]}" if reasons else ""), file=sys.stderr)
-    print(f"wrote <stem>.csv with {total} suggested click(s) for {len(files)} image(s) to "
+    print(f"wrote <stem>.csv with {counted(total, 'suggested clicks')} for "
+          f"{counted(len(files), 'images')} to "
           f"{args.out}: open each as a Points layer over its image, answer with a nucleus or "
           "background click, and run `napari-segkit correct`")
     return 0
@@ -497,8 +506,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
         images.append(image)
         fixes.append(Corrections(clicks.points, clicks.classes, painted=painted, erased=erased))
     if skipped:
-        print(f"warning: {len(skipped)} image(s) have no corrections and are left out: "
-              + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)
+        _warn_left_out(skipped, "no corrections", "left out")
     n = sum(len(f) for f in fixes)
     n_drawn = sum(0 if f.painted is None else int(np.count_nonzero(np.unique(f.painted)))
                   for f in fixes)
@@ -512,9 +520,10 @@ def cmd_correct(args: argparse.Namespace) -> int:
     budget, seconds = _set_budget(cfg, args, default_minutes=1.0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n_bg = sum(c == "background" for f in fixes for c in f.classes)
-    edits = f", {n_drawn} object(s) drawn or edited, {n_erased} px erased" \
+    edits = f", {counted(n_drawn, 'objects')} drawn or edited, {n_erased} px erased" \
         if args.edited is not None else ""
-    print(f"retraining {args.model} on {len(images)} image(s) with {n} correction(s) "
+    print(f"retraining {args.model} on {counted(len(images), 'images')} with "
+          f"{counted(n, 'corrections')} "
           f"({n - n_bg} nucleus, {n_bg} background){edits}; budget={budget}",
           file=sys.stderr)
     t0 = time.perf_counter()

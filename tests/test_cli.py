@@ -14,6 +14,18 @@ from napari_segkit.cli import main
 from napari_segkit.metrics import match_instances
 
 
+def test_convert_offers_exactly_the_annotation_modes():
+    """The CLI lists its modes literally (so that ``--help`` does not import scikit-image);
+    they must be the modes ``annotations.convert_*`` know, no more and no fewer."""
+    from napari_segkit import annotations
+    from napari_segkit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    convert = sub.choices["convert"]
+    mode = next(a for a in convert._actions if a.dest == "mode")
+    assert sorted(mode.choices) == sorted(annotations.MODES)
+
+
 @pytest.mark.parametrize(
     ("source", "mode", "n_objects"),
     [
@@ -138,12 +150,15 @@ def test_suggest_then_correct_is_one_round_of_the_correction_loop(tmp_path, caps
     # a click outside the image (left out, with a warning)
     io.write_points_csv(clicks / "a.csv", np.array([coords[0], [60.0, 70.0], [400.0, 5.0]]),
                         {"class": ["background", "nucleus", "nucleus"]})
+    # an image the user did not correct is left out, and the command line says which
+    io.write_labels(images / "b.tif", io.read_image(sample_path("fluo_256.tif"))[:96, :96])
     out = tmp_path / "round1.safetensors"
     assert main(["correct", "--model", "default", "--images", str(images), "--points",
                  str(clicks), "--out", str(out), "--steps", "3", "--seed", "3"]) == 0
     captured = capsys.readouterr()
     assert "1 of 3 clicks of a.csv lie outside" in captured.err
-    assert "2 correction(s) (1 nucleus, 1 background); budget=3 steps" in captured.err
+    assert "2 corrections (1 nucleus, 1 background); budget=3 steps" in captured.err
+    assert "warning: 1 image has no corrections and is left out: b.tif" in captured.err
     assert "done in" in captured.out and ": 3 steps on" in captured.out and str(out) in captured.out
     start, retrained = load_default_model().net.state_dict(), load_model(out).net.state_dict()
     assert any(not torch.equal(start[k], retrained[k]) for k in start)
@@ -194,7 +209,7 @@ def test_correct_from_edited_instances(tmp_path, capsys):
         assert main(["correct", "--model", "default", "--images", str(images), "--edited",
                      str(edited), *extra, "--out", str(out), "--steps", "3"]) == 0
         err = capsys.readouterr().err
-        assert f"0 correction(s) (0 nucleus, 0 background), 2 object(s) drawn or edited, " \
+        assert f"0 corrections (0 nucleus, 0 background), 2 objects drawn or edited, " \
                f"{erased_px} px erased" in err
         assert "differs from this model's prediction" not in err
         start, tuned = load_default_model().net.state_dict(), load_model(out).net.state_dict()
