@@ -124,7 +124,8 @@ def score(model, images, labels) -> dict:
 
     rows = [evaluate_instances(gt, predict(model, im).instances) for im, gt in zip(images, labels)]
     s = summarise(rows)
-    return {"f1": s["f1"], "ap": s["ap_dsb"], "count_err": s["median_abs_count_error"]}
+    return {"f1": s["f1"], "ap": s["ap_dsb"], "count_err": s["median_abs_count_error"],
+            "precision": s["precision"], "recall": s["recall"]}
 
 
 def budget(args, fraction: float = 1.0) -> dict:
@@ -360,7 +361,7 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     corrections = [Corrections() for _ in ax]
     painted = reviewed = 0
     confirmed = [set() for _ in ax]
-    repeats = []
+    repeats, steps = [], []
     for r in range(rounds):
         new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review,
                                     args.confirm, confirmed, corrections, args.skip_clicked,
@@ -376,11 +377,17 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
             c.reviewed = user.reviewed  # of this round's prediction only
             painted += len(user.painted)
             reviewed += user.reviewed
-        model = retrain_with_corrections(model, ax, corrections, config=_config(args, seed + r, 1 / 3))
+        events = []
+        model = retrain_with_corrections(model, ax, corrections, config=_config(args, seed + r, 1 / 3),
+                                         progress=events.append)
+        steps.append(max((e.step for e in events), default=0))
         history.append(score(model, sx, sy))
-        print(f"    round {r + 1}: F1 {history[-1]['f1']:.3f} ({repeats[-1]} of the largest "
-              f"errors clicked before)", flush=True)
+        h = history[-1]
+        print(f"    round {r + 1}: F1 {h['f1']:.3f} (precision {_f3(h['precision'])}, "
+              f"recall {_f3(h['recall'])}; {repeats[-1]} of the largest errors clicked before; "
+              f"{steps[-1]} steps)", flush=True)
     return {**history[-1], "rounds_f1": [h["f1"] for h in history], "repeats": repeats,
+            "round_steps": steps,
             "clicks": sum(len(c) for c in corrections), "painted": painted,
             "reviewed": reviewed, "confirmed": sum(len(c) for c in confirmed)}
 
@@ -586,6 +593,10 @@ def main() -> None:
     print_table(results)
 
 
+def _f3(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _ms(values) -> str:
     v = np.asarray([x for x in values if x is not None], float)
     if v.size == 0:
@@ -612,7 +623,12 @@ def print_table(results: dict) -> None:
                   f"{starts[other]['ap']:.3f} -> {_ms(r['other_ap'] for r in runs)}")
         if row in ("correction", "fluo_correction"):
             per_round = np.asarray([r["rounds_f1"] for r in runs])
-            print(f"{'':<16} F1 after rounds 0..3: {', '.join(_ms(c) for c in per_round.T)}")
+            print(f"{'':<16} F1 after rounds 0..3: {', '.join(_ms(c) for c in per_round.T)}; "
+                  f"rising after every round in {int(np.all(np.diff(per_round, axis=1) > 0, axis=1).sum())} "
+                  f"of {len(runs)} seeds")
+            if all("round_steps" in r for r in runs):
+                steps = np.asarray([r["round_steps"] for r in runs])
+                print(f"{'':<16} steps per round: {steps.min()}-{steps.max()}")
             if all("repeats" in r for r in runs):
                 again = np.asarray([r["repeats"] for r in runs])
                 print(f"{'':<16} largest errors clicked before, rounds 1..3: "

@@ -66,3 +66,16 @@ def test_the_user_can_click_every_nucleus_of_a_merged_object(bench, monkeypatch)
 
     assert clicked() == [1, 3]  # the two largest errors
     assert clicked(whole_merges=True) == [1, 2]  # the largest, and its merged neighbour
+
+
+def test_the_correction_table_counts_the_seeds_that_rise_every_round(bench, capsys):
+    """The issue's target is a rise after every round; the table says in how many seeds,
+    and how many steps the rounds made (a time budget makes a different number each run)."""
+    start = {"f1": 0.5, "ap": 0.2, "count_err": 10.0}
+    run = {"ap": 0.3, "count_err": 5.0, "repeats": [0, 3, 4], "clicks": 30}
+    runs = [{**run, "f1": 0.7, "rounds_f1": [0.5, 0.6, 0.65, 0.7], "round_steps": [380, 402, 391]},
+            {**run, "f1": 0.6, "rounds_f1": [0.5, 0.6, 0.58, 0.6], "round_steps": [377, 399, 410]}]
+    bench.print_table({"start": {"rgb": start, "fluo": start}, "rows": {"correction": runs}})
+    out = capsys.readouterr().out
+    assert "rising after every round in 1 of 2 seeds" in out
+    assert "steps per round: 377-410" in out
