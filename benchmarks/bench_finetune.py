@@ -31,7 +31,8 @@ Rows (``--rows``; default all):
   which adds nothing); with ``--skip-clicked`` it leaves those alone and takes the next
   largest errors instead, as a person who sees their earlier click there would. With
   ``--whole-merges``, a missed nucleus inside a predicted object that holds several
-  nuclei brings a click on each of them, as the Predict dock asks.
+  nuclei brings a click on each of them, as the Predict dock asks; with ``--paint-merges``
+  the user paints each of them as its own label with the brush instead (exact outlines).
 - ``suggestions``: the simulated user answers the 10 top suggestions of
   :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
@@ -232,7 +233,8 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
                           review: bool = False, confirm: int = 0,
                           confirmed: list | None = None, clicked: list | None = None,
                           skip_clicked: bool = False,
-                          whole_merges: bool = False) -> list[UserRound]:
+                          whole_merges: bool = False,
+                          paint_merges: bool = False) -> list[UserRound]:
     """Per image: the ``n_errors`` largest errors of ``model`` as clicks (missed nuclei ->
     "nucleus" at their innermost pixel, false objects -> "background" at theirs).
 
@@ -250,7 +252,8 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
     (``UserRound.repeats``), and with ``skip_clicked`` passed over for the next largest.
     ``whole_merges``: a missed nucleus inside a predicted object that holds several nuclei
     (most of their pixels) brings a click on each of them, as the Predict dock asks ("click
-    each nucleus of an object that merged several"); they count towards ``n_errors``."""
+    each nucleus of an object that merged several"); they count towards ``n_errors``.
+    ``paint_merges``: those nuclei are painted (each its own label) instead of clicked."""
     from napari_segkit.instance_errors import split_objects
     from napari_segkit.prediction import predict
 
@@ -279,8 +282,8 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
         repeats, n_left = sum(e[3] for e in errors[:n_errors]), len(errors)
         if skip_clicked:
             errors = [e for e in errors if not e[3]]
-        fixes = [e[:3] for e in errors[:n_errors]] if not whole_merges else \
-            _with_merged_neighbours(errors, n_errors, gt, pred, gt_areas)
+        fixes = [e[:3] for e in errors[:n_errors]] if not (whole_merges or paint_merges) else \
+            _with_merged_neighbours(errors, n_errors, gt, pred, gt_areas, paint_merges)
         if confirm:
             right = sorted(set(np.unique(gt[gt > 0]).tolist()) - set(missed) - confirmed[i],
                            key=lambda g: -gt_areas[g])[:confirm]
@@ -298,10 +301,11 @@ def _nuclei_held(gt, pred, p: int, gt_areas) -> list[int]:
     return [int(h) for h in np.flatnonzero(inside >= 0.5 * np.maximum(gt_areas, 1)) if h]
 
 
-def _with_merged_neighbours(errors, n_errors: int, gt, pred, gt_areas) -> list:
+def _with_merged_neighbours(errors, n_errors: int, gt, pred, gt_areas, paint: bool = False) -> list:
     """The largest ``errors`` (area, point, class, clicked) as fixes, each missed nucleus in
     a predicted object that holds several nuclei followed by the others it holds, until
-    ``n_errors`` fixes."""
+    ``n_errors`` fixes; with ``paint`` the nuclei of such an object are painted
+    (``(area, nucleus id, "paint")``) instead of clicked."""
     fixes, taken = [], set()
     for area, pt, cls, _ in errors:
         if len(fixes) >= n_errors:
@@ -319,7 +323,8 @@ def _with_merged_neighbours(errors, n_errors: int, gt, pred, gt_areas) -> list:
         for h in group:
             if h not in taken:
                 taken.add(h)
-                fixes.append((gt_areas[h], _inner_point(gt == h), "nucleus"))
+                fixes.append((gt_areas[h], h, "paint") if paint and len(group) > 1 else
+                             (gt_areas[h], _inner_point(gt == h), "nucleus"))
     return fixes
 
 
@@ -365,7 +370,7 @@ def row_correction(args, seed, data, init, rounds: int = 3, n_errors: int = 10):
     for r in range(rounds):
         new = simulated_corrections(model, ax, ay, n_errors, args.paint_splits, args.review,
                                     args.confirm, confirmed, corrections, args.skip_clicked,
-                                    args.whole_merges)
+                                    args.whole_merges, args.paint_merges)
         repeats.append(sum(user.repeats for user in new))
         for c, gt, user in zip(corrections, ay, new):
             for pt, cls in user.clicks:
@@ -531,6 +536,10 @@ def main() -> None:
                     help="correction rows: a missed nucleus inside a predicted object that "
                          "holds several brings a click on each of them (as the Predict dock "
                          "asks); they count towards the 10 errors per image and round")
+    ap.add_argument("--paint-merges", action="store_true",
+                    help="correction rows: as --whole-merges, but the user paints each nucleus "
+                         "of a merged object as its own label with the brush instead of "
+                         "clicking it")
     ap.add_argument("--blend-scan", type=float, nargs="+", default=[], metavar="F",
                     help="rgb_/fluo_ rows: keep the fine-tuned weights as they are (never the "
                          "start, never a blend), then also score their blends with the start, "
@@ -553,7 +562,8 @@ def main() -> None:
           f"{'; says when it corrected every error of an image' if args.review else ''}"
           f"{f'; confirms {args.confirm} right nuclei per image and round' if args.confirm else ''}"
           f"{'; skips errors it clicked before' if args.skip_clicked else ''}"
-          f"{'; clicks every nucleus of a merged object' if args.whole_merges else ''}",
+          f"{'; clicks every nucleus of a merged object' if args.whole_merges else ''}"
+          f"{'; paints every nucleus of a merged object' if args.paint_merges else ''}",
           flush=True)
     starts = {d: score(start, v[2], v[3]) for d, v in data.items()}
     for d, s in starts.items():

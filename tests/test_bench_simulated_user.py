@@ -66,6 +66,9 @@ def test_the_user_can_click_every_nucleus_of_a_merged_object(bench, monkeypatch)
 
     assert clicked() == [1, 3]  # the two largest errors
     assert clicked(whole_merges=True) == [1, 2]  # the largest, and its merged neighbour
+    # the brush instead: each nucleus of the merged object painted as its own label
+    user = bench.simulated_corrections(None, [image], [gt], 2, paint_merges=True)[0]
+    assert user.painted == [1, 2] and user.clicks == []
 
 
 def test_the_correction_table_counts_the_seeds_that_rise_every_round(bench, capsys):
