@@ -678,8 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_and_images(p, "the model that predicted: a file or 'default'")
     p.add_argument("--points", type=Path,
                    help="folder of <stem>.csv napari points: clicks with a 'class' column, "
-                        "'nucleus' on missed nuclei (one per nucleus; on each nucleus of an "
-                        "object that merged several) and 'background' on false objects")
+                        "'nucleus' on missed nuclei (one per nucleus) and 'background' on "
+                        "false objects (the nuclei of an object that merged several are best "
+                        "painted, each with its own label, in --edited)")
     p.add_argument("--edited", type=Path,
                    help="folder of <stem>_instances.tif as napari-segkit predict wrote them, "
                         "edited (objects drawn, merged, cut or erased, e.g. in napari): the "

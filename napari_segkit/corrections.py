@@ -1,9 +1,11 @@
 """The correction loop: the user fixes what the current model got wrong, the model retrains.
 
 After a prediction the user clicks the nuclei the model missed (class ``"nucleus"``),
-clicks the objects that are not nuclei (class ``"background"``), clicks each nucleus of
-an object that merged several, and may edit the instance labels directly (paint a
-nucleus, merge the pieces of one, erase a false object). Those corrections, with the
+clicks the objects that are not nuclei (class ``"background"``), and edits the instance
+labels directly where a click says too little: paints each nucleus of an object that
+merged several with its own label (clicks on each split it too, but along rough cuts
+that, over rounds, teach the model to cut large single nuclei: README), merges the
+pieces of one nucleus, erases a false object. Those corrections, with the
 earlier ones, become training targets on top of the current model's own prediction
 (:func:`correction_targets`): what the user drew or erased is taught as drawn, a
 background click removes its object, a click on nothing adds a nucleus, several clicks
@@ -184,8 +186,10 @@ def lone_clicks_in_large_objects(corrections: Corrections, instances: np.ndarray
 
     Such an object is taught as one nucleus (a click says a nucleus is here, not where it
     ends). When the model merged several nuclei into it, a click on one of them teaches
-    the merge, and the error stays round after round: the user should click each nucleus
-    in it, or paint them (README, the correction loop's repeated errors)."""
+    the merge, and the error stays round after round: the user should paint each nucleus
+    in it with its own label (a click on each also splits it, along rough cuts that teach
+    the model to cut large single nuclei in later rounds; README, the correction loop's
+    repeated errors)."""
     instances = np.asarray(instances)
     areas = np.bincount(instances.ravel())
     if len(areas) < 2 or not (areas[1:] > 0).any():
@@ -208,8 +212,8 @@ def lone_click_warning(lone: int) -> str:
     return (f"{counted(lone, 'nucleus clicks')} {'is' if one else 'are'} alone in "
             f"{'an object' if one else 'objects'} over twice the usual nucleus size: "
             f"{'that object is' if one else 'each is'} taught as one nucleus. If "
-            f"{'it' if one else 'one'} holds several nuclei, click each of them (or paint "
-            "each as its own label in the instances) and retrain.")
+            f"{'it' if one else 'one'} holds several nuclei, paint each of them with its own "
+            "label in the instances (a click on each cuts it only roughly) and retrain.")
 
 
 def paste_edits(predicted: np.ndarray, painted, erased):

@@ -3,9 +3,10 @@
 1. *Suggest where to click* adds a Points layer ``"<image> suggestions"``: the places where
    the current model is least sure, ranked (1 = most useful click).
 2. *Add corrections layer* adds ``"<image> corrections"``: click each nucleus the model
-   missed (class ``nucleus``), each false object (class ``background``), each nucleus of a
-   merged object; or paint / erase on the ``"<image> instances"`` layer (merge the
-   pieces of a nucleus by painting them with one label, erase a false object). Drawn and
+   missed (class ``nucleus``) and each false object (class ``background``); paint / erase
+   on the ``"<image> instances"`` layer (each nucleus of a merged object painted with its
+   own label: clicks on them cut it only roughly, README; the pieces of a nucleus merged
+   by painting them with one label; a false object erased). Drawn and
    erased pixels are kept for the next rounds, on top of each new prediction.
 3. *Retrain with corrections* fine-tunes the current model on the corrected prediction of
    this image and of every image corrected before in this session (in a worker thread,
@@ -33,7 +34,7 @@ from napari.layers import Image, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from .._common import classes_of, is_rgb
+from .._common import classes_of, counted, is_rgb
 from .._sample_data import points_layer_kwargs
 from ..corrections import Corrections, correction_training, corrections_from_layers
 from ..suggestions import contradicts_clicks
@@ -117,10 +118,12 @@ class CorrectionPanel(Container):
                                                translate=image.translate[-2:], **kwargs)
             layer.mode = "add"
             self.viewer.layers.selection.active = layer
-            self.status.value = ("Click missed nuclei (class nucleus), each nucleus of an "
-                                 "object that merged several, and false objects (class "
-                                 "background), or paint on the instances layer (one label "
-                                 "over the pieces of a nucleus merges them), then Retrain.")
+            self.status.value = ("Click missed nuclei (class nucleus) and false objects "
+                                 "(class background). Where one object merged several "
+                                 "nuclei, paint each nucleus with its own label on the "
+                                 "instances layer (clicks there cut it only roughly); one "
+                                 "label over the pieces of a nucleus merges them. Then "
+                                 "Retrain.")
             return layer
         return None
 
@@ -222,10 +225,10 @@ class CorrectionPanel(Container):
             set_progress_quietly(self.progress, 0)
             n = sum(len(c) for c in fixes)
             drawn = sum(c.painted is not None or c.erased is not None for c in fixes)
-            edits = f", edits on {drawn} image(s)" if drawn else ""
+            edits = f", edits on {counted(drawn, 'images')}" if drawn else ""
             self.warnings = ()
-            self.status.value = (f"Retraining on {len(images)} image(s), {n} correction "
-                                 f"clicks{edits}...")
+            self.status.value = (f"Retraining on {counted(len(images), 'images')}, "
+                                 f"{counted(n, 'correction clicks')}{edits}...")
             worker.start()
             return worker
         return None

@@ -141,10 +141,11 @@ def test_a_click_alone_in_a_large_object_gets_a_hint(dock, qtbot, monkeypatch):
     monkeypatch.setattr(corrections, "lone_clicks_in_large_objects", lambda c, inst: 1)
     panel = widget.corrections
     panel.add_corrections_layer()
-    assert "each nucleus of an object that merged several" in panel.status.value
+    assert "paint each nucleus with its own label" in panel.status.value
     viewer.layers["fluo_256 corrections"].add(np.array([[130.0, 130.0]]))
     panel.seconds.value = 5
     assert panel.retrain() is not None
+    assert panel.status.value == "Retraining on 1 image, 1 correction click..."
     qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
     qtbot.waitUntil(lambda: not widget.drawing(), timeout=30_000)
