@@ -31,8 +31,9 @@ Rows (``--rows``; default all):
   which adds nothing); with ``--skip-clicked`` it leaves those alone and takes the next
   largest errors instead, as a person who sees their earlier click there would. With
   ``--whole-merges``, a missed nucleus inside a predicted object that holds several
-  nuclei brings a click on each of them, as the Predict dock asks; with ``--paint-merges``
-  the user paints each of them as its own label with the brush instead (exact outlines).
+  nuclei brings a click on each of them (as the Predict dock asked until 2026-11-25);
+  with ``--paint-merges`` the user paints each of them as its own label with the brush
+  instead (exact outlines, as the dock asks now).
 - ``suggestions``: the simulated user answers the 10 top suggestions of
   :func:`napari_segkit.suggestions.suggest_clicks` per annotated RGB image vs 10 random
   nuclei per image, each followed by 1/3 of the budget of fine-tuning: F1 gain per click.
@@ -251,8 +252,9 @@ def simulated_corrections(model, images, labels, n_errors: int, paint_splits: bo
     ``background`` one. Those among the ``n_errors`` largest are counted
     (``UserRound.repeats``), and with ``skip_clicked`` passed over for the next largest.
     ``whole_merges``: a missed nucleus inside a predicted object that holds several nuclei
-    (most of their pixels) brings a click on each of them, as the Predict dock asks ("click
-    each nucleus of an object that merged several"); they count towards ``n_errors``.
+    (most of their pixels) brings a click on each of them, as the Predict dock asked until
+    2026-11-25 ("click each nucleus of an object that merged several"); they count
+    towards ``n_errors``.
     ``paint_merges``: those nuclei are painted (each its own label) instead of clicked."""
     from napari_segkit.instance_errors import split_objects
     from napari_segkit.prediction import predict
@@ -534,12 +536,12 @@ def main() -> None:
                          "in an earlier round (the model still gets it wrong) for the next one")
     ap.add_argument("--whole-merges", action="store_true",
                     help="correction rows: a missed nucleus inside a predicted object that "
-                         "holds several brings a click on each of them (as the Predict dock "
-                         "asks); they count towards the 10 errors per image and round")
+                         "holds several brings a click on each of them; they count towards "
+                         "the 10 errors per image and round")
     ap.add_argument("--paint-merges", action="store_true",
                     help="correction rows: as --whole-merges, but the user paints each nucleus "
                          "of a merged object as its own label with the brush instead of "
-                         "clicking it")
+                         "clicking it (as the Predict dock asks)")
     ap.add_argument("--blend-scan", type=float, nargs="+", default=[], metavar="F",
                     help="rgb_/fluo_ rows: keep the fine-tuned weights as they are (never the "
                          "start, never a blend), then also score their blends with the start, "
