@@ -121,9 +121,9 @@ class CorrectionPanel(Container):
             self.status.value = ("Click missed nuclei (class nucleus) and false objects "
                                  "(class background). Where one object merged several "
                                  "nuclei, paint each nucleus with its own label on the "
-                                 "instances layer (clicks there cut it only roughly); one "
-                                 "label over the pieces of a nucleus merges them. Then "
-                                 "Retrain.")
+                                 "instances layer (M picks an unused label; clicks there "
+                                 "cut it only roughly); one label over the pieces of a "
+                                 "nucleus merges them. Then Retrain.")
             return layer
         return None
 
