@@ -13,9 +13,8 @@
    with a Stop button; closing the Predict dock or the viewer stops it too; the status
    says when a nucleus click is alone in an unusually large object, which is then taught
    as one nucleus: :func:`napari_segkit.corrections.lone_clicks_in_large_objects`),
-   publishes the
-   new model as "Just trained" and predicts again. Its progress is redrawn about once a
-   second, as the Train dock's.
+   publishes the new model as "Just trained" and predicts again. Its progress is redrawn
+   about once a second, as the Train dock's.
 
 Thin: the targets and the training are :mod:`napari_segkit.corrections` and
 :mod:`napari_segkit.suggestions`.

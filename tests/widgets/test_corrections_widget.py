@@ -133,6 +133,8 @@ def test_a_click_alone_in_a_large_object_gets_a_hint(dock, qtbot, monkeypatch):
     """One click in an object that merged several nuclei teaches the merge: the retraining
     says so (its start event's warning, napari_segkit.corrections), and the status keeps
     it under the result, for the next round."""
+    from napari.utils.shortcuts import default_shortcuts
+
     from napari_segkit import corrections
 
     viewer, widget, errors = dock
@@ -142,8 +144,6 @@ def test_a_click_alone_in_a_large_object_gets_a_hint(dock, qtbot, monkeypatch):
     panel = widget.corrections
     panel.add_corrections_layer()
     assert "paint each nucleus with its own label" in panel.status.value
-    from napari.utils.shortcuts import default_shortcuts
-
     assert "M picks an unused label" in panel.status.value  # napari's new-label key:
     assert [str(k) for k in default_shortcuts["napari:new_label"]] == ["M"]
     viewer.layers["fluo_256 corrections"].add(np.array([[130.0, 130.0]]))
